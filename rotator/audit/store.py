@@ -1,0 +1,329 @@
+"""The audit store: rotation rows, per-policy state and the append-only event log.
+
+Every state change of a rotation and the event that records it are written in
+one transaction, so the log never disagrees with the state. Event details are
+plain values; a ``Secret`` handed to them is refused, and any text holding a
+live secret's value is scrubbed before it is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from rotator.audit import migrations
+from rotator.audit.tables import audit_events, policy_state, rotations
+from rotator.errors import AuditStoreError, SecretLeakError
+from rotator.secret import Secret, scrub
+
+DetailValue = str | int | float | bool | None
+ACTOR = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RotationRecord:
+    """One row of ``rotations``: everything needed to resume a rotation after a crash."""
+
+    id: str
+    policy: str
+    provider: str
+    strategy: str
+    state: str
+    emergency: bool
+    old_key_id: str | None
+    new_key_id: str | None
+    new_key_name: str | None
+    new_secret_fingerprint: str | None
+    vault_path: str
+    vault_field: str
+    vault_base_version: int | None
+    vault_version: int | None
+    grace_until: datetime | None
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    policy: str
+    current_key_id: str | None
+    vault_version: int | None
+    last_rotated_at: datetime | None
+    last_rotation_id: str | None
+    adopted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    policy: str
+    rotation_id: str | None
+    step: str
+    outcome: str
+    actor: str
+    details: dict[str, Any]
+
+
+_ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
+TERMINAL_STATES = frozenset({"completed", "rolled_back", "abandoned"})
+
+
+def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]:
+    clean: dict[str, DetailValue] = {}
+    for key, value in details.items():
+        if isinstance(value, Secret):
+            raise SecretLeakError(f"audit detail {key!r} is a Secret; audit rows never hold one")
+        clean[key] = scrub(value) if isinstance(value, str) else value
+    return clean
+
+
+def make_engine(url: Secret) -> Engine:
+    """A SQLAlchemy engine for ``url``; SQLite gets WAL and a busy timeout for concurrency."""
+    raw = url.reveal()
+    if raw.startswith("sqlite"):
+        engine = create_engine(raw, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(raw, pool_pre_ping=True, pool_size=8, max_overflow=32)
+
+
+class AuditStore:
+    """Rotation state and audit events in PostgreSQL (production) or SQLite (trials)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: Secret) -> AuditStore:
+        return cls(make_engine(url))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def require_current_schema(self) -> None:
+        with self._errors():
+            migrations.require_current_schema(self.engine)
+
+    def is_reachable(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            return True
+        except SQLAlchemyError:
+            return False
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise AuditStoreError(
+                f"cannot use the audit database ({scrub(str(exc.orig)).strip()}); check "
+                "database.url and that the database is running"
+            ) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self._errors(), self.engine.begin() as connection:
+            yield connection
+
+    # -- events ---------------------------------------------------------------
+
+    def record_event(
+        self,
+        policy: str,
+        step: str,
+        outcome: str,
+        *,
+        rotation_id: str | None = None,
+        details: Mapping[str, DetailValue] | None = None,
+        connection: Connection | None = None,
+    ) -> None:
+        values = {
+            "at": utcnow(),
+            "policy": policy,
+            "rotation_id": rotation_id,
+            "step": step,
+            "outcome": outcome,
+            "actor": ACTOR,
+            "details": _clean_details(details or {}),
+        }
+        if connection is not None:
+            connection.execute(insert(audit_events).values(**values))
+            return
+        with self.transaction() as conn:
+            conn.execute(insert(audit_events).values(**values))
+
+    def events(
+        self,
+        *,
+        policy: str | None = None,
+        rotation_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        outcome: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        query = select(audit_events).order_by(audit_events.c.id)
+        if policy is not None:
+            query = query.where(audit_events.c.policy == policy)
+        if rotation_id is not None:
+            query = query.where(audit_events.c.rotation_id == rotation_id)
+        if since is not None:
+            query = query.where(audit_events.c.at >= since)
+        if until is not None:
+            query = query.where(audit_events.c.at < until)
+        if outcome is not None:
+            query = query.where(audit_events.c.outcome == outcome)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.transaction() as connection:
+            return [AuditEvent(**row._asdict()) for row in connection.execute(query)]
+
+    # -- rotations ------------------------------------------------------------
+
+    def create_rotation(
+        self, record: RotationRecord, *, details: Mapping[str, DetailValue]
+    ) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                insert(rotations).values(**{f: getattr(record, f) for f in _ROTATION_FIELDS})
+            )
+            self.record_event(
+                record.policy,
+                "plan",
+                "succeeded",
+                rotation_id=record.id,
+                details=details,
+                connection=connection,
+            )
+
+    def update_rotation(
+        self,
+        rotation: RotationRecord,
+        *,
+        step: str,
+        outcome: str,
+        details: Mapping[str, DetailValue] | None = None,
+        **changes: Any,
+    ) -> RotationRecord:
+        """Apply ``changes`` to the row and log the step's event in one transaction."""
+        unknown = set(changes) - set(_ROTATION_FIELDS)
+        if unknown:
+            raise AuditStoreError(f"unknown rotation fields: {sorted(unknown)}")
+        if "last_error" in changes and changes["last_error"] is not None:
+            changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
+        changes["updated_at"] = utcnow()
+        with self.transaction() as connection:
+            connection.execute(
+                update(rotations).where(rotations.c.id == rotation.id).values(**changes)
+            )
+            self.record_event(
+                rotation.policy,
+                step,
+                outcome,
+                rotation_id=rotation.id,
+                details=details,
+                connection=connection,
+            )
+        return RotationRecord(**{**{f: getattr(rotation, f) for f in _ROTATION_FIELDS}, **changes})
+
+    def rotation(self, rotation_id: str) -> RotationRecord | None:
+        with self.transaction() as connection:
+            row = connection.execute(select(rotations).where(rotations.c.id == rotation_id)).first()
+        return RotationRecord(**row._asdict()) if row else None
+
+    def active_rotation(self, policy: str) -> RotationRecord | None:
+        """The policy's unfinished rotation, if any (at most one exists, under the lock)."""
+        with self.transaction() as connection:
+            row = connection.execute(
+                select(rotations)
+                .where(rotations.c.policy == policy, rotations.c.state.not_in(TERMINAL_STATES))
+                .order_by(rotations.c.created_at.desc())
+            ).first()
+        return RotationRecord(**row._asdict()) if row else None
+
+    def rotations_for(self, policy: str) -> list[RotationRecord]:
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(rotations)
+                .where(rotations.c.policy == policy)
+                .order_by(rotations.c.created_at)
+            )
+            return [RotationRecord(**row._asdict()) for row in rows]
+
+    def unfinished_rotations(self) -> list[RotationRecord]:
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(rotations)
+                .where(rotations.c.state.not_in(TERMINAL_STATES))
+                .order_by(rotations.c.created_at)
+            )
+            return [RotationRecord(**row._asdict()) for row in rows]
+
+    # -- per-policy state -----------------------------------------------------
+
+    def policy_state(self, policy: str) -> PolicyState | None:
+        with self.transaction() as connection:
+            row = connection.execute(
+                select(policy_state).where(policy_state.c.policy == policy)
+            ).first()
+        if row is None:
+            return None
+        values = row._asdict()
+        values.pop("updated_at")
+        return PolicyState(**values)
+
+    def set_policy_state(
+        self, policy: str, *, connection: Connection | None = None, **values: Any
+    ) -> None:
+        values["updated_at"] = utcnow()
+        if connection is None:
+            with self.transaction() as conn:
+                self._upsert_policy_state(conn, policy, values)
+        else:
+            self._upsert_policy_state(connection, policy, values)
+
+    @staticmethod
+    def _upsert_policy_state(connection: Connection, policy: str, values: dict[str, Any]) -> None:
+        changed = connection.execute(
+            update(policy_state).where(policy_state.c.policy == policy).values(**values)
+        ).rowcount
+        if not changed:
+            connection.execute(insert(policy_state).values(policy=policy, **values))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

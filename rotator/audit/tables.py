@@ -1,0 +1,110 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them.
+
+No column holds a secret value. ``new_secret_fingerprint`` is a salted
+SHA-256 of the new secret, kept only so that after a crash rotator can tell
+its own Vault write from someone else's; it cannot be turned back into the
+secret.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the audit store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+rotations = Table(
+    "rotations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("policy", String(200), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("strategy", String(32), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("emergency", Boolean, nullable=False, default=False),
+    Column("old_key_id", String(200)),
+    Column("new_key_id", String(200)),
+    Column("new_key_name", String(200)),
+    Column("new_secret_fingerprint", String(64)),
+    Column("vault_path", String(500), nullable=False),
+    Column("vault_field", String(200), nullable=False),
+    Column("vault_base_version", Integer),
+    Column("vault_version", Integer),
+    Column("grace_until", UTCDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Index("ix_rotations_policy_state", "policy", "state"),
+    Index("ix_rotations_state_next_attempt", "state", "next_attempt_at"),
+)
+
+policy_state = Table(
+    "policy_state",
+    metadata,
+    Column("policy", String(200), primary_key=True),
+    Column("current_key_id", String(200)),
+    Column("vault_version", Integer),
+    Column("last_rotated_at", UTCDateTime),
+    Column("last_rotation_id", String(32)),
+    Column("adopted_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("policy", String(200), nullable=False),
+    Column("rotation_id", String(32)),
+    Column("step", String(40), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_audit_events_policy_id", "policy", "id"),
+    Index("ix_audit_events_rotation_id", "rotation_id"),
+    Index("ix_audit_events_at", "at"),
+)

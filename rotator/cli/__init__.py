@@ -1,0 +1,59 @@
+"""The ``rotator`` command line (click).
+
+Heavy libraries are imported inside the commands that need them, so that
+``rotator --help`` and a CronJob's ``rotator rotate due`` start quickly.
+Exit codes: 0 ok, 1 a rotation or a dependency failed, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from rotator import __version__
+from rotator.cli.db import db
+from rotator.cli.options import config_option, load
+from rotator.errors import RotatorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rotator")
+def cli() -> None:
+    """Rotate third-party API keys on a schedule, safely, into Vault."""
+
+
+@cli.command()
+@config_option
+def validate(config_path: str | None) -> None:
+    """Check the configuration file offline; exit 2 on any problem."""
+    config = load(config_path)
+    for warning in config.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(
+        f"{config.source}: OK ({len(config.providers)} providers, {len(config.policies)} policies)"
+    )
+
+
+cli.add_command(db)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the CLI and turns ``RotatorError`` into an exit code."""
+    try:
+        cli.main(args=argv, prog_name="rotator", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RotatorError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

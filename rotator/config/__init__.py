@@ -1,0 +1,1 @@
+"""Configuration: the YAML file, its credential references, and their checks."""

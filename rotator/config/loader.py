@@ -1,0 +1,332 @@
+"""Loading ``rotator.yaml`` into a fully checked ``Config``, or one clear ``ConfigError``.
+
+Every problem found is reported together, each as ``file:line: key.path:
+what is wrong and what to do``. Loading reads the file and the environment
+(and credential files) only: it writes nothing and calls no server.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from rotator.config.credentials import Credential, VaultReference, expand_env, parse_credential
+from rotator.config.model import (
+    AppRoleAuth,
+    KubernetesAuth,
+    RawConfig,
+    ScheduleConfig,
+    TokenAuth,
+    VaultConfig,
+    VaultTarget,
+)
+from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
+from rotator.errors import ConfigError
+from rotator.providers.base import KeySelector, Provider, ProviderSettings, Strategy
+from rotator.providers.registry import PROVIDER_CLASSES, provider_class
+from rotator.secret import Secret
+
+DEFAULT_CONFIG_PATH = Path("rotator.yaml")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One rotation policy, checked against its provider's capabilities."""
+
+    name: str
+    provider_name: str
+    provider_settings: ProviderSettings
+    provider_class: type[Provider[Any, Any]]
+    selector: KeySelector
+    strategy: Strategy
+    schedule: ScheduleConfig
+    grace_period: timedelta
+    vault: VaultTarget
+
+    @property
+    def provider_type(self) -> str:
+        return self.provider_class.type_name
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded configuration: every reference parsed, every policy checked."""
+
+    source: str
+    database_url: Secret
+    vault: VaultConfig
+    vault_token: Credential | None
+    providers: dict[str, ProviderSettings]
+    policies: dict[str, Policy]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Issues:
+    document: YamlDocument
+    source: str
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def error(self, loc: Location, message: str) -> None:
+        self.errors.append((self.document.line_of(loc) or 0, self._where(loc) + message))
+
+    def warn(self, loc: Location, message: str) -> None:
+        self.warnings.append(self._where(loc) + message)
+
+    def _where(self, loc: Location) -> str:
+        line = self.document.line_of(loc)
+        place = f"{self.source}:{line}" if line else self.source
+        return f"{place}: {dotted(loc)}: "
+
+    def add_validation_error(
+        self, exc: ValidationError, prefix: Location, model: type[Any]
+    ) -> None:
+        vocabulary = _field_names(model)
+        for err in exc.errors():
+            loc = self._document_loc((*prefix, *err["loc"]))
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                key = str(loc[-1])
+                message = f"unknown key {key!r}; remove it or fix its spelling"
+                close = difflib.get_close_matches(key, vocabulary, n=1)
+                if close:
+                    message += f" (did you mean {close[0]!r}?)"
+            elif err["type"] == "missing":
+                message = "this required key is missing; add it"
+            self.error(loc, message)
+
+    def _document_loc(self, loc: Location) -> Location:
+        """Drop the union tags pydantic inserts, which are not keys in the file."""
+        kept: list[str | int] = []
+        node: Any = self.document.data
+        for index, part in enumerate(loc):
+            last = index == len(loc) - 1
+            if isinstance(node, dict) and part not in node and not last:
+                continue
+            kept.append(part)
+            node = node.get(part) if isinstance(node, dict) else _item(node, part)
+        return tuple(kept)
+
+    def raise_if_any(self) -> None:
+        if not self.errors:
+            return
+        lines = [message for _, message in sorted(self.errors, key=lambda item: item[0])]
+        count = len(lines)
+        header = f"{self.source}: {count} problem{'s' if count > 1 else ''} found, nothing was done"
+        raise ConfigError("\n".join([header, *(f"  {line}" for line in lines)]))
+
+
+def _item(node: Any, part: str | int) -> Any:
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
+
+
+def _field_names(model: type[Any]) -> list[str]:
+    """Every key name the model (and the models nested in it) accepts, for suggestions."""
+    names: set[str] = set()
+    pending: list[Any] = [model]
+    seen: set[Any] = set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            for name, info in current.model_fields.items():
+                names.add(name)
+                pending.append(info.annotation)
+        else:
+            pending.extend(typing.get_args(current))
+    return sorted(names)
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """``-c/--config``, else ``$ROTATOR_CONFIG``, else ``./rotator.yaml``."""
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get("ROTATOR_CONFIG"):
+        return Path(env)
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and check ``path``; raise ``ConfigError`` listing every problem."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "configuration file not found; pass -c/--config, set $ROTATOR_CONFIG, or create "
+            "rotator.yaml (config.example.yaml shows every option)",
+            source=source,
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot be read ({exc})", source=source) from None
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str) -> Config:
+    """Check configuration ``text`` read from ``source`` (used in messages)."""
+    document = load_yaml(text, source)
+    issues = _Issues(document, source)
+    if not isinstance(document.data, dict):
+        issues.error((), "the top level must be a mapping with keys such as vault and policies")
+        issues.raise_if_any()
+    try:
+        raw = RawConfig.model_validate(document.data)
+    except ValidationError as exc:
+        issues.add_validation_error(exc, (), RawConfig)
+        issues.raise_if_any()
+        raise
+    database_url = _database_url(raw, issues)
+    vault_token = _vault_token(raw, issues)
+    providers = _providers(raw, issues)
+    policies = _policies(raw, providers, issues)
+    issues.raise_if_any()
+    return Config(
+        source=source,
+        database_url=database_url,
+        vault=raw.vault,
+        vault_token=vault_token,
+        providers=providers,
+        policies=policies,
+        warnings=issues.warnings,
+    )
+
+
+def _database_url(raw: RawConfig, issues: _Issues) -> Secret:
+    try:
+        return Secret(expand_env(raw.database.url))
+    except ValueError as exc:
+        issues.error(("database", "url"), str(exc))
+        return Secret("")
+
+
+def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:
+    auth = raw.vault.auth
+    loc: Location = ("vault", "auth")
+    if isinstance(auth, AppRoleAuth | KubernetesAuth):
+        return None
+    assert isinstance(auth, TokenAuth)
+    reference = auth.token or ("file:" + str(auth.token_file) if auth.token_file else None)
+    reference = reference or "${VAULT_TOKEN}"
+    try:
+        parsed = parse_credential(reference, allow_literal=raw.allow_literal_secrets)
+    except ValueError as exc:
+        issues.error((*loc, "token"), str(exc))
+        return None
+    if isinstance(parsed.credential, VaultReference):
+        issues.error((*loc, "token"), "the Vault token cannot itself come from Vault")
+        return None
+    if parsed.warning:
+        issues.warn((*loc, "token"), parsed.warning)
+    return parsed.credential
+
+
+def _providers(raw: RawConfig, issues: _Issues) -> dict[str, ProviderSettings]:
+    providers: dict[str, ProviderSettings] = {}
+    for name, entry in raw.providers.items():
+        loc: Location = ("providers", name)
+        if not isinstance(entry, dict):
+            issues.error(loc, "must be a mapping with at least 'type' and 'token'")
+            continue
+        type_name = entry.get("type")
+        if type_name not in PROVIDER_CLASSES:
+            known = ", ".join(sorted(PROVIDER_CLASSES))
+            issues.error(
+                (*loc, "type"), f"unknown provider type {type_name!r}; use one of: {known}"
+            )
+            continue
+        model = provider_class(type_name).settings_model
+        data = dict(entry)
+        if "token" in data:
+            try:
+                parsed = parse_credential(data["token"], allow_literal=raw.allow_literal_secrets)
+            except ValueError as exc:
+                issues.error((*loc, "token"), str(exc))
+                continue
+            data["token"] = parsed.credential
+            if parsed.warning:
+                issues.warn((*loc, "token"), parsed.warning)
+        try:
+            providers[name] = model.model_validate(data)
+        except ValidationError as exc:
+            issues.add_validation_error(exc, loc, model)
+    return providers
+
+
+def _policies(
+    raw: RawConfig, providers: dict[str, ProviderSettings], issues: _Issues
+) -> dict[str, Policy]:
+    policies: dict[str, Policy] = {}
+    for name, policy in raw.policies.items():
+        loc: Location = ("policies", name)
+        if policy.provider not in raw.providers:
+            known = ", ".join(sorted(raw.providers)) or "none are configured"
+            issues.error(
+                (*loc, "provider"),
+                f"names provider {policy.provider!r}, which is not under 'providers:' "
+                f"(configured: {known})",
+            )
+            continue
+        settings = providers.get(policy.provider)
+        if settings is None:
+            continue  # the provider entry itself is invalid and already reported
+        cls = provider_class(settings.type)
+        if policy.strategy not in cls.capabilities.strategies:
+            allowed = ", ".join(sorted(cls.capabilities.strategies))
+            issues.error(
+                (*loc, "strategy"),
+                f"{settings.type} does not support strategy {policy.strategy.value!r}; "
+                f"use one of: {allowed}",
+            )
+            continue
+        try:
+            selector = cls.selector_model.model_validate(policy.key)
+        except ValidationError as exc:
+            issues.add_validation_error(exc, (*loc, "key"), cls.selector_model)
+            continue
+        for warning in cls.policy_warnings(selector, policy.strategy, policy.grace_period):
+            issues.warn(loc, warning)
+        policies[name] = Policy(
+            name=name,
+            provider_name=policy.provider,
+            provider_settings=settings,
+            provider_class=cls,
+            selector=selector,
+            strategy=policy.strategy,
+            schedule=policy.schedule,
+            grace_period=policy.grace_period,
+            vault=policy.vault,
+        )
+    _check_vault_targets_unique(raw, issues)
+    return policies
+
+
+def _check_vault_targets_unique(raw: RawConfig, issues: _Issues) -> None:
+    targets = Counter(
+        (policy.vault.normalized_path, policy.vault.field) for policy in raw.policies.values()
+    )
+    for name, policy in raw.policies.items():
+        target = (policy.vault.normalized_path, policy.vault.field)
+        if targets[target] > 1:
+            others = [
+                other
+                for other, p in raw.policies.items()
+                if other != name and (p.vault.normalized_path, p.vault.field) == target
+            ]
+            issues.error(
+                ("policies", name, "vault"),
+                f"writes the same Vault secret {target[0]}#{target[1]} as policy "
+                f"{', '.join(others)}; give each policy its own path or field",
+            )

@@ -1,0 +1,34 @@
+"""Parsing of human durations such as ``30d``, ``24h``, ``1h30m`` or ``90s``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d+)([wdhms])")
+_WHOLE = re.compile(r"(?:\d+[wdhms])+")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Return the duration ``text`` names; raise ``ValueError`` with the accepted forms."""
+    compact = text.strip().replace(" ", "")
+    if not _WHOLE.fullmatch(compact):
+        raise ValueError(
+            f"{text!r} is not a duration: write a number and a unit, "
+            "e.g. '90s', '10m', '24h', '30d', '2w' or '1h30m'"
+        )
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in _PART.findall(compact)))
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest ``parse_duration`` spelling of ``delta`` (whole seconds)."""
+    seconds = int(delta.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNITS.items():
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

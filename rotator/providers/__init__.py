@@ -1,0 +1,1 @@
+"""Vendor providers: one module per vendor, each a thin HTTP client plus a ``Provider``."""

@@ -1,0 +1,180 @@
+"""The provider contract every vendor module implements (see docs/providers.md).
+
+A provider speaks rotator's words (list, create, regenerate, revoke, verify)
+and translates them into one vendor's API. It knows nothing of Vault, the
+database or the rotation protocol: the engine calls it and keeps the state.
+Each provider declares what its vendor allows (``Capabilities``) so that
+configuration validation can refuse a policy that asks for more before any
+call is made.
+"""
+
+from __future__ import annotations
+
+import secrets
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rotator.config.credentials import Credential
+from rotator.secret import Secret
+
+
+class Strategy(StrEnum):
+    """How a key is replaced at the vendor."""
+
+    REGENERATE = "regenerate"
+    CREATE_THEN_DELETE = "create_then_delete"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a vendor lets rotator do; checked when the configuration loads."""
+
+    strategies: frozenset[Strategy]
+    #: The provider can prove a new key is usable (see ``Provider.verify_key``).
+    can_verify: bool
+    #: What ``verify_key`` proves, in words shown by ``plan``.
+    verification: str = "none"
+    #: The vendor accepts a secret chosen by the caller, so rotator can store it first.
+    caller_chooses_secret: bool = False
+    #: How long a revoked key may still be accepted (vendor-side caches).
+    revocation_lag: timedelta = timedelta(0)
+    #: Longest key name the vendor accepts.
+    max_name_length: int = 64
+
+
+class ProviderSettings(BaseModel):
+    """A ``providers:`` entry. Vendor modules subclass it to add their own keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    type: str
+    token: Credential
+    base_url: str | None = None
+    timeout: float = Field(default=30.0, gt=0, description="seconds for each HTTP call")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class KeySelector(BaseModel):
+    """A policy's ``key:`` mapping: which key slot at the vendor it rotates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class VendorKey:
+    """A key as the vendor lists it: identity and usage, never the secret."""
+
+    key_id: str
+    name: str | None = None
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MintedKey:
+    """A key the vendor just issued, with its secret (shown once by most vendors)."""
+
+    key: VendorKey
+    secret: Secret
+
+
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
+SelectorT = TypeVar("SelectorT", bound=KeySelector)
+
+
+class Provider(ABC, Generic[SettingsT, SelectorT]):
+    """One vendor account's key API, in rotator's words.
+
+    Contract (docs/providers.md): every method is safe to call again after a
+    crash; ``revoke_key`` of a key that is already gone succeeds; nothing here
+    logs or raises a secret value.
+    """
+
+    type_name: ClassVar[str]
+    settings_model: ClassVar[type[ProviderSettings]]
+    selector_model: ClassVar[type[KeySelector]]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, settings: SettingsT, token: Secret) -> None:
+        self.settings = settings
+        self.token = token
+
+    @abstractmethod
+    def list_keys(self, selector: SelectorT) -> list[VendorKey]:
+        """Every key in the selector's slot (all pages), without secrets."""
+
+    @abstractmethod
+    def create_key(self, selector: SelectorT, name: str, secret: Secret | None) -> MintedKey:
+        """Issue a new key named ``name``; ``secret`` is set only when the vendor lets us choose."""
+
+    def regenerate_key(self, selector: SelectorT, key_id: str) -> MintedKey:
+        """Replace the secret of ``key_id`` in place; the old secret stops working."""
+        raise NotImplementedError(f"{self.type_name} cannot regenerate keys in place")
+
+    @abstractmethod
+    def revoke_key(self, selector: SelectorT, key_id: str) -> None:
+        """Make ``key_id`` unusable and delete it; a key that is already gone is success."""
+
+    def verify_key(self, selector: SelectorT, minted: MintedKey) -> bool:
+        """Whether the new key is usable, as far as the vendor lets us check."""
+        raise NotImplementedError(f"{self.type_name} offers no way to verify a key")
+
+    def prepare_grace(self, selector: SelectorT, old_key_id: str, grace_ends: datetime) -> None:
+        """Called once the new key is in Vault; vendors with key expiry enforce the overlap."""
+
+    def configured_key_id(self, selector: SelectorT) -> str | None:
+        """The key id the policy names explicitly, if its selector has one."""
+        return None
+
+    def key_name(self, policy: str, rotation_id: str) -> str:
+        """The name of a key rotator creates, recognisable later by ``is_ours``."""
+        suffix = f"-{rotation_id[:8]}"
+        base = f"rotator-{policy}"[: self.capabilities.max_name_length - len(suffix)]
+        return base + suffix
+
+    def is_ours(self, policy: str, key: VendorKey) -> bool:
+        """Whether ``key`` carries the name ``key_name`` gives this policy's keys."""
+        if not key.name or len(key.name) < 9:
+            return False
+        tag = key.name[-8:]
+        return all(c in "0123456789abcdef" for c in tag) and key.name == self.key_name(policy, tag)
+
+    @classmethod
+    def policy_warnings(
+        cls, selector: KeySelector, strategy: Strategy, grace_period: timedelta
+    ) -> list[str]:
+        """Warnings shown by ``validate`` and ``plan`` for a policy of this provider."""
+        warnings = []
+        if strategy is Strategy.REGENERATE:
+            warnings.append(
+                "regenerate replaces the secret in place: the old key stops working at once, "
+                "so consumers fail until they read the new one from Vault (no overlap)"
+            )
+        lag = cls.capabilities.revocation_lag
+        if strategy is Strategy.CREATE_THEN_DELETE and grace_period < lag:
+            warnings.append(
+                f"grace_period is shorter than the {int(lag.total_seconds())}s the vendor may "
+                "keep accepting a revoked key; consumers may see the old key work after revoke"
+            )
+        return warnings
+
+    @staticmethod
+    def generate_secret() -> Secret:
+        """A fresh random secret for vendors that let the caller choose it."""
+        return Secret(secrets.token_hex(32))
+
+    def close(self) -> None:
+        """Release connections; the default holds none."""

@@ -1,0 +1,156 @@
+"""The HTTP plumbing every vendor client shares: timeouts, retries, error mapping.
+
+Each vendor module supplies how to authenticate and how to read its error
+body; this module turns status codes into rotator's ``VendorError`` family and
+retries what is safe to retry: 429 (honouring ``Retry-After``) always, 5xx and
+network failures only for idempotent calls, because a repeated ``POST`` could
+mint a second key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import stamina
+
+from rotator.errors import (
+    VendorAuthError,
+    VendorConflict,
+    VendorError,
+    VendorNotFound,
+    VendorRateLimited,
+    VendorUnavailable,
+)
+from rotator.secret import scrub
+
+ErrorReader = Callable[[httpx.Response], str]
+_MAX_MESSAGE = 300
+_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "PATCH"})
+
+
+class VendorHttp:
+    """An ``httpx.Client`` bound to one vendor account, speaking in ``VendorError``s."""
+
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeout: float,
+        read_error: ErrorReader,
+        attempts: int = 5,
+        retry_timeout: float = 60.0,
+    ) -> None:
+        self.vendor = vendor
+        self._read_error = read_error
+        self._attempts = attempts
+        self._retry_timeout = retry_timeout
+        self._client = httpx.Client(
+            base_url=base_url,
+            headers=dict(headers),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            follow_redirects=False,
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Send one call, retrying what is safe; raise a ``VendorError`` on failure."""
+        safe_to_repeat = method in _IDEMPOTENT if idempotent is None else idempotent
+
+        def backoff(exc: Exception) -> bool | float:
+            if isinstance(exc, VendorRateLimited):
+                return exc.retry_after if exc.retry_after is not None else True
+            if isinstance(exc, VendorUnavailable):
+                return safe_to_repeat or exc.never_sent
+            return False
+
+        for attempt in stamina.retry_context(
+            on=backoff, attempts=self._attempts, timeout=self._retry_timeout, wait_max=30.0
+        ):
+            with attempt:
+                return self._send(method, path, json=json, params=params, headers=headers)
+        raise AssertionError("unreachable: retry_context either returns or raises")
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: Mapping[str, str | int] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        where = f"{self.vendor} {method} {path}"
+        try:
+            response = self._client.request(method, path, json=json, params=params, headers=headers)
+        except httpx.ConnectError as exc:
+            raise VendorUnavailable(
+                f"{where}: cannot connect ({scrub(str(exc))}); check base_url and the network",
+                never_sent=True,
+            ) from None
+        except httpx.TimeoutException:
+            raise VendorUnavailable(f"{where}: timed out; the vendor may be slow or down") from None
+        except httpx.TransportError as exc:
+            raise VendorUnavailable(f"{where}: connection failed ({scrub(str(exc))})") from None
+        if response.is_success:
+            return response
+        raise self._error(where, response)
+
+    def _error(self, where: str, response: httpx.Response) -> VendorError:
+        status = response.status_code
+        detail = scrub(self._read_error(response))[:_MAX_MESSAGE]
+        message = f"{where} -> {status}: {detail}"
+        if status in (401, 403):
+            return VendorAuthError(
+                f"{message}; check the provider's token and its scopes", status=status
+            )
+        if status == 404:
+            return VendorNotFound(message, status=status)
+        if status == 409:
+            return VendorConflict(message, status=status)
+        if status == 429:
+            return VendorRateLimited(message, retry_after=_retry_after(response))
+        if status >= 500:
+            return VendorUnavailable(message, status=status)
+        return VendorError(message, status=status)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def json_error_reader(*fields: str) -> ErrorReader:
+    """A reader that joins the named fields of a JSON error body (falls back to the text)."""
+
+    def read(response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text.strip() or response.reason_phrase
+        if isinstance(body, dict):
+            parts = [str(body[name]) for name in fields if body.get(name) not in (None, "")]
+            if parts:
+                return " / ".join(parts)
+        return str(body)
+
+    return read

@@ -1,0 +1,277 @@
+"""Vault KV v2 access (hvac): read, check-and-set writes, rotator's metadata, auth.
+
+The store writes one field of a secret at a time and keeps the other fields
+of that secret as they were. Every write is check-and-set against the version
+read just before, so a concurrent writer is detected, never overwritten.
+Which vendor key a field holds is kept in the secret's ``custom_metadata``
+under ``rotator.<field>.*`` keys; it never holds a secret value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import requests
+
+from rotator.config.credentials import VaultReference
+from rotator.config.model import AppRoleAuth, KubernetesAuth, TokenAuth, VaultConfig
+from rotator.errors import (
+    ConfigError,
+    VaultAuthError,
+    VaultCasConflict,
+    VaultError,
+    VaultNotFound,
+    VaultPermissionDenied,
+    VaultSealed,
+    VaultUnreachable,
+)
+from rotator.secret import Secret, scrub
+
+# Renew when less than this share of the token's lifetime is left.
+_RENEW_FRACTION = 1 / 3
+_LOOKUP_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    """One version of a KV v2 secret; field values are ``Secret``s."""
+
+    path: str
+    version: int
+    data: Mapping[str, Secret]
+    custom_metadata: Mapping[str, str]
+
+    def field(self, name: str) -> Secret | None:
+        return self.data.get(name)
+
+
+def metadata_key(field: str, item: str) -> str:
+    """The ``custom_metadata`` key under which rotator records ``item`` for ``field``."""
+    return f"rotator.{field}.{item}"
+
+
+class VaultStore:
+    """A logged-in KV v2 client for one mount."""
+
+    def __init__(self, config: VaultConfig, token: Secret | None = None) -> None:
+        self.config = config
+        self.mount = config.mount
+        self._token = token
+        self._client = hvac.Client(
+            url=config.address,
+            namespace=config.namespace,
+            timeout=int(config.timeout),
+            verify=config.verify_tls,
+        )
+        self._renew_at = 0.0
+        self._next_lookup = 0.0
+
+    # -- authentication -------------------------------------------------------
+
+    def login(self) -> None:
+        """Authenticate with the configured method; raise ``VaultAuthError`` if refused."""
+        auth = self.config.auth
+        try:
+            if isinstance(auth, TokenAuth):
+                if self._token is None:
+                    raise VaultAuthError("no Vault token: set $VAULT_TOKEN or vault.auth.token")
+                self._client.token = self._token.reveal()
+            elif isinstance(auth, AppRoleAuth):
+                secret_id = _read_file(auth.secret_id_file, "vault.auth.secret_id_file")
+                self._client.auth.approle.login(
+                    role_id=auth.role_id, secret_id=secret_id.reveal(), mount_point=auth.mount_point
+                )
+            elif isinstance(auth, KubernetesAuth):
+                jwt = _read_file(auth.jwt_path, "vault.auth.jwt_path")
+                self._client.auth.kubernetes.login(
+                    role=auth.role, jwt=jwt.reveal(), mount_point=auth.mount_point
+                )
+            self._track_lifetime()
+        except hvac.exceptions.VaultError as exc:
+            if isinstance(exc, hvac.exceptions.VaultDown):
+                raise VaultSealed(f"Vault at {self.config.address} is sealed; unseal it") from None
+            raise VaultAuthError(
+                f"Vault refused rotator's {auth.method} login at {self.config.address}: "
+                f"{_describe(exc)}; check the credential and the auth role"
+            ) from None
+        except requests.RequestException as exc:
+            raise _unreachable(self.config.address, exc) from None
+
+    def _track_lifetime(self) -> None:
+        info = self._client.auth.token.lookup_self()["data"]
+        ttl = float(info.get("ttl") or 0)
+        creation_ttl = float(info.get("creation_ttl") or ttl)
+        now = time.monotonic()
+        self._next_lookup = now + _LOOKUP_INTERVAL
+        self._renew_at = now + ttl - creation_ttl * _RENEW_FRACTION if ttl else float("inf")
+
+    def renew_if_needed(self) -> None:
+        """Keep a long-running daemon's token alive: renew it, or log in again."""
+        now = time.monotonic()
+        if now < self._renew_at and now < self._next_lookup:
+            return
+        with self._errors("token"):
+            if now >= self._renew_at:
+                try:
+                    self._client.auth.token.renew_self()
+                except hvac.exceptions.VaultError:
+                    if isinstance(self.config.auth, TokenAuth):
+                        raise
+                    self.login()
+                    return
+            self._track_lifetime()
+
+    # -- reads ----------------------------------------------------------------
+
+    def read(self, path: str, version: int | None = None) -> SecretVersion | None:
+        """The current (or a given) version of ``path``; ``None`` if it has none."""
+        with self._errors(path):
+            try:
+                response = self._client.secrets.kv.v2.read_secret_version(
+                    path=path,
+                    version=version,
+                    mount_point=self.mount,
+                    raise_on_deleted_version=True,
+                )
+            except hvac.exceptions.InvalidPath:
+                if version is not None:
+                    raise VaultNotFound(
+                        f"version {version} of {self.mount}/{path} does not exist"
+                    ) from None
+                return None
+            metadata = self._client.secrets.kv.v2.read_secret_metadata(
+                path=path, mount_point=self.mount
+            )["data"]
+        data = response["data"]
+        return SecretVersion(
+            path=path,
+            version=int(data["metadata"]["version"]),
+            data={k: Secret(str(v)) for k, v in (data.get("data") or {}).items()},
+            custom_metadata=dict(metadata.get("custom_metadata") or {}),
+        )
+
+    def current_version(self, path: str) -> int:
+        """The newest version number of ``path``, 0 when it was never written."""
+        with self._errors(path):
+            try:
+                metadata = self._client.secrets.kv.v2.read_secret_metadata(
+                    path=path, mount_point=self.mount
+                )["data"]
+            except hvac.exceptions.InvalidPath:
+                return 0
+        return int(metadata.get("current_version") or 0)
+
+    def resolve(self, reference: VaultReference) -> Secret:
+        """The value a ``vault:path#field`` credential reference points at."""
+        current = self.read(reference.path)
+        value = current.field(reference.field) if current else None
+        if value is None:
+            raise ConfigError(
+                f"credential {reference} does not exist in Vault mount {self.mount}; "
+                "write it first or fix the reference"
+            )
+        return value
+
+    # -- writes ---------------------------------------------------------------
+
+    def write_field(self, path: str, field: str, value: Secret, *, cas: int) -> int:
+        """Set ``field`` of ``path`` (other fields kept), only if ``cas`` is still current.
+
+        ``cas`` is the version the caller read (0: the secret must not exist yet).
+        Returns the new version; raises ``VaultCasConflict`` if someone wrote since.
+        """
+        data: dict[str, str] = {}
+        if cas:
+            base = self.read(path, version=cas)
+            data = {k: v.reveal() for k, v in (base.data if base else {}).items()}
+        data[field] = value.reveal()
+        with self._errors(path):
+            response = self._client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=data, cas=cas, mount_point=self.mount
+            )
+        return int(response["data"]["version"])
+
+    def update_metadata(self, path: str, entries: Mapping[str, str]) -> None:
+        """Merge ``entries`` into the secret's ``custom_metadata`` (values are not secrets)."""
+        with self._errors(path):
+            try:
+                current = (
+                    self._client.secrets.kv.v2.read_secret_metadata(
+                        path=path, mount_point=self.mount
+                    )["data"].get("custom_metadata")
+                    or {}
+                )
+            except hvac.exceptions.InvalidPath:
+                current = {}
+            self._client.secrets.kv.v2.update_metadata(
+                path=path, custom_metadata={**current, **entries}, mount_point=self.mount
+            )
+
+    def is_reachable(self) -> bool:
+        try:
+            return bool(self._client.sys.read_health_status(method="GET").ok)
+        except (requests.RequestException, hvac.exceptions.VaultError, AttributeError):
+            return False
+
+    @contextmanager
+    def _errors(self, path: str) -> Iterator[None]:
+        where = f"{self.mount}/{path}"
+        try:
+            yield
+        except VaultError:
+            raise
+        except hvac.exceptions.InvalidRequest as exc:
+            if "check-and-set" in str(exc):
+                raise VaultCasConflict(
+                    f"{where} was written by someone else since rotator read it "
+                    "(check-and-set failed); rotator will re-read and decide again"
+                ) from None
+            raise VaultError(f"Vault rejected the request on {where}: {_describe(exc)}") from None
+        except hvac.exceptions.Forbidden as exc:
+            raise VaultPermissionDenied(
+                f"Vault denied access to {where} ({_describe(exc)}): the token is invalid or "
+                "expired, or its policy lacks read/create/update there (see "
+                "deploy/vault/rotator-policy.hcl)"
+            ) from None
+        except hvac.exceptions.VaultDown:
+            raise VaultSealed(
+                f"Vault at {self.config.address} is sealed; unseal it and retry"
+            ) from None
+        except hvac.exceptions.VaultError as exc:
+            raise VaultError(f"Vault error on {where}: {_describe(exc)}") from None
+        except requests.RequestException as exc:
+            raise _unreachable(self.config.address, exc) from None
+
+
+def _describe(exc: hvac.exceptions.VaultError) -> str:
+    errors = getattr(exc, "errors", None)
+    text = "; ".join(str(e) for e in errors) if errors else str(exc)
+    return scrub(text.strip()) or type(exc).__name__
+
+
+def _unreachable(address: str | None, exc: Exception) -> VaultUnreachable:
+    return VaultUnreachable(
+        f"cannot reach Vault at {address} ({type(exc).__name__}); check vault.address "
+        "and that Vault is running"
+    )
+
+
+def _read_file(path: Path, key: str) -> Secret:
+    try:
+        return Secret(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise VaultAuthError(f"{key}: cannot read {path} ({exc.strerror})") from None
+
+
+def open_vault(config: VaultConfig, token: Any) -> VaultStore:
+    """A logged-in store; ``token`` is the loaded config's ``vault_token``."""
+    store = VaultStore(config, token if isinstance(token, Secret) else None)
+    store.login()
+    return store

@@ -1,0 +1,26 @@
+# Sourced by scripts/test and scripts/demo: a virtualenv in .venv with rotator installed.
+# Installs PostgreSQL from the distribution when the tests need it and it is missing.
+
+ensure_venv() {
+  local python="${PYTHON:-python3}"
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "rotator needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+    exit 2
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+  fi
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+}
+
+ensure_postgres() {
+  if compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || command -v pg_ctl >/dev/null; then
+    return
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing PostgreSQL (apt-get)..." >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+}

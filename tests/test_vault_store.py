@@ -1,0 +1,156 @@
+"""The Vault KV v2 store against a real OpenBao dev server."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from rotator.config.model import AppRoleAuth, TokenAuth, VaultConfig
+from rotator.errors import VaultAuthError, VaultCasConflict, VaultPermissionDenied, VaultUnreachable
+from rotator.secret import Secret
+from rotator.vault import VaultStore, metadata_key
+from tests.support.servers import OpenBaoServer, free_port
+
+
+def store_for(openbao: OpenBaoServer, token: str | None = None) -> VaultStore:
+    config = VaultConfig(address=openbao.address, auth=TokenAuth())
+    store = VaultStore(config, Secret(token or openbao.root_token))
+    store.login()
+    return store
+
+
+def bao_api(openbao: OpenBaoServer, method: str, path: str, json: object = None) -> httpx.Response:
+    response = httpx.request(
+        method,
+        f"{openbao.address}/v1/{path}",
+        headers={"X-Vault-Token": openbao.root_token},
+        json=json,
+    )
+    response.raise_for_status()
+    return response
+
+
+def test_creating_a_secret_uses_cas_zero_and_returns_version_one(
+    openbao: OpenBaoServer, vault_prefix: str
+) -> None:
+    store = store_for(openbao)
+    assert store.write_field(f"{vault_prefix}/a", "api_key", Secret("v1-secret"), cas=0) == 1
+    current = store.read(f"{vault_prefix}/a")
+    assert current is not None
+    assert current.version == 1
+    assert current.field("api_key") == Secret("v1-secret")
+
+
+def test_writing_a_field_keeps_the_other_fields(openbao: OpenBaoServer, vault_prefix: str) -> None:
+    store = store_for(openbao)
+    path = f"{vault_prefix}/multi"
+    store.write_field(path, "other", Secret("keep-me-please"), cas=0)
+    store.write_field(path, "api_key", Secret("new-key-value"), cas=1)
+    current = store.read(path)
+    assert current is not None
+    assert current.field("other") == Secret("keep-me-please")
+    assert current.field("api_key") == Secret("new-key-value")
+
+
+def test_a_stale_cas_version_is_a_conflict_and_writes_nothing(
+    openbao: OpenBaoServer, vault_prefix: str
+) -> None:
+    store = store_for(openbao)
+    path = f"{vault_prefix}/cas"
+    store.write_field(path, "api_key", Secret("first-value"), cas=0)
+    store.write_field(path, "api_key", Secret("second-value"), cas=1)
+    with pytest.raises(VaultCasConflict, match="check-and-set failed"):
+        store.write_field(path, "api_key", Secret("lost-update"), cas=1)
+    assert store.current_version(path) == 2
+
+
+def test_creating_over_an_existing_secret_is_a_conflict(
+    openbao: OpenBaoServer, vault_prefix: str
+) -> None:
+    store = store_for(openbao)
+    path = f"{vault_prefix}/exists"
+    store.write_field(path, "api_key", Secret("first-value"), cas=0)
+    with pytest.raises(VaultCasConflict):
+        store.write_field(path, "api_key", Secret("second-value"), cas=0)
+
+
+def test_metadata_is_merged_and_holds_no_secret(openbao: OpenBaoServer, vault_prefix: str) -> None:
+    store = store_for(openbao)
+    path = f"{vault_prefix}/meta"
+    store.write_field(path, "api_key", Secret("the-secret-value"), cas=0)
+    store.update_metadata(path, {metadata_key("api_key", "key_id"): "k-1", "owner": "team"})
+    store.update_metadata(path, {metadata_key("api_key", "key_id"): "k-2"})
+    current = store.read(path)
+    assert current is not None
+    assert current.custom_metadata == {"rotator.api_key.key_id": "k-2", "owner": "team"}
+    raw = bao_api(openbao, "GET", f"secret/metadata/{path}").text
+    assert "the-secret-value" not in raw
+
+
+def test_an_old_version_can_be_read_back(openbao: OpenBaoServer, vault_prefix: str) -> None:
+    store = store_for(openbao)
+    path = f"{vault_prefix}/versions"
+    store.write_field(path, "api_key", Secret("version-one"), cas=0)
+    store.write_field(path, "api_key", Secret("version-two"), cas=1)
+    old = store.read(path, version=1)
+    assert old is not None
+    assert old.field("api_key") == Secret("version-one")
+
+
+def test_a_missing_secret_reads_as_none(openbao: OpenBaoServer, vault_prefix: str) -> None:
+    store = store_for(openbao)
+    assert store.read(f"{vault_prefix}/absent") is None
+    assert store.current_version(f"{vault_prefix}/absent") == 0
+
+
+def test_an_invalid_token_is_refused_at_login(openbao: OpenBaoServer) -> None:
+    with pytest.raises(VaultAuthError, match="refused rotator's token login"):
+        store_for(openbao, token="not-a-real-token")
+
+
+def test_a_token_without_write_capability_is_permission_denied(
+    openbao: OpenBaoServer, vault_prefix: str
+) -> None:
+    bao_api(
+        openbao,
+        "PUT",
+        f"sys/policies/acl/{vault_prefix}-ro",
+        {"policy": f'path "secret/data/{vault_prefix}/*" {{ capabilities = ["read"] }}'},
+    )
+    token = bao_api(
+        openbao, "POST", "auth/token/create", {"policies": [f"{vault_prefix}-ro"]}
+    ).json()["auth"]["client_token"]
+    store = store_for(openbao, token=token)
+    with pytest.raises(VaultPermissionDenied, match="lacks read/create/update"):
+        store.write_field(f"{vault_prefix}/denied", "api_key", Secret("value-1234"), cas=0)
+
+
+def test_approle_login_works(openbao: OpenBaoServer, vault_prefix: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    mount = f"approle-{vault_prefix}"
+    bao_api(openbao, "POST", f"sys/auth/{mount}", {"type": "approle"})
+    bao_api(openbao, "POST", f"auth/{mount}/role/rotator", {"token_policies": ["default"]})
+    role_id = bao_api(openbao, "GET", f"auth/{mount}/role/rotator/role-id").json()["data"][
+        "role_id"
+    ]
+    secret_id = bao_api(openbao, "POST", f"auth/{mount}/role/rotator/secret-id").json()["data"][
+        "secret_id"
+    ]
+    secret_file = Path(str(tmp_path)) / "secret-id"
+    secret_file.write_text(secret_id)
+    config = VaultConfig(
+        address=openbao.address,
+        auth=AppRoleAuth(
+            method="approle", role_id=role_id, secret_id_file=secret_file, mount_point=mount
+        ),
+    )
+    store = VaultStore(config)
+    store.login()
+    store.renew_if_needed()
+
+
+def test_an_unreachable_vault_says_so() -> None:
+    config = VaultConfig(address=f"http://127.0.0.1:{free_port()}", auth=TokenAuth(), timeout=2)
+    with pytest.raises(VaultUnreachable, match="cannot reach Vault"):
+        VaultStore(config, Secret("whatever-token")).login()
