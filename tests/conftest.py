@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rotator.providers.registry import emulator_class
+from rotator.sandbox.server import EmulatorServer
+from tests.support.contracts import ContractValidator
+from tests.support.rig import CONTRACT_FILES, MANAGEMENT_TOKEN, Rig, migrate, vendor_strategies
 from tests.support.servers import OpenBaoServer, PostgresServer, openbao_server, postgres_server
 
 
@@ -52,3 +57,32 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def vault_prefix() -> str:
     """A Vault path prefix no other test uses."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=vendor_strategies(), ids=lambda p: f"{p[0]}-{p[1]}")
+def vendor_strategy(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Every vendor, with every flow it supports: the shared suites run once per pair."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def rig_factory(
+    tmp_path: Path, pg_url: str, openbao: OpenBaoServer, vault_prefix: str
+) -> Iterator[Callable[[str], Rig]]:
+    """Build a ``Rig`` for a vendor; fails the test on any contract violation."""
+    started: list[tuple[EmulatorServer, ContractValidator | None]] = []
+    migrate(pg_url)
+
+    def build(vendor: str) -> Rig:
+        spec = CONTRACT_FILES.get(vendor)
+        validator = ContractValidator(spec) if spec else None
+        emulator = emulator_class(vendor)({MANAGEMENT_TOKEN})
+        server = EmulatorServer(emulator, validator=validator).start()
+        started.append((server, validator))
+        return Rig(tmp_path, pg_url, openbao, vendor, server, vault_prefix)
+
+    yield build
+    for server, validator in started:
+        server.stop()
+        if validator is not None:
+            assert not validator.violations, "\n".join(validator.violations)

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("vault_base_version", sa.Integer),
         sa.Column("vault_version", sa.Integer),
         sa.Column("grace_until", UTCDateTime),
+        sa.Column("needs_attention", sa.Boolean, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("next_attempt_at", UTCDateTime),
         sa.Column("last_error", sa.Text),

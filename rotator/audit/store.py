@@ -59,6 +59,7 @@ class RotationRecord:
     vault_base_version: int | None
     vault_version: int | None
     grace_until: datetime | None
+    needs_attention: bool
     attempts: int
     next_attempt_at: datetime | None
     last_error: str | None
@@ -238,9 +239,14 @@ class AuditStore:
         step: str,
         outcome: str,
         details: Mapping[str, DetailValue] | None = None,
+        policy_state: Mapping[str, Any] | None = None,
         **changes: Any,
     ) -> RotationRecord:
-        """Apply ``changes`` to the row and log the step's event in one transaction."""
+        """Apply ``changes`` to the row and log the step's event in one transaction.
+
+        ``policy_state`` values, when given, update the policy's row in the same
+        transaction (a finished rotation moves the policy's current key with it).
+        """
         unknown = set(changes) - set(_ROTATION_FIELDS)
         if unknown:
             raise AuditStoreError(f"unknown rotation fields: {sorted(unknown)}")
@@ -259,6 +265,8 @@ class AuditStore:
                 details=details,
                 connection=connection,
             )
+            if policy_state is not None:
+                self.set_policy_state(rotation.policy, connection=connection, **policy_state)
         return RotationRecord(**{**{f: getattr(rotation, f) for f in _ROTATION_FIELDS}, **changes})
 
     def rotation(self, rotation_id: str) -> RotationRecord | None:

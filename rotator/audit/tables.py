@@ -71,6 +71,7 @@ rotations = Table(
     Column("vault_base_version", Integer),
     Column("vault_version", Integer),
     Column("grace_until", UTCDateTime),
+    Column("needs_attention", Boolean, nullable=False, default=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime),
     Column("last_error", Text),

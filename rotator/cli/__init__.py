@@ -16,6 +16,7 @@ import click
 from rotator import __version__
 from rotator.cli.db import db
 from rotator.cli.options import config_option, load
+from rotator.cli.rotate import rotate
 from rotator.errors import RotatorError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +41,7 @@ def validate(config_path: str | None) -> None:
 
 
 cli.add_command(db)
+cli.add_command(rotate)
 
 
 def main(argv: list[str] | None = None) -> None:

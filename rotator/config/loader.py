@@ -31,7 +31,7 @@ from rotator.config.model import (
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
 from rotator.errors import ConfigError
 from rotator.providers.base import KeySelector, Provider, ProviderSettings, Strategy
-from rotator.providers.registry import PROVIDER_CLASSES, provider_class
+from rotator.providers.registry import VENDORS, provider_class
 from rotator.secret import Secret
 
 DEFAULT_CONFIG_PATH = Path("rotator.yaml")
@@ -241,8 +241,8 @@ def _providers(raw: RawConfig, issues: _Issues) -> dict[str, ProviderSettings]:
             issues.error(loc, "must be a mapping with at least 'type' and 'token'")
             continue
         type_name = entry.get("type")
-        if type_name not in PROVIDER_CLASSES:
-            known = ", ".join(sorted(PROVIDER_CLASSES))
+        if type_name not in VENDORS:
+            known = ", ".join(sorted(VENDORS))
             issues.error(
                 (*loc, "type"), f"unknown provider type {type_name!r}; use one of: {known}"
             )

@@ -135,6 +135,14 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
     def prepare_grace(self, selector: SelectorT, old_key_id: str, grace_ends: datetime) -> None:
         """Called once the new key is in Vault; vendors with key expiry enforce the overlap."""
 
+    def describe_call(self, operation: str, selector: SelectorT, subject: str = "") -> str:
+        """The vendor call ``operation`` makes, in words for ``plan`` and ``--dry-run``.
+
+        ``operation`` is one of list, create, regenerate, revoke, verify,
+        prepare_grace; ``subject`` is the key id or the new key's name.
+        """
+        return f"{self.type_name}: {operation} {subject}".rstrip()
+
     def configured_key_id(self, selector: SelectorT) -> str | None:
         """The key id the policy names explicitly, if its selector has one."""
         return None

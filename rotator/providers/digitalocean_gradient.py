@@ -128,6 +128,19 @@ class DigitalOceanGradientProvider(
     def verify_key(self, selector: DigitalOceanGradientSelector, minted: MintedKey) -> bool:
         return any(key.key_id == minted.key.key_id for key in self.list_keys(selector))
 
+    def describe_call(
+        self, operation: str, selector: DigitalOceanGradientSelector, subject: str = ""
+    ) -> str:
+        path = self._keys_path(selector)
+        calls = {
+            "list": f"GET {path} (every page)",
+            "create": f'POST {path} {{"name": "{subject}"}}',
+            "regenerate": f"PUT {path}/{subject}/regenerate",
+            "revoke": f"DELETE {path}/{subject}",
+            "verify": f"GET {path} (the new key {subject} must be listed)",
+        }
+        return calls.get(operation) or super().describe_call(operation, selector, subject)
+
     def configured_key_id(self, selector: DigitalOceanGradientSelector) -> str | None:
         return selector.api_key_uuid
 

@@ -1,23 +1,48 @@
-"""The provider registry: a configuration ``type`` name to the class that serves it.
+"""The vendor registry: a configuration ``type`` name to its provider and its emulator.
 
-Adding a vendor adds one line here. Modules are imported on first use so that
-``rotator --help`` does not pay for every vendor client.
+Adding a vendor adds one entry here (plus its provider and emulator modules).
+Modules are imported on first use so that ``rotator --help`` does not pay for
+every vendor client.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rotator.providers.base import Provider
 
-PROVIDER_CLASSES: dict[str, str] = {
-    "digitalocean_gradient": "rotator.providers.digitalocean_gradient:DigitalOceanGradientProvider",
+if TYPE_CHECKING:
+    from rotator.sandbox.server import Emulator
+
+
+@dataclass(frozen=True)
+class VendorEntry:
+    provider: str
+    emulator: str
+
+
+VENDORS: dict[str, VendorEntry] = {
+    "digitalocean_gradient": VendorEntry(
+        provider="rotator.providers.digitalocean_gradient:DigitalOceanGradientProvider",
+        emulator="rotator.sandbox.digitalocean_gradient:DigitalOceanGradientEmulator",
+    ),
 }
+
+
+def _load(target: str) -> Any:
+    module_name, name = target.split(":")
+    return getattr(importlib.import_module(module_name), name)
 
 
 def provider_class(type_name: str) -> type[Provider[Any, Any]]:
     """The ``Provider`` subclass for ``type_name``; ``KeyError`` when none is registered."""
-    module_name, class_name = PROVIDER_CLASSES[type_name].split(":")
-    cls: type[Provider[Any, Any]] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Provider[Any, Any]] = _load(VENDORS[type_name].provider)
+    return cls
+
+
+def emulator_class(type_name: str) -> type[Emulator]:
+    """The sandbox emulator of ``type_name``'s vendor API."""
+    cls: type[Emulator] = _load(VENDORS[type_name].emulator)
     return cls

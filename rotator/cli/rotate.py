@@ -1,0 +1,86 @@
+"""``rotator rotate now`` and ``rotator rotate due``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rotator.cli.options import config_option, load
+from rotator.cli.output import print_outcome
+
+
+@click.group()
+def rotate() -> None:
+    """Rotate keys now, or whatever is due."""
+
+
+@rotate.command()
+@config_option
+@click.argument("policies", nargs=-1)
+@click.option("--all", "all_policies", is_flag=True, help="Every policy in the configuration.")
+@click.option("--dry-run", is_flag=True, help="Print the calls that would be made; make none.")
+@click.option(
+    "--emergency",
+    is_flag=True,
+    help="A key leaked: revoke the old key at once, with no grace period.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per policy.")
+def now(
+    config_path: str | None,
+    policies: tuple[str, ...],
+    all_policies: bool,
+    dry_run: bool,
+    emergency: bool,
+    as_json: bool,
+) -> None:
+    """Rotate POLICIES (or --all) regardless of schedule.
+
+    Exit 1 if any rotation failed or another process held a policy's lock.
+    """
+    from rotator.engine.engine import Engine
+    from rotator.engine.states import Result
+    from rotator.errors import ConfigError
+
+    if bool(policies) == all_policies:
+        raise click.UsageError("name one or more policies, or pass --all (not both)")
+    config = load(config_path)
+    names = sorted(config.policies) if all_policies else list(policies)
+    for name in names:
+        if name not in config.policies:
+            known = ", ".join(sorted(config.policies)) or "none"
+            raise ConfigError(f"no policy named {name!r} in {config.source} (known: {known})")
+    engine = Engine.open(config)
+    failed = False
+    try:
+        for name in names:
+            if dry_run:
+                outcome = engine.describe(name, emergency=emergency)
+            else:
+                outcome = engine.rotate_now(name, emergency=emergency)
+            failed |= outcome.result.is_failure or outcome.result is Result.LOCKED
+            print_outcome(outcome, as_json=as_json)
+    finally:
+        engine.close()
+    sys.exit(1 if failed else 0)
+
+
+@rotate.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per policy.")
+def due(config_path: str | None, as_json: bool) -> None:
+    """Rotate every due policy and advance rotations waiting in grace, then exit.
+
+    For a Kubernetes CronJob: exit 0 when all is fine, 1 on any failure.
+    """
+    from rotator.engine.engine import Engine
+
+    engine = Engine.open(load(config_path))
+    failed = False
+    try:
+        for outcome in engine.rotate_due():
+            failed |= outcome.result.is_failure
+            print_outcome(outcome, as_json=as_json)
+    finally:
+        engine.close()
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,1 @@
+"""The rotation engine: the persisted, locked, resumable rotation protocol."""

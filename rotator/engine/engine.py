@@ -1,0 +1,271 @@
+"""The engine: runs the rotation protocol for policies, under the per-policy lock.
+
+``rotate_now`` and ``rotate_due`` (and the daemon, which calls the same
+methods) share one code path; ``describe`` computes the same decisions with no
+call made, for ``plan`` and ``--dry-run``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from rotator.audit.store import AuditStore, RotationRecord, utcnow
+from rotator.config.credentials import VaultReference
+from rotator.config.loader import Config, Policy
+from rotator.durations import format_duration
+from rotator.engine.lock import PolicyLocks
+from rotator.engine.protocol import RotationContext, RotationRun
+from rotator.engine.schedule import next_due
+from rotator.engine.states import Outcome, Result, State
+from rotator.errors import ConfigError, RotationFailed
+from rotator.providers.base import Provider, Strategy
+from rotator.vault import VaultStore, metadata_key, open_vault
+
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+class Engine:
+    """Rotates the policies of one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: AuditStore,
+        vault: VaultStore,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.vault = vault
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.locks = PolicyLocks(store.engine)
+        self._providers: dict[str, Provider[Any, Any]] = {}
+
+    @classmethod
+    def open(cls, config: Config) -> Engine:
+        """Connect to the audit database (schema must be current) and log in to Vault."""
+        store = AuditStore.open(config.database_url)
+        store.require_current_schema()
+        return cls(config, store, open_vault(config.vault, config.vault_token))
+
+    def close(self) -> None:
+        for provider in self._providers.values():
+            provider.close()
+        self.store.dispose()
+
+    def policy(self, name: str) -> Policy:
+        try:
+            return self.config.policies[name]
+        except KeyError:
+            known = ", ".join(sorted(self.config.policies)) or "none"
+            raise ConfigError(
+                f"no policy named {name!r} in {self.config.source} (known: {known})"
+            ) from None
+
+    def provider_for(self, policy: Policy) -> Provider[Any, Any]:
+        """The provider of ``policy``, its token resolved (from Vault if referenced)."""
+        provider = self._providers.get(policy.provider_name)
+        if provider is None:
+            credential = policy.provider_settings.token
+            token = (
+                self.vault.resolve(credential)
+                if isinstance(credential, VaultReference)
+                else credential
+            )
+            provider = policy.provider_class(policy.provider_settings, token)
+            self._providers[policy.provider_name] = provider
+        return provider
+
+    # -- entry points ---------------------------------------------------------
+
+    def rotate_now(self, name: str, *, emergency: bool = False) -> Outcome:
+        """Rotate regardless of schedule; an unfinished rotation is resumed first.
+
+        Without ``emergency`` a rotation waiting in grace is only advanced. With
+        it, that rotation's old key is revoked now and a fresh key replaces the
+        current one with no grace period (a key leaked).
+        """
+        policy = self.policy(name)
+        with self.locks.hold(name) as acquired:
+            if not acquired:
+                return _locked(name)
+            active = self.store.active_rotation(name)
+            if active is not None:
+                if emergency:
+                    active = self._make_emergency(active)
+                outcome = self._run(policy, active)
+                if not emergency or outcome.result is not Result.COMPLETED:
+                    return outcome
+            return self._run(policy, self._plan(policy, trigger="now", emergency=emergency))
+
+    def rotate_due(self) -> list[Outcome]:
+        """Advance every unfinished rotation whose retry time has come, start every due one."""
+        return [self.rotate_if_due(name) for name in sorted(self.config.policies)]
+
+    def rotate_if_due(self, name: str) -> Outcome:
+        policy = self.policy(name)
+        with self.locks.hold(name) as acquired:
+            if not acquired:
+                return _locked(name)
+            now = self.clock()
+            active = self.store.active_rotation(name)
+            if active is not None:
+                if active.needs_attention:
+                    return Outcome(
+                        name,
+                        Result.NEEDS_ATTENTION,
+                        f"rotation {active.id} stopped in state {active.state} after "
+                        f"{active.attempts} attempts ({active.last_error}); fix the cause, then "
+                        f"run 'rotator rotate now {name}'",
+                        rotation_id=active.id,
+                        state=active.state,
+                    )
+                if active.next_attempt_at and active.next_attempt_at > now:
+                    return Outcome(
+                        name,
+                        Result.FAILED,
+                        f"retrying at {active.next_attempt_at.isoformat()}: {active.last_error}",
+                        rotation_id=active.id,
+                        state=active.state,
+                    )
+                return self._run(policy, active)
+            due = next_due(policy.schedule, self.store.policy_state(name))
+            if due > now:
+                return Outcome(name, Result.NOT_DUE, f"next due {due.isoformat()}")
+            return self._run(policy, self._plan(policy, trigger="schedule", emergency=False))
+
+    # -- steps shared by the entry points ----------------------------------------
+
+    def _run(self, policy: Policy, rotation: RotationRecord) -> Outcome:
+        context = RotationContext(
+            policy=policy,
+            provider=self.provider_for(policy),
+            vault=self.vault,
+            store=self.store,
+            clock=self.clock,
+            max_attempts=self.max_attempts,
+        )
+        return RotationRun(context, rotation).run()
+
+    def _make_emergency(self, rotation: RotationRecord) -> RotationRecord:
+        changes: dict[str, Any] = {"emergency": True}
+        if rotation.state == State.GRACE:
+            changes["grace_until"] = self.clock()
+        return self.store.update_rotation(
+            rotation,
+            step="emergency",
+            outcome="started",
+            details={"state": rotation.state, "note": "grace period cut short"},
+            **changes,
+        )
+
+    def current_key_id(self, policy: Policy, *, read_vault: bool = True) -> str | None:
+        """The key the policy's Vault secret holds now, as far as rotator knows it."""
+        state = self.store.policy_state(policy.name)
+        if state and state.current_key_id:
+            return state.current_key_id
+        configured = self.provider_for(policy).configured_key_id(policy.selector)
+        if configured or not read_vault:
+            return configured
+        current = self.vault.read(policy.vault.normalized_path)
+        if current is None:
+            return None
+        return current.custom_metadata.get(metadata_key(policy.vault.field, "key_id")) or None
+
+    def _plan(self, policy: Policy, *, trigger: str, emergency: bool) -> RotationRecord:
+        """Step 1: a fresh rotation row, state ``planned``, written under the lock."""
+        old_key_id = self.current_key_id(policy)
+        if policy.strategy is Strategy.REGENERATE and not old_key_id:
+            raise RotationFailed(
+                f"policy {policy.name}: regenerate needs the id of the key to regenerate; "
+                "name it in the policy's key: selector"
+            )
+        rotation_id = uuid.uuid4().hex
+        now = self.clock()
+        create = policy.strategy is Strategy.CREATE_THEN_DELETE
+        record = RotationRecord(
+            id=rotation_id,
+            policy=policy.name,
+            provider=policy.provider_type,
+            strategy=policy.strategy.value,
+            state=State.PLANNED,
+            emergency=emergency,
+            old_key_id=old_key_id,
+            new_key_id=old_key_id if not create else None,
+            new_key_name=self.provider_for(policy).key_name(policy.name, rotation_id)
+            if create
+            else None,
+            new_secret_fingerprint=None,
+            vault_path=policy.vault.normalized_path,
+            vault_field=policy.vault.field,
+            vault_base_version=None,
+            vault_version=None,
+            grace_until=None,
+            needs_attention=False,
+            attempts=0,
+            next_attempt_at=None,
+            last_error=None,
+            created_at=now,
+            updated_at=now,
+            completed_at=None,
+        )
+        self.store.create_rotation(
+            record,
+            details={
+                "trigger": trigger,
+                "strategy": policy.strategy.value,
+                "old_key_id": old_key_id,
+                "emergency": emergency,
+            },
+        )
+        return record
+
+    # -- plan / dry run -------------------------------------------------------
+
+    def describe(self, name: str, *, emergency: bool = False) -> Outcome:
+        """The calls ``rotate now`` would make for ``name``, making none (database reads only)."""
+        policy = self.policy(name)
+        provider = self.provider_for(policy)
+        selector = policy.selector
+        path = f"{self.config.vault.mount}/{policy.vault.normalized_path}"
+        active = self.store.active_rotation(name)
+        old = (active.old_key_id if active else None) or self.current_key_id(
+            policy, read_vault=False
+        )
+        old_label = old or "<key id from Vault metadata, if any>"
+        calls: list[str] = []
+        if active is not None:
+            calls.append(f"resume rotation {active.id} from state {active.state}")
+        regenerate = policy.strategy is Strategy.REGENERATE
+        if active is None or active.state in (State.PLANNED, State.MINTING, State.MINTED):
+            name_hint = provider.key_name(name, "<rotation-id>")
+            calls += [
+                provider.describe_call("regenerate", selector, old_label)
+                if regenerate
+                else provider.describe_call("create", selector, name_hint),
+                f"vault: write {path} field {policy.vault.field} (check-and-set on the "
+                "version read just before), then its custom_metadata",
+            ]
+        if provider.capabilities.can_verify:
+            calls.append(provider.describe_call("verify", selector, "<new key id>"))
+        else:
+            calls.append(f"verify: none ({policy.provider_type} offers no verification)")
+        if not regenerate:
+            grace = "0s (emergency)" if emergency else format_duration(policy.grace_period)
+            calls.append(f"wait {grace} (grace period, persisted deadline)")
+            calls.append(provider.describe_call("revoke", selector, old_label))
+        return Outcome(name, Result.DRY_RUN, "no call was made", calls=tuple(calls))
+
+
+def _locked(name: str) -> Outcome:
+    return Outcome(
+        name,
+        Result.LOCKED,
+        "another rotator process is working on this policy now; nothing was done",
+    )

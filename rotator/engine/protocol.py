@@ -1,0 +1,445 @@
+"""The rotation protocol for one policy, one step per method, in the order they run.
+
+plan -> mint -> store -> verify -> grace -> revoke -> finish
+
+Each step persists its intent before the external call and its result after
+it, so a process killed anywhere leaves a row from which ``resume`` finishes
+the rotation or rolls it back:
+
+- killed while minting (key id unknown): keys bearing the rotation's name are
+  revoked as orphans and the key is minted again; a regenerate is repeated;
+- killed after minting, before the Vault write is recorded: the Vault
+  version is recognised as ours by the secret's fingerprint, or else the lost
+  key is revoked and minted again;
+- killed after storing: verification continues; killed in grace or while
+  revoking: the revoke continues.
+
+The old key is only revoked once the new one is verified in Vault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from rotator.audit.store import AuditStore, RotationRecord
+from rotator.config.loader import Policy
+from rotator.engine.states import Outcome, Result, State
+from rotator.errors import RotationFailed, RotatorError, VaultCasConflict
+from rotator.log import get_logger
+from rotator.providers.base import MintedKey, Provider, Strategy, VendorKey
+from rotator.secret import Secret
+from rotator.vault import VaultStore, metadata_key
+
+log = get_logger("rotator.engine")
+
+MAX_CAS_RETRIES = 3
+
+
+def fingerprint(rotation_id: str, secret: Secret) -> str:
+    """A salted SHA-256 of ``secret``: recognises our own Vault write, reveals nothing."""
+    return hashlib.sha256(f"{rotation_id}:{secret.reveal()}".encode()).hexdigest()
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff with full jitter between runs: 30 s, 1 min, 2 min ... at most 1 h."""
+    ceiling = min(30 * 2 ** max(attempts - 1, 0), 3600)
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+@dataclass
+class RotationContext:
+    policy: Policy
+    provider: Provider[Any, Any]
+    vault: VaultStore
+    store: AuditStore
+    clock: Callable[[], datetime]
+    max_attempts: int
+
+
+class RotationRun:
+    """Drives one rotation record forward until it finishes, waits, or fails."""
+
+    def __init__(self, ctx: RotationContext, rotation: RotationRecord) -> None:
+        self.ctx = ctx
+        self.rotation = rotation
+        self.policy = ctx.policy
+        self.selector = ctx.policy.selector
+        # The new secret, while this process has it; after a crash it is read back from Vault.
+        self._secret: Secret | None = None
+
+    # -- driver ---------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        steps: dict[State, Callable[[], None]] = {
+            State.PLANNED: self.mint,
+            State.MINTING: self.recover_minting,
+            State.MINTED: self.store_or_recover,
+            State.STORED: self.verify,
+            State.VERIFIED: self.start_grace,
+            State.GRACE: self.revoke,
+            State.ROLLING_BACK: self.roll_back,
+        }
+        try:
+            while self.rotation.state in steps:
+                before = (self.rotation.state, self.rotation.updated_at)
+                steps[State(self.rotation.state)]()
+                if (self.rotation.state, self.rotation.updated_at) == before:
+                    break  # the step decided to wait (grace not over)
+        except RotatorError as exc:
+            return self._failed(exc)
+        return self._outcome()
+
+    def _outcome(self) -> Outcome:
+        r = self.rotation
+        result = {
+            State.COMPLETED: Result.COMPLETED,
+            State.ROLLED_BACK: Result.ROLLED_BACK,
+            State.GRACE: Result.WAITING,
+        }.get(State(r.state), Result.FAILED)
+        if result is Result.WAITING:
+            message = f"new key {r.new_key_id} in Vault; old key revoked after {r.grace_until}"
+        elif result is Result.COMPLETED:
+            message = f"rotated to key {r.new_key_id} (Vault version {r.vault_version})"
+        else:
+            message = r.last_error or f"stopped in state {r.state}"
+        return Outcome(
+            policy=r.policy,
+            result=result,
+            message=message,
+            rotation_id=r.id,
+            state=r.state,
+            new_key_id=r.new_key_id,
+            vault_version=r.vault_version,
+            grace_until=r.grace_until,
+        )
+
+    def _failed(self, exc: Exception) -> Outcome:
+        attempts = self.rotation.attempts + 1
+        attention = attempts >= self.ctx.max_attempts
+        message = str(exc)
+        self._advance(
+            self.rotation.state,
+            step="attention" if attention else "retry",
+            outcome="failed",
+            details={"error": message, "error_type": type(exc).__name__, "attempts": attempts},
+            attempts=attempts,
+            last_error=message,
+            needs_attention=attention,
+            next_attempt_at=self.ctx.clock() + retry_delay(attempts),
+        )
+        log.error(
+            "rotation step failed",
+            policy=self.policy.name,
+            rotation_id=self.rotation.id,
+            state=self.rotation.state,
+            attempts=attempts,
+            needs_attention=attention,
+            error=message,
+        )
+        return Outcome(
+            policy=self.policy.name,
+            result=Result.NEEDS_ATTENTION if attention else Result.FAILED,
+            message=message,
+            rotation_id=self.rotation.id,
+            state=self.rotation.state,
+        )
+
+    def _advance(
+        self,
+        state: str,
+        *,
+        step: str,
+        outcome: str,
+        details: dict[str, Any] | None = None,
+        policy_state: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> None:
+        self.rotation = self.ctx.store.update_rotation(
+            self.rotation,
+            step=step,
+            outcome=outcome,
+            details=details,
+            policy_state=policy_state,
+            state=state,
+            **changes,
+        )
+        log.info(
+            f"{step} {outcome}",
+            policy=self.policy.name,
+            rotation_id=self.rotation.id,
+            state=state,
+            **(details or {}),
+        )
+
+    # -- mint -----------------------------------------------------------------
+
+    def mint(self) -> None:
+        """Ask the vendor for the new key; the intent is on record before the call."""
+        r = self.rotation
+        regenerate = r.strategy == Strategy.REGENERATE
+        self._advance(
+            State.MINTING,
+            step="mint",
+            outcome="started",
+            details={
+                "operation": "regenerate" if regenerate else "create",
+                "key_id": r.old_key_id if regenerate else None,
+                "key_name": None if regenerate else r.new_key_name,
+            },
+        )
+        provider = self.ctx.provider
+        if regenerate:
+            assert r.old_key_id is not None
+            minted = provider.regenerate_key(self.selector, r.old_key_id)
+        else:
+            assert r.new_key_name is not None
+            chosen = (
+                provider.generate_secret() if provider.capabilities.caller_chooses_secret else None
+            )
+            minted = provider.create_key(self.selector, r.new_key_name, chosen)
+        self._secret = minted.secret
+        self._advance(
+            State.MINTED,
+            step="mint",
+            outcome="succeeded",
+            details={"key_id": minted.key.key_id},
+            new_key_id=minted.key.key_id,
+            new_secret_fingerprint=fingerprint(r.id, minted.secret),
+        )
+
+    def recover_minting(self) -> None:
+        """Killed during the vendor call: the secret, if issued, is lost. Clean up, mint again."""
+        r = self.rotation
+        if r.strategy != Strategy.REGENERATE:
+            for key in self._keys_named(r.new_key_name):
+                self.ctx.provider.revoke_key(self.selector, key.key_id)
+                self._advance(
+                    State.MINTING,
+                    step="recover",
+                    outcome="revoked_orphan",
+                    details={"key_id": key.key_id, "reason": "secret lost in an interrupted mint"},
+                )
+        self.mint()
+
+    def _keys_named(self, name: str | None) -> list[VendorKey]:
+        return [k for k in self.ctx.provider.list_keys(self.selector) if name and k.name == name]
+
+    # -- store ----------------------------------------------------------------
+
+    def store_or_recover(self) -> None:
+        if self._secret is not None:
+            self.store(self._secret)
+            return
+        r = self.rotation
+        current = self.ctx.vault.read(self._path)
+        value = current.field(r.vault_field) if current else None
+        if current and value and fingerprint(r.id, value) == r.new_secret_fingerprint:
+            self._stored(current.version)
+            return
+        # The Vault write never happened and the secret is gone: this key is an orphan.
+        if r.strategy != Strategy.REGENERATE and r.new_key_id:
+            self.ctx.provider.revoke_key(self.selector, r.new_key_id)
+            self._advance(
+                State.PLANNED,
+                step="recover",
+                outcome="revoked_orphan",
+                details={"key_id": r.new_key_id, "reason": "secret lost before the Vault write"},
+                new_key_id=None,
+                new_secret_fingerprint=None,
+            )
+        else:
+            self._advance(
+                State.PLANNED,
+                step="recover",
+                outcome="regenerate_again",
+                details={"key_id": r.new_key_id, "reason": "secret lost before the Vault write"},
+            )
+
+    def store(self, secret: Secret) -> None:
+        """Write the new secret as a new Vault version, check-and-set on the version read."""
+        for attempt in range(1, MAX_CAS_RETRIES + 1):
+            base = self.ctx.vault.current_version(self._path)
+            self._advance(
+                State.MINTED,
+                step="store",
+                outcome="started",
+                details={"vault_path": self._path, "cas": base},
+                vault_base_version=base,
+            )
+            try:
+                version = self.ctx.vault.write_field(
+                    self._path, self.rotation.vault_field, secret, cas=base
+                )
+            except VaultCasConflict:
+                if attempt == MAX_CAS_RETRIES:
+                    raise
+                self._advance(State.MINTED, step="store", outcome="conflict", details={"cas": base})
+                continue
+            self._stored(version)
+            return
+
+    def _stored(self, version: int) -> None:
+        r = self.rotation
+        now = self.ctx.clock()
+        field = r.vault_field
+        self.ctx.vault.update_metadata(
+            self._path,
+            {
+                metadata_key(field, "key_id"): r.new_key_id or "",
+                metadata_key(field, "rotation_id"): r.id,
+                metadata_key(field, "rotated_at"): now.isoformat(),
+                metadata_key(field, "version"): str(version),
+                metadata_key(field, "policy"): r.policy,
+            },
+        )
+        self._advance(
+            State.STORED,
+            step="store",
+            outcome="succeeded",
+            details={"vault_path": self._path, "vault_version": version, "key_id": r.new_key_id},
+            vault_version=version,
+        )
+
+    @property
+    def _path(self) -> str:
+        return self.rotation.vault_path
+
+    def _new_secret(self) -> Secret:
+        if self._secret is not None:
+            return self._secret
+        stored = self.ctx.vault.read(self._path, version=self.rotation.vault_version)
+        value = stored.field(self.rotation.vault_field) if stored else None
+        if value is None:
+            raise RotationFailed(
+                f"Vault version {self.rotation.vault_version} of {self._path} lost its "
+                f"{self.rotation.vault_field} field; someone deleted it: check Vault"
+            )
+        return value
+
+    # -- verify ---------------------------------------------------------------
+
+    def verify(self) -> None:
+        """Prove the new key is usable where the vendor allows it; roll back if not."""
+        r = self.rotation
+        caps = self.ctx.provider.capabilities
+        if not caps.can_verify:
+            self._advance(
+                State.VERIFIED,
+                step="verify",
+                outcome="skipped",
+                details={"reason": f"{self.policy.provider_type} offers no verification"},
+            )
+            return
+        assert r.new_key_id is not None
+        minted = MintedKey(VendorKey(key_id=r.new_key_id, name=r.new_key_name), self._new_secret())
+        if self.ctx.provider.verify_key(self.selector, minted):
+            self._advance(
+                State.VERIFIED,
+                step="verify",
+                outcome="succeeded",
+                details={"key_id": r.new_key_id, "check": caps.verification},
+            )
+            return
+        if r.strategy == Strategy.REGENERATE:
+            # The old secret died with the regenerate: the new one is all there is.
+            raise RotationFailed(
+                f"the regenerated key {r.new_key_id} failed verification and the old secret "
+                "no longer exists; Vault keeps the new one: check the key at the vendor"
+            )
+        self._advance(
+            State.ROLLING_BACK,
+            step="verify",
+            outcome="failed",
+            details={"key_id": r.new_key_id, "check": caps.verification},
+        )
+
+    def roll_back(self) -> None:
+        """Restore the previous Vault version as current and revoke the new key."""
+        r = self.rotation
+        current_version = self.ctx.vault.current_version(self._path)
+        restored: int | None = None
+        if current_version == r.vault_version and r.vault_base_version:
+            previous = self.ctx.vault.read(self._path, version=r.vault_base_version)
+            old_value = previous.field(r.vault_field) if previous else None
+            if old_value is not None:
+                restored = self.ctx.vault.write_field(
+                    self._path, r.vault_field, old_value, cas=current_version
+                )
+                self.ctx.vault.update_metadata(
+                    self._path,
+                    {
+                        metadata_key(r.vault_field, "key_id"): r.old_key_id or "",
+                        metadata_key(r.vault_field, "version"): str(restored),
+                    },
+                )
+        if r.new_key_id:
+            self.ctx.provider.revoke_key(self.selector, r.new_key_id)
+        self._advance(
+            State.ROLLED_BACK,
+            step="rollback",
+            outcome="succeeded",
+            details={
+                "restored_vault_version": restored,
+                "from_vault_version": r.vault_base_version,
+                "revoked_key_id": r.new_key_id,
+            },
+            completed_at=self.ctx.clock(),
+            last_error="the new key failed verification; the previous key was restored",
+        )
+
+    # -- grace, revoke, finish ------------------------------------------------
+
+    def start_grace(self) -> None:
+        """Persist when the old key may go; vendors with key expiry enforce it too."""
+        r = self.rotation
+        if r.strategy == Strategy.REGENERATE or not r.old_key_id:
+            reason = "regenerated in place" if r.old_key_id else "no previous key known"
+            self.finish(reason)
+            return
+        grace = timedelta(0) if r.emergency else self.policy.grace_period
+        grace_until = self.ctx.clock() + grace
+        self.ctx.provider.prepare_grace(self.selector, r.old_key_id, grace_until)
+        self._advance(
+            State.GRACE,
+            step="grace",
+            outcome="started",
+            details={"old_key_id": r.old_key_id, "grace_until": grace_until.isoformat()},
+            grace_until=grace_until,
+        )
+
+    def revoke(self) -> None:
+        """After grace, revoke the old key; retried until done, the id is never dropped."""
+        r = self.rotation
+        assert r.grace_until is not None
+        assert r.old_key_id is not None
+        if self.ctx.clock() < r.grace_until:
+            return
+        self._advance(
+            State.GRACE, step="revoke", outcome="started", details={"key_id": r.old_key_id}
+        )
+        self.ctx.provider.revoke_key(self.selector, r.old_key_id)
+        self.finish(f"old key {r.old_key_id} revoked")
+
+    def finish(self, note: str) -> None:
+        r = self.rotation
+        now = self.ctx.clock()
+        self._advance(
+            State.COMPLETED,
+            step="finish",
+            outcome="succeeded",
+            details={"key_id": r.new_key_id, "vault_version": r.vault_version, "note": note},
+            completed_at=now,
+            needs_attention=False,
+            last_error=None,
+            policy_state={
+                "current_key_id": r.new_key_id,
+                "vault_version": r.vault_version,
+                "last_rotated_at": now,
+                "last_rotation_id": r.id,
+            },
+        )

@@ -1,0 +1,51 @@
+"""The states of a rotation, in protocol order, and what a run reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Where a rotation stands; each is persisted before the next external call."""
+
+    PLANNED = "planned"
+    MINTING = "minting"  # the vendor was (maybe) asked for a new key; its id is not known yet
+    MINTED = "minted"  # the vendor issued the key (id known); Vault may not have it yet
+    STORED = "stored"  # the new secret is the current Vault version
+    VERIFIED = "verified"
+    GRACE = "grace"  # waiting for grace_until, then the old key is revoked
+    ROLLING_BACK = "rolling_back"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+
+
+class Result(StrEnum):
+    """What one run of ``rotate now`` / ``rotate due`` did for a policy."""
+
+    COMPLETED = "completed"
+    WAITING = "waiting"  # in grace: the old key is revoked by a later run
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"  # will be retried with backoff
+    NEEDS_ATTENTION = "needs_attention"
+    LOCKED = "locked"  # another process is rotating this policy
+    NOT_DUE = "not_due"
+    DRY_RUN = "dry_run"
+
+    @property
+    def is_failure(self) -> bool:
+        return self in (Result.ROLLED_BACK, Result.FAILED, Result.NEEDS_ATTENTION)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    policy: str
+    result: Result
+    message: str = ""
+    rotation_id: str | None = None
+    state: str | None = None
+    new_key_id: str | None = None
+    vault_version: int | None = None
+    grace_until: datetime | None = None
+    calls: tuple[str, ...] = ()

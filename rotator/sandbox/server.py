@@ -1,0 +1,362 @@
+"""The HTTP server every vendor emulator runs in, with fault injection and a request log.
+
+A vendor module describes its routes and its error body; this module serves
+them on 127.0.0.1, checks the management token, and applies the faults a test
+or a user asked for. ``/_sandbox/...`` is a small control API for
+``rotator sandbox serve`` users (it is not part of any vendor's contract).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    body: bytes
+    path_params: Mapping[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    def encoded(self) -> bytes:
+        if self.body is None:
+            return b""
+        return json.dumps(self.body).encode()
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str
+    handler: Handler
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template) + "$")
+
+
+@dataclass
+class Fault:
+    """Answer matching calls with ``status`` (or a timeout) instead of serving them."""
+
+    method: str
+    path: str
+    status: int = 500
+    times: int = 1
+    retry_after: float | None = None
+    timeout: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.times > 0 and method == self.method and re.search(self.path, path) is not None
+
+
+@dataclass
+class Hold:
+    """Hold the ``nth`` matching call open until released, before or after serving it.
+
+    ``after=True`` changes the vendor's state first, so a client killed while
+    held has made the change without learning its result (a lost response).
+    """
+
+    method: str
+    path: str
+    after: bool = True
+    nth: int = 1
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    seen: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if method != self.method or re.search(self.path, path) is None:
+            return False
+        self.seen += 1
+        return self.seen == self.nth
+
+    def wait_arrived(self, timeout: float = 30.0) -> None:
+        if not self.arrived.wait(timeout):
+            raise TimeoutError(f"no {self.method} {self.path} call arrived within {timeout}s")
+
+    def release(self) -> None:
+        self.released.set()
+
+
+Validator = Callable[[Request, Response], None]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A seeded key slot: the policy's ``key:`` selector and the key that exists in it."""
+
+    selector: dict[str, Any]
+    key_id: str
+    secret: str
+
+
+class Emulator(ABC):
+    """One vendor's API: routes, authentication and error shape."""
+
+    vendor: str
+
+    def __init__(self, tokens: set[str] | None = None) -> None:
+        self.tokens = tokens if tokens is not None else set()
+        self.lock = threading.RLock()
+
+    @abstractmethod
+    def routes(self) -> list[Route]:
+        """The vendor's endpoints served by this emulator."""
+
+    @abstractmethod
+    def error(self, status: int, message: str) -> Response:
+        """A response in the vendor's documented error shape."""
+
+    def authenticated(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        return header.removeprefix("Bearer ") in self.tokens
+
+    def decorate(self, request: Request, response: Response) -> None:
+        """Add headers the vendor sends on every response (rate limits, say)."""
+        return
+
+    @abstractmethod
+    def snapshot(self) -> dict[str, Any]:
+        """The emulator's state without secrets, for ``/_sandbox/state``."""
+
+    @abstractmethod
+    def seed_slot(self) -> Slot:
+        """Create a key slot holding one existing key, as a user's account would have."""
+
+    @abstractmethod
+    def accepts(self, selector: Mapping[str, Any], secret: str) -> bool:
+        """Whether ``secret`` currently authenticates as a key of the slot."""
+
+    @abstractmethod
+    def live_key_ids(self, selector: Mapping[str, Any]) -> list[str]:
+        """Ids of the keys that exist in the slot now."""
+
+
+class EmulatorServer:
+    """Serves one ``Emulator`` on 127.0.0.1 in a background thread."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        *,
+        port: int = 0,
+        validator: Validator | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        self.emulator = emulator
+        self.validator = validator
+        self.delay = delay
+        self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
+        self.log: list[tuple[str, str]] = []
+        self._routes = [(route, route.pattern) for route in emulator.routes()]
+        self._state_lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> EmulatorServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        for hold in self.holds:
+            hold.release()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- switches -------------------------------------------------------------
+
+    def fail(self, method: str, path: str, **kwargs: Any) -> Fault:
+        fault = Fault(method, path, **kwargs)
+        with self._state_lock:
+            self.faults.append(fault)
+        return fault
+
+    def hold(self, method: str, path: str, *, after: bool = True, nth: int = 1) -> Hold:
+        hold = Hold(method, path, after=after, nth=nth)
+        with self._state_lock:
+            self.holds.append(hold)
+        return hold
+
+    def clear(self) -> None:
+        with self._state_lock:
+            for hold in self.holds:
+                hold.release()
+            self.faults.clear()
+            self.holds.clear()
+
+    def calls(self, method: str | None = None, path: str = "") -> int:
+        """How many vendor calls arrived (answered or not), by method and path pattern."""
+        return sum(1 for m, p in self.log if (method is None or m == method) and re.search(path, p))
+
+    def count_by_method(self) -> dict[str, int]:
+        return dict(Counter(method for method, _ in self.log))
+
+    # -- serving --------------------------------------------------------------
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._state_lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _take_hold(self, method: str, path: str) -> Hold | None:
+        with self._state_lock:
+            for hold in self.holds:
+                if not hold.released.is_set() and hold.matches(method, path):
+                    return hold
+        return None
+
+    def serve(self, request: Request) -> Response | None:
+        """The response to ``request``; ``None`` means: close the connection unanswered."""
+        if request.path.startswith("/_sandbox/"):
+            return self._control(request)
+        self.log.append((request.method, request.path))
+        if self.delay:
+            time.sleep(self.delay)
+        fault = self._take_fault(request.method, request.path)
+        if fault is not None:
+            if fault.timeout:
+                time.sleep(3600)
+                return None
+            response = self.emulator.error(fault.status, _FAULT_MESSAGES.get(fault.status, "fault"))
+            if fault.retry_after is not None:
+                response.headers["retry-after"] = f"{fault.retry_after:g}"
+            return self._finish(request, response)
+        hold = self._take_hold(request.method, request.path)
+        if hold is not None and not hold.after:
+            hold.arrived.set()
+            hold.released.wait()
+            return None
+        response = self._dispatch(request)
+        if hold is not None:
+            hold.arrived.set()
+            hold.released.wait()
+            return None
+        return self._finish(request, response)
+
+    def _finish(self, request: Request, response: Response) -> Response:
+        self.emulator.decorate(request, response)
+        if self.validator is not None:
+            self.validator(request, response)
+        return response
+
+    def _dispatch(self, request: Request) -> Response:
+        for route, pattern in self._routes:
+            match = pattern.match(request.path)
+            if match and route.method == request.method:
+                if not self.emulator.authenticated(request):
+                    return self.emulator.error(401, "Unable to authenticate you.")
+                routed = Request(**{**request.__dict__, "path_params": match.groupdict()})
+                with self.emulator.lock:
+                    return route.handler(routed)
+        return self.emulator.error(404, "The resource you were accessing could not be found.")
+
+    def _control(self, request: Request) -> Response:
+        if request.method == "GET" and request.path == "/_sandbox/state":
+            return Response(200, {**self.emulator.snapshot(), "calls": self.count_by_method()})
+        if request.method == "POST" and request.path == "/_sandbox/faults":
+            spec = request.json() or {}
+            self.fail(
+                spec.get("method", "GET"),
+                spec.get("path", "."),
+                status=int(spec.get("status", 500)),
+                times=int(spec.get("times", 1)),
+                retry_after=spec.get("retry_after"),
+            )
+            return Response(201, {"faults": len(self.faults)})
+        return Response(404, {"message": "unknown sandbox control endpoint"})
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                request = Request(
+                    method=self.command,
+                    path=parts.path,
+                    query=parse_qs(parts.query),
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=self.rfile.read(length) if length else b"",
+                )
+                response = server.serve(request)
+                if response is None:
+                    self.close_connection = True
+                    return
+                payload = response.encoded()
+                try:
+                    self.send_response(response.status)
+                    if payload:
+                        self.send_header("content-type", response.content_type)
+                    self.send_header("content-length", str(len(payload)))
+                    for name, value in response.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silence the default stderr access log."""
+
+        return _Handler
+
+
+_FAULT_MESSAGES = {
+    429: "API rate limit exceeded.",
+    500: "Unexpected server-side error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+}

@@ -1,0 +1,203 @@
+"""A test rig: one vendor emulator, OpenBao, a fresh database, and rotator as users run it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rotator.audit import migrations
+from rotator.audit.store import AuditStore
+from rotator.config.loader import load_config
+from rotator.engine.engine import Engine
+from rotator.providers.registry import VENDORS, provider_class
+from rotator.sandbox.server import Emulator, EmulatorServer, Slot
+from rotator.secret import Secret
+from tests.support.servers import OpenBaoServer
+
+MANAGEMENT_TOKEN = "sandbox-management-token-0123456789"
+
+#: The vendor's published OpenAPI spec in tests/contracts, where it publishes one.
+CONTRACT_FILES = {
+    "digitalocean_gradient": "digitalocean-gradient-agent-api-keys.openapi.yaml",
+}
+
+
+def vendor_strategies() -> list[tuple[str, str]]:
+    """Every (vendor, strategy) pair the registered providers support."""
+    return [
+        (vendor, strategy.value)
+        for vendor in sorted(VENDORS)
+        for strategy in sorted(provider_class(vendor).capabilities.strategies)
+    ]
+
+
+def vendors_supporting(strategy: str) -> list[str]:
+    """The registered vendors whose provider offers ``strategy``."""
+    return [vendor for vendor, offered in vendor_strategies() if offered == strategy]
+
+
+@dataclass
+class PolicySpec:
+    name: str
+    strategy: str
+    slot: Slot
+    grace: str
+    vault_path: str
+
+
+@dataclass
+class Rig:
+    tmp: Path
+    database_url: str
+    openbao: OpenBaoServer
+    vendor: str
+    server: EmulatorServer
+    vault_prefix: str
+    policies: dict[str, PolicySpec] = field(default_factory=dict)
+
+    @property
+    def emulator(self) -> Emulator:
+        return self.server.emulator
+
+    @property
+    def config_path(self) -> Path:
+        return self.tmp / "rotator.yaml"
+
+    def add_policy(self, name: str, *, strategy: str, grace: str = "1h") -> PolicySpec:
+        """Seed a key slot at the vendor and put its existing key in Vault as version 1."""
+        slot = self.emulator.seed_slot()
+        path = f"{self.vault_prefix}/{name}"
+        self.vault_api("POST", f"secret/data/{path}", {"data": {"api_key": slot.secret}})
+        spec = PolicySpec(name, strategy, slot, grace, path)
+        self.policies[name] = spec
+        self.write_config()
+        return spec
+
+    def write_config(self) -> Path:
+        policies = "\n".join(
+            textwrap.indent(
+                textwrap.dedent(
+                    f"""\
+                    {p.name}:
+                      provider: sandbox
+                      key: {_flow(p.slot.selector)}
+                      strategy: {p.strategy}
+                      schedule: {{every: 30d}}
+                      grace_period: {p.grace}
+                      vault: {{path: {p.vault_path}, field: api_key}}
+                    """
+                ),
+                "  ",
+            )
+            for p in self.policies.values()
+        )
+        self.config_path.write_text(
+            textwrap.dedent(
+                f"""\
+                database: {{url: "{self.database_url}"}}
+                vault:
+                  address: {self.openbao.address}
+                  auth: {{method: token, token: "${{TEST_VAULT_TOKEN}}"}}
+                providers:
+                  sandbox:
+                    type: {self.vendor}
+                    token: "${{SANDBOX_TOKEN}}"
+                    base_url: {self.server.base_url}
+                    timeout: 5
+                policies:
+                """
+            )
+            + policies
+            + "\n"
+        )
+        return self.config_path
+
+    # -- running rotator ------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "TEST_VAULT_TOKEN": self.openbao.root_token,
+            "SANDBOX_TOKEN": MANAGEMENT_TOKEN,
+            "ROTATOR_CONFIG": str(self.config_path),
+        }
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rotator", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+        )
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rotator", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+
+    @staticmethod
+    def kill(process: subprocess.Popen[str]) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+
+    def engine(self) -> Engine:
+        os.environ.setdefault("TEST_VAULT_TOKEN", self.openbao.root_token)
+        os.environ.setdefault("SANDBOX_TOKEN", MANAGEMENT_TOKEN)
+        return Engine.open(load_config(self.config_path))
+
+    def store(self) -> AuditStore:
+        return AuditStore.open(Secret(self.database_url))
+
+    # -- observing ------------------------------------------------------------
+
+    def vault_api(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        response = httpx.request(
+            method,
+            f"{self.openbao.address}/v1/{path}",
+            headers={"X-Vault-Token": self.openbao.root_token},
+            json=json,
+        )
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+    def vault_secret(self, name: str) -> str:
+        data = self.vault_api("GET", f"secret/data/{self.policies[name].vault_path}")
+        return str(data["data"]["data"]["api_key"])
+
+    def vault_version(self, name: str) -> int:
+        data = self.vault_api("GET", f"secret/data/{self.policies[name].vault_path}")
+        return int(data["data"]["metadata"]["version"])
+
+    def vault_metadata(self, name: str) -> dict[str, str]:
+        data = self.vault_api("GET", f"secret/metadata/{self.policies[name].vault_path}")
+        return dict(data["data"]["custom_metadata"] or {})
+
+    def live_keys(self, name: str) -> list[str]:
+        return self.emulator.live_key_ids(self.policies[name].slot.selector)
+
+    def vendor_accepts(self, name: str, secret: str) -> bool:
+        return self.emulator.accepts(self.policies[name].slot.selector, secret)
+
+
+def _flow(selector: dict[str, Any]) -> str:
+    return "{" + ", ".join(f'{k}: "{v}"' for k, v in selector.items()) + "}"
+
+
+def migrate(database_url: str) -> None:
+    store = AuditStore.open(Secret(database_url))
+    migrations.upgrade(store.engine)
+    store.dispose()
