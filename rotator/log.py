@@ -9,6 +9,7 @@ say) is scrubbed too.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -40,9 +41,15 @@ def _redact(value: Any) -> Any:
 
 
 def configure_logging(
-    *, level: str = "info", json: bool | None = None, stream: TextIO | None = None
+    *, level: str | None = None, json: bool | None = None, stream: TextIO | None = None
 ) -> None:
-    """Set up structlog once per process; ``json`` defaults to "not a TTY"."""
+    """Set up structlog once per process.
+
+    ``level`` defaults to ``$ROTATOR_LOG_LEVEL`` or info; ``json`` to "not a TTY".
+    """
+    level = level or os.environ.get("ROTATOR_LOG_LEVEL", "info")
+    if level.upper() not in logging.getLevelNamesMapping():
+        level = "info"
     stream = stream or sys.stderr
     use_json = not stream.isatty() if json is None else json
     renderer: Any = (

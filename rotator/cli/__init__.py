@@ -15,8 +15,10 @@ import click
 
 from rotator import __version__
 from rotator.cli.db import db
+from rotator.cli.inspect import audit, plan, status
 from rotator.cli.options import config_option, load
 from rotator.cli.rotate import rotate
+from rotator.cli.sandbox import sandbox
 from rotator.errors import RotatorError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,8 +42,18 @@ def validate(config_path: str | None) -> None:
     )
 
 
-cli.add_command(db)
-cli.add_command(rotate)
+for command in (db, rotate, plan, status, audit, sandbox):
+    cli.add_command(command)
+
+
+@cli.command()
+@config_option
+def daemon(config_path: str | None) -> None:
+    """Run continuously, rotating on schedule (not available yet: use 'rotate due')."""
+    load(config_path)
+    raise click.ClickException(
+        "the daemon is not built yet; run 'rotator rotate due' from cron or a Kubernetes CronJob"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -244,7 +244,7 @@ class Engine:
             calls.append(f"resume rotation {active.id} from state {active.state}")
         regenerate = policy.strategy is Strategy.REGENERATE
         if active is None or active.state in (State.PLANNED, State.MINTING, State.MINTED):
-            name_hint = provider.key_name(name, "<rotation-id>")
+            name_hint = provider.key_name(name, "<rot-id>")
             calls += [
                 provider.describe_call("regenerate", selector, old_label)
                 if regenerate

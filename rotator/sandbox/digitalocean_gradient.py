@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from rotator.sandbox.server import Emulator, Request, Response, Route, Slot
 
@@ -58,6 +58,12 @@ def _now() -> str:
 
 class DigitalOceanGradientEmulator(Emulator):
     vendor = "digitalocean_gradient"
+    operations: ClassVar[dict[str, tuple[str, str]]] = {
+        "create": ("POST", r"/api_keys$"),
+        "regenerate": ("PUT", r"/regenerate$"),
+        "revoke": ("DELETE", r"/api_keys/[^/]+$"),
+        "verify": ("GET", r"/api_keys$"),
+    }
     default_per_page = 20
     max_per_page = 200
 
@@ -94,6 +100,10 @@ class DigitalOceanGradientEmulator(Emulator):
     def live_key_ids(self, selector: Mapping[str, Any]) -> list[str]:
         with self.lock:
             return list(self.agents.get(selector["agent_uuid"], {}))
+
+    def remove_key(self, selector: Mapping[str, Any], key_id: str) -> None:
+        with self.lock:
+            self.agents.get(selector["agent_uuid"], {}).pop(key_id, None)
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:

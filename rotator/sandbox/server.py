@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -86,12 +86,15 @@ class Hold:
 
     ``after=True`` changes the vendor's state first, so a client killed while
     held has made the change without learning its result (a lost response).
+    On release the connection is closed unanswered, unless ``resume`` is set:
+    then the call is served as usual (a slow vendor, not a lost one).
     """
 
     method: str
     path: str
     after: bool = True
     nth: int = 1
+    resume: bool = False
     arrived: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     seen: int = 0
@@ -126,6 +129,9 @@ class Emulator(ABC):
     """One vendor's API: routes, authentication and error shape."""
 
     vendor: str
+    #: (method, path regex) of the call behind each provider operation (create,
+    #: regenerate, revoke, verify), so shared tests can hold or fail "the mint call".
+    operations: ClassVar[dict[str, tuple[str, str]]]
 
     def __init__(self, tokens: set[str] | None = None) -> None:
         self.tokens = tokens if tokens is not None else set()
@@ -162,6 +168,10 @@ class Emulator(ABC):
     @abstractmethod
     def live_key_ids(self, selector: Mapping[str, Any]) -> list[str]:
         """Ids of the keys that exist in the slot now."""
+
+    @abstractmethod
+    def remove_key(self, selector: Mapping[str, Any], key_id: str) -> None:
+        """Delete a key behind rotator's back, as a person in the vendor's console would."""
 
 
 class EmulatorServer:
@@ -216,8 +226,10 @@ class EmulatorServer:
             self.faults.append(fault)
         return fault
 
-    def hold(self, method: str, path: str, *, after: bool = True, nth: int = 1) -> Hold:
-        hold = Hold(method, path, after=after, nth=nth)
+    def hold(
+        self, method: str, path: str, *, after: bool = True, nth: int = 1, resume: bool = False
+    ) -> Hold:
+        hold = Hold(method, path, after=after, nth=nth, resume=resume)
         with self._state_lock:
             self.holds.append(hold)
         return hold
@@ -273,12 +285,14 @@ class EmulatorServer:
         if hold is not None and not hold.after:
             hold.arrived.set()
             hold.released.wait()
-            return None
+            if not hold.resume:
+                return None
         response = self._dispatch(request)
-        if hold is not None:
+        if hold is not None and hold.after:
             hold.arrived.set()
             hold.released.wait()
-            return None
+            if not hold.resume:
+                return None
         return self._finish(request, response)
 
     def _finish(self, request: Request, response: Response) -> Response:

@@ -62,6 +62,8 @@ class Rig:
     server: EmulatorServer
     vault_prefix: str
     policies: dict[str, PolicySpec] = field(default_factory=dict)
+    #: Where rotator reaches Vault (a holding proxy in crash tests); OpenBao by default.
+    vault_address: str | None = None
 
     @property
     def emulator(self) -> Emulator:
@@ -104,7 +106,7 @@ class Rig:
                 f"""\
                 database: {{url: "{self.database_url}"}}
                 vault:
-                  address: {self.openbao.address}
+                  address: {self.vault_address or self.openbao.address}
                   auth: {{method: token, token: "${{TEST_VAULT_TOKEN}}"}}
                 providers:
                   sandbox:

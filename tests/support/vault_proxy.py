@@ -1,0 +1,94 @@
+"""A loopback HTTP proxy in front of OpenBao that can hold a chosen call open.
+
+It gives crash tests a deterministic kill point around the Vault write, just
+as the vendor emulators' holds do around vendor calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from rotator.sandbox.server import Hold
+
+_HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding"}
+
+
+class VaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.holds: list[Hold] = []
+        self._lock = threading.Lock()
+        self._client = httpx.Client(timeout=30)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def hold(self, method: str, path: str, *, after: bool) -> Hold:
+        hold = Hold(method, path, after=after)
+        with self._lock:
+            self.holds.append(hold)
+        return hold
+
+    def stop(self) -> None:
+        for hold in self.holds:
+            hold.release()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._client.close()
+
+    def _take_hold(self, method: str, path: str) -> Hold | None:
+        with self._lock:
+            for hold in self.holds:
+                if not hold.released.is_set() and hold.matches(method, path):
+                    return hold
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                hold = proxy._take_hold(self.command, self.path.split("?")[0])
+                if hold is not None and not hold.after:
+                    hold.arrived.set()
+                    hold.released.wait()
+                    self.close_connection = True
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
+                response = proxy._client.request(
+                    self.command, proxy.upstream + self.path, headers=headers, content=body
+                )
+                if hold is not None:
+                    hold.arrived.set()
+                    hold.released.wait()
+                    self.close_connection = True
+                    return
+                try:
+                    self.send_response(response.status_code)
+                    for name, value in response.headers.items():
+                        if name.lower() not in _HOP_HEADERS | {"content-encoding"}:
+                            self.send_header(name, value)
+                    self.send_header("content-length", str(len(response.content)))
+                    self.end_headers()
+                    self.wfile.write(response.content)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_LIST = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silence the access log."""
+
+        return Handler
