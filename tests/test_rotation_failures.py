@@ -163,3 +163,19 @@ def test_an_unknown_policy_name_exits_2(
 
     assert result.returncode == 2
     assert "no policy named 'nope'" in result.stderr
+
+
+def test_a_vendor_call_that_times_out_is_retried_when_safe(
+    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
+) -> None:
+    vendor, strategy = vendor_strategy
+    rig = rig_factory(vendor)
+    rig.provider_timeout = 1.0
+    rig.add_policy("app", strategy=strategy, grace="0s")
+    method, path = rig.emulator.operations["revoke" if strategy != "regenerate" else "verify"]
+    rig.server.fail(method, path, timeout=True, times=1)
+
+    result = rig.run("rotate", "now", "app", "--json")
+
+    assert json.loads(result.stdout)["result"] == "completed"
+    assert rig.server.calls(method, path) >= 2

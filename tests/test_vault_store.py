@@ -154,3 +154,72 @@ def test_an_unreachable_vault_says_so() -> None:
     config = VaultConfig(address=f"http://127.0.0.1:{free_port()}", auth=TokenAuth(), timeout=2)
     with pytest.raises(VaultUnreachable, match="cannot reach Vault"):
         VaultStore(config, Secret("whatever-token")).login()
+
+
+def test_a_renewable_token_is_renewed_before_it_expires(
+    openbao: OpenBaoServer, vault_prefix: str
+) -> None:
+    created = bao_api(
+        openbao,
+        "POST",
+        "auth/token/create",
+        {"ttl": "6s", "renewable": True, "policies": ["default"]},
+    ).json()["auth"]["client_token"]
+    store = store_for(openbao, token=created)
+    import time
+
+    time.sleep(4.5)
+    store.renew_if_needed()
+    time.sleep(2.5)
+    lookup = httpx.get(
+        f"{openbao.address}/v1/auth/token/lookup-self", headers={"X-Vault-Token": created}
+    )
+    assert lookup.status_code == 200, "the token expired: it was not renewed"
+
+
+def test_kubernetes_login_works(
+    openbao: OpenBaoServer, vault_prefix: str, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from rotator.config.model import KubernetesAuth
+    from tests.support.kubernetes_api import TokenReviewServer
+
+    kubernetes = TokenReviewServer()
+    try:
+        mount = f"k8s-{vault_prefix}"
+        bao_api(openbao, "POST", f"sys/auth/{mount}", {"type": "kubernetes"})
+        bao_api(
+            openbao,
+            "POST",
+            f"auth/{mount}/config",
+            {
+                "kubernetes_host": kubernetes.address,
+                "disable_local_ca_jwt": True,
+                "kubernetes_ca_cert": kubernetes.ca_certificate(Path(str(tmp_path))),
+            },
+        )
+        bao_api(
+            openbao,
+            "POST",
+            f"auth/{mount}/role/rotator",
+            {
+                "bound_service_account_names": ["rotator"],
+                "bound_service_account_namespaces": ["secrets"],
+                "token_policies": ["default"],
+            },
+        )
+        jwt_file = Path(str(tmp_path)) / "token"
+        jwt_file.write_text(kubernetes.issue_token("secrets", "rotator"))
+        config = VaultConfig(
+            address=openbao.address,
+            auth=KubernetesAuth(
+                method="kubernetes", role="rotator", jwt_path=jwt_file, mount_point=mount
+            ),
+        )
+        VaultStore(config).login()
+        jwt_file.write_text(kubernetes.issue_token("secrets", "intruder"))
+        with pytest.raises(VaultAuthError, match="kubernetes login"):
+            VaultStore(config).login()
+    finally:
+        kubernetes.stop()

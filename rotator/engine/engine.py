@@ -143,6 +143,7 @@ class Engine:
     # -- steps shared by the entry points ----------------------------------------
 
     def _run(self, policy: Policy, rotation: RotationRecord) -> Outcome:
+        self.vault.renew_if_needed()
         context = RotationContext(
             policy=policy,
             provider=self.provider_for(policy),

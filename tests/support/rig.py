@@ -64,6 +64,7 @@ class Rig:
     policies: dict[str, PolicySpec] = field(default_factory=dict)
     #: Where rotator reaches Vault (a holding proxy in crash tests); OpenBao by default.
     vault_address: str | None = None
+    provider_timeout: float = 5.0
 
     @property
     def emulator(self) -> Emulator:
@@ -113,7 +114,7 @@ class Rig:
                     type: {self.vendor}
                     token: "${{SANDBOX_TOKEN}}"
                     base_url: {self.server.base_url}
-                    timeout: 5
+                    timeout: {self.provider_timeout}
                 policies:
                 """
             )

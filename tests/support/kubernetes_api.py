@@ -1,0 +1,115 @@
+"""A loopback stand-in for the one Kubernetes API call Vault's Kubernetes auth makes.
+
+OpenBao's ``kubernetes`` auth method sends the pod's service-account JWT to
+``POST /apis/authentication.k8s.io/v1/tokenreviews``; this server answers it
+for the tokens it issued, so rotator's Kubernetes login runs for real.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+class TokenReviewServer:
+    def __init__(self) -> None:
+        self.accounts: dict[str, tuple[str, str, str]] = {}
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def issue_token(self, namespace: str, name: str) -> str:
+        """A service-account JWT in the legacy secret-token format (unsigned)."""
+        uid = str(uuid.uuid4())
+        claims = {
+            "iss": "kubernetes/serviceaccount",
+            "kubernetes.io/serviceaccount/namespace": namespace,
+            "kubernetes.io/serviceaccount/secret.name": f"{name}-token",
+            "kubernetes.io/serviceaccount/service-account.name": name,
+            "kubernetes.io/serviceaccount/service-account.uid": uid,
+            "sub": f"system:serviceaccount:{namespace}:{name}",
+        }
+        token = f"{_b64({'alg': 'RS256', 'typ': 'JWT'})}.{_b64(claims)}.c2lnbmF0dXJl"
+        self.accounts[token] = (namespace, name, uid)
+        return token
+
+    @staticmethod
+    def ca_certificate(directory: Path) -> str:
+        """A throwaway CA certificate: Vault insists on one, though this server speaks HTTP."""
+        key, cert = directory / "ca.key", directory / "ca.crt"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=rotator-test-ca",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return cert.read_text()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                token = body.get("spec", {}).get("token", "")
+                account = server.accounts.get(token)
+                status: dict[str, Any] = {"authenticated": False}
+                if account:
+                    namespace, name, uid = account
+                    status = {
+                        "authenticated": True,
+                        "user": {
+                            "username": f"system:serviceaccount:{namespace}:{name}",
+                            "uid": uid,
+                            "groups": ["system:serviceaccounts"],
+                        },
+                    }
+                payload = json.dumps(
+                    {
+                        "apiVersion": "authentication.k8s.io/v1",
+                        "kind": "TokenReview",
+                        "status": status,
+                    }
+                ).encode()
+                self.send_response(201)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silence the access log."""
+
+        return Handler
