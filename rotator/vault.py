@@ -214,6 +214,13 @@ class VaultStore:
                 path=path, custom_metadata={**current, **entries}, mount_point=self.mount
             )
 
+    def destroy(self, path: str) -> None:
+        """Delete ``path`` with all its versions and metadata; already gone is fine."""
+        with self._errors(path):
+            self._client.secrets.kv.v2.delete_metadata_and_all_versions(
+                path=path, mount_point=self.mount
+            )
+
     def is_reachable(self) -> bool:
         try:
             return bool(self._client.sys.read_health_status(method="GET").ok)

@@ -50,6 +50,9 @@ class Policy:
     schedule: ScheduleConfig
     grace_period: timedelta
     vault: VaultTarget
+    #: The policy rotates the very credential rotator uses for its provider
+    #: (the provider's token is ``vault:`` + this policy's Vault path and field).
+    self_rotating: bool = False
 
     @property
     def provider_type(self) -> str:
@@ -298,6 +301,20 @@ def _policies(
             continue
         for warning in cls.policy_warnings(selector, policy.strategy, policy.grace_period):
             issues.warn(loc, warning)
+        token = settings.token
+        self_rotating = isinstance(token, VaultReference) and (
+            token.path.strip("/"),
+            token.field,
+        ) == (policy.vault.normalized_path, policy.vault.field)
+        if self_rotating and policy.strategy is Strategy.REGENERATE:
+            issues.error(
+                (*loc, "strategy"),
+                "this policy rotates the token rotator itself uses for provider "
+                f"{policy.provider!r}; regenerate would kill that token before the new one is "
+                "safely in Vault, and a crash in between would lock rotator out. Use "
+                "create_then_delete",
+            )
+            continue
         policies[name] = Policy(
             name=name,
             provider_name=policy.provider,
@@ -308,6 +325,7 @@ def _policies(
             schedule=policy.schedule,
             grace_period=policy.grace_period,
             vault=policy.vault,
+            self_rotating=self_rotating,
         )
     _check_vault_targets_unique(raw, issues)
     return policies

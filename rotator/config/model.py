@@ -79,6 +79,8 @@ class VaultConfig(_Model):
     auth: VaultAuth = Field(default_factory=lambda: {"method": "token"}, validate_default=True)
     timeout: float = Field(default=10.0, gt=0)
     verify_tls: bool | str = True
+    #: Where a secret rotator generates itself waits (in this mount) until the vendor has it.
+    staging_prefix: str = Field(default="rotator/staging", min_length=1)
 
     @model_validator(mode="after")
     def _address_known(self) -> VaultConfig:

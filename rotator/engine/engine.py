@@ -187,6 +187,9 @@ class Engine:
                 f"policy {policy.name}: regenerate needs the id of the key to regenerate; "
                 "name it in the policy's key: selector"
             )
+        self.provider_for(policy).preflight(
+            policy.selector, old_key_id, self_rotating=policy.self_rotating
+        )
         rotation_id = uuid.uuid4().hex
         now = self.clock()
         create = policy.strategy is Strategy.CREATE_THEN_DELETE
@@ -199,7 +202,9 @@ class Engine:
             emergency=emergency,
             old_key_id=old_key_id,
             new_key_id=old_key_id if not create else None,
-            new_key_name=self.provider_for(policy).key_name(policy.name, rotation_id)
+            new_key_name=self.provider_for(policy).key_name(
+                policy.selector, policy.name, rotation_id
+            )
             if create
             else None,
             new_secret_fingerprint=None,
@@ -245,7 +250,7 @@ class Engine:
             calls.append(f"resume rotation {active.id} from state {active.state}")
         regenerate = policy.strategy is Strategy.REGENERATE
         if active is None or active.state in (State.PLANNED, State.MINTING, State.MINTED):
-            name_hint = provider.key_name(name, "<rot-id>")
+            name_hint = provider.key_name(selector, name, "<rot-id>")
             calls += [
                 provider.describe_call("regenerate", selector, old_label)
                 if regenerate

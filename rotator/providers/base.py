@@ -66,9 +66,18 @@ class ProviderSettings(BaseModel):
 
 
 class KeySelector(BaseModel):
-    """A policy's ``key:`` mapping: which key slot at the vendor it rotates."""
+    """A policy's ``key:`` mapping: which key slot at the vendor it rotates.
+
+    Every vendor's selector accepts ``name_prefix``: keys rotator creates are
+    named ``<name_prefix>-<8 hex of the rotation id>`` (default prefix
+    ``rotator-<policy>``), which is how orphans are recognised later.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name_prefix: str | None = Field(
+        default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    )
 
 
 @dataclass(frozen=True)
@@ -147,18 +156,26 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
         """The key id the policy names explicitly, if its selector has one."""
         return None
 
-    def key_name(self, policy: str, rotation_id: str) -> str:
+    def key_name(self, selector: SelectorT, policy: str, rotation_id: str) -> str:
         """The name of a key rotator creates, recognisable later by ``is_ours``."""
         suffix = f"-{rotation_id[:8]}"
-        base = f"rotator-{policy}"[: self.capabilities.max_name_length - len(suffix)]
-        return base + suffix
+        prefix = selector.name_prefix or f"rotator-{policy}"
+        return prefix[: self.capabilities.max_name_length - len(suffix)] + suffix
 
-    def is_ours(self, policy: str, key: VendorKey) -> bool:
+    def is_ours(self, selector: SelectorT, policy: str, key: VendorKey) -> bool:
         """Whether ``key`` carries the name ``key_name`` gives this policy's keys."""
         if not key.name or len(key.name) < 9:
             return False
         tag = key.name[-8:]
-        return all(c in "0123456789abcdef" for c in tag) and key.name == self.key_name(policy, tag)
+        hex_tag = all(c in "0123456789abcdef" for c in tag)
+        return hex_tag and key.name == self.key_name(selector, policy, tag)
+
+    def use_token(self, token: Secret) -> None:
+        """Authenticate with ``token`` from now on: the policy rotated rotator's own key."""
+        self.token = token
+
+    def preflight(self, selector: SelectorT, key_id: str | None, *, self_rotating: bool) -> None:
+        """Refuse, before any change, a rotation this vendor cannot do safely."""
 
     @classmethod
     def policy_warnings(

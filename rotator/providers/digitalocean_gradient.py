@@ -73,7 +73,7 @@ class DigitalOceanGradientProvider(
         self._http = VendorHttp(
             vendor="DigitalOcean",
             base_url=settings.base_url or DEFAULT_BASE_URL,
-            headers={"Authorization": f"Bearer {token.reveal()}"},
+            auth=lambda: {"Authorization": f"Bearer {self.token.reveal()}"},
             timeout=settings.timeout,
             read_error=json_error_reader("id", "message", "request_id"),
         )

@@ -38,19 +38,21 @@ class VendorHttp:
         *,
         vendor: str,
         base_url: str,
-        headers: Mapping[str, str],
+        auth: Callable[[], Mapping[str, str]],
         timeout: float,
+        headers: Mapping[str, str] | None = None,
         read_error: ErrorReader,
         attempts: int = 5,
         retry_timeout: float = 60.0,
     ) -> None:
         self.vendor = vendor
+        self._auth = auth
         self._read_error = read_error
         self._attempts = attempts
         self._retry_timeout = retry_timeout
         self._client = httpx.Client(
             base_url=base_url,
-            headers=dict(headers),
+            headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
         )
@@ -93,7 +95,9 @@ class VendorHttp:
     ) -> httpx.Response:
         where = f"{self.vendor} {method} {path}"
         try:
-            response = self._client.request(method, path, json=json, params=params, headers=headers)
+            response = self._client.request(
+                method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
+            )
         except httpx.ConnectError as exc:
             raise VendorUnavailable(
                 f"{where}: cannot connect ({scrub(str(exc))}); check base_url and the network",
