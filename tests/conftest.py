@@ -12,7 +12,7 @@ import pytest
 from rotator.providers.registry import emulator_class
 from rotator.sandbox.server import EmulatorServer
 from tests.support.contracts import ContractValidator
-from tests.support.rig import CONTRACT_FILES, MANAGEMENT_TOKEN, Rig, migrate, vendor_strategies
+from tests.support.rig import MANAGEMENT_TOKEN, Rig, contract_for, migrate, vendor_strategies
 from tests.support.servers import OpenBaoServer, PostgresServer, openbao_server, postgres_server
 
 
@@ -74,8 +74,7 @@ def rig_factory(
     migrate(pg_url)
 
     def build(vendor: str) -> Rig:
-        spec = CONTRACT_FILES.get(vendor)
-        validator = ContractValidator(spec) if spec else None
+        validator = contract_for(vendor)
         emulator = emulator_class(vendor)({MANAGEMENT_TOKEN})
         server = EmulatorServer(emulator, validator=validator).start()
         started.append((server, validator))

@@ -37,6 +37,8 @@ def test_validate_accepts_the_example_configuration() -> None:
         "VAULT_TOKEN": "x-token",
         "DIGITALOCEAN_TOKEN": "do-token",
         "ROTATOR_DB_PASSWORD": "pw",
+        "H2OGPTE_ADMIN_KEY": "sk-admin",
+        "AGENTEX_TOKEN": "agentex-token",
     }
     result = rotator("validate", "-c", str(ROOT / "config.example.yaml"), env=env)
     assert result.returncode == 0, result.stderr

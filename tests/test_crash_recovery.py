@@ -24,13 +24,18 @@ RigFactory = Callable[[str], Rig]
 @dataclass(frozen=True)
 class KillPoint:
     where: str  # "vendor" or "vault"
-    operation: str  # an emulator operation, or "write" for Vault
+    operation: str  # an emulator operation; for Vault "write" (the policy's path) or "stage"
     after: bool  # the held call was carried out before the kill (its answer is lost)
 
-    def leaves_orphan(self, strategy: str) -> bool:
-        """Whether this kill leaves a created key whose secret is lost (revoked on restart)."""
+    def leaves_orphan(self, vendor: str, strategy: str) -> bool:
+        """Whether this kill leaves a created key whose secret is lost (revoked on restart).
+
+        Never for vendors that take a secret rotator chose: it is staged in Vault first.
+        """
+        if provider_class(vendor).capabilities.caller_chooses_secret:
+            return False
         lost_response = self.where == "vendor" and self.operation == "create" and self.after
-        lost_before_vault = self.where == "vault" and not self.after
+        lost_before_vault = self.where == "vault" and self.operation == "write" and not self.after
         return strategy == "create_then_delete" and (lost_response or lost_before_vault)
 
     @property
@@ -47,6 +52,11 @@ def kill_points(vendor: str, strategy: str) -> list[KillPoint]:
         KillPoint("vault", "write", after=False),
         KillPoint("vault", "write", after=True),
     ]
+    if caps.caller_chooses_secret:
+        points += [
+            KillPoint("vault", "stage", after=False),
+            KillPoint("vault", "stage", after=True),
+        ]
     if caps.can_verify:
         points.append(KillPoint("vendor", "verify", after=True))
     if strategy == "create_then_delete":
@@ -70,7 +80,10 @@ def vault_proxy(openbao: object) -> Iterator[VaultProxy]:
 
 def hold_at(rig: Rig, proxy: VaultProxy, point: KillPoint) -> Hold:
     if point.where == "vault":
-        return proxy.hold("POST", r"^/v1/secret/data/", after=point.after)
+        path = (
+            "rotator/staging/app" if point.operation == "stage" else rig.policies["app"].vault_path
+        )
+        return proxy.hold("POST", f"^/v1/secret/data/{path}$", after=point.after)
     method, path = rig.emulator.operations[point.operation]
     return rig.server.hold(method, path, after=point.after)
 
@@ -111,4 +124,4 @@ def test_a_killed_rotation_converges_on_restart(
     store = rig.store()
     orphans = [e for e in store.events(policy="app") if e.outcome == "revoked_orphan"]
     store.dispose()
-    assert bool(orphans) == point.leaves_orphan(strategy)
+    assert bool(orphans) == point.leaves_orphan(vendor, strategy)

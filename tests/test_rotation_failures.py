@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from rotator.engine.states import Result
-from tests.support.rig import Rig, vendors_supporting
+from tests.support.rig import Rig, vendors_that_verify
 
 RigFactory = Callable[[str], Rig]
 
@@ -24,18 +24,18 @@ def rotation_rows(rig: Rig, policy: str) -> list[object]:
     return list(rows)
 
 
-@pytest.mark.parametrize("vendor", vendors_supporting("create_then_delete"))
+@pytest.mark.parametrize("vendor", vendors_that_verify("create_then_delete"))
 def test_failed_verification_restores_vault_and_revokes_the_new_key(
     rig_factory: RigFactory, vendor: str
 ) -> None:
     rig = rig_factory(vendor)
     spec = rig.add_policy("app", strategy="create_then_delete")
-    method, path = rig.emulator.operations["verify"]
-    hold = rig.server.hold(method, path, after=False, resume=True)
+    method, path = rig.emulator.operations["create"]
+    hold = rig.server.hold(method, path, after=True, resume=True)
     process = rig.spawn("rotate", "now", "app", "--json")
     hold.wait_arrived()
     [new_key] = [k for k in rig.live_keys("app") if k != spec.slot.key_id]
-    rig.emulator.remove_key(spec.slot.selector, new_key)
+    rig.emulator.remove_key(spec.slot.selector, new_key)  # the vendor loses it at once
     hold.release()
     stdout, _ = process.communicate(timeout=60)
 

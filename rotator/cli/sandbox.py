@@ -41,7 +41,7 @@ def serve(vendor: str, port: int, token_env: str, slots: int) -> None:
         raise click.UsageError(f"set {token_env} to the token the emulator should accept")
     emulator = emulator_class(vendor)({token})
     with EmulatorServer(emulator, port=port) as server:
-        click.echo(f"{vendor} emulator at {server.base_url} (control API: /_sandbox/state)")
+        click.echo(f"{vendor} emulator at {server.vendor_url} (control API: /_sandbox/state)")
         for _ in range(slots):
             slot = emulator.seed_slot()
             click.echo(f"  key slot {slot.selector} holds key {slot.key_id}")

@@ -20,7 +20,7 @@ from rotator.engine.lock import PolicyLocks
 from rotator.engine.protocol import RotationContext, RotationRun
 from rotator.engine.schedule import next_due
 from rotator.engine.states import Outcome, Result, State
-from rotator.errors import ConfigError, RotationFailed
+from rotator.errors import ConfigError, RotationFailed, VaultError, VendorError
 from rotator.providers.base import Provider, Strategy
 from rotator.vault import VaultStore, metadata_key, open_vault
 
@@ -102,7 +102,7 @@ class Engine:
                 outcome = self._run(policy, active)
                 if not emergency or outcome.result is not Result.COMPLETED:
                     return outcome
-            return self._run(policy, self._plan(policy, trigger="now", emergency=emergency))
+            return self._plan_and_run(policy, trigger="now", emergency=emergency)
 
     def rotate_due(self) -> list[Outcome]:
         """Advance every unfinished rotation whose retry time has come, start every due one."""
@@ -138,7 +138,7 @@ class Engine:
             due = next_due(policy.schedule, self.store.policy_state(name))
             if due > now:
                 return Outcome(name, Result.NOT_DUE, f"next due {due.isoformat()}")
-            return self._run(policy, self._plan(policy, trigger="schedule", emergency=False))
+            return self._plan_and_run(policy, trigger="schedule", emergency=False)
 
     # -- steps shared by the entry points ----------------------------------------
 
@@ -153,6 +153,14 @@ class Engine:
             max_attempts=self.max_attempts,
         )
         return RotationRun(context, rotation).run()
+
+    def _plan_and_run(self, policy: Policy, *, trigger: str, emergency: bool) -> Outcome:
+        try:
+            rotation = self._plan(policy, trigger=trigger, emergency=emergency)
+        except (VendorError, VaultError, RotationFailed) as exc:
+            # Nothing was changed yet: report it, and let the other policies go on.
+            return Outcome(policy.name, Result.FAILED, f"not started: {exc}")
+        return self._run(policy, rotation)
 
     def _make_emergency(self, rotation: RotationRecord) -> RotationRecord:
         changes: dict[str, Any] = {"emergency": True}

@@ -200,7 +200,9 @@ class RotationRun:
         assert r.new_key_name is not None
         chosen = self._staged_secret() if self._caller_chooses else None
         try:
-            minted = provider.create_key(self.selector, r.new_key_name, chosen)
+            minted = provider.create_key(
+                self.selector, r.new_key_name, chosen, replacing=r.old_key_id
+            )
         except VendorConflict:
             # The name is this rotation's own: an earlier try of this very create went through.
             found = self._keys_named(r.new_key_name)

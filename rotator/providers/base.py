@@ -126,8 +126,15 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
         """Every key in the selector's slot (all pages), without secrets."""
 
     @abstractmethod
-    def create_key(self, selector: SelectorT, name: str, secret: Secret | None) -> MintedKey:
-        """Issue a new key named ``name``; ``secret`` is set only when the vendor lets us choose."""
+    def create_key(
+        self, selector: SelectorT, name: str, secret: Secret | None, *, replacing: str | None
+    ) -> MintedKey:
+        """Issue a new key named ``name``.
+
+        ``secret`` is set only when the vendor lets us choose it; ``replacing`` is
+        the id of the key this one replaces, whose settings (scopes, IP allow-lists)
+        the new key should keep where the vendor has such settings.
+        """
 
     def regenerate_key(self, selector: SelectorT, key_id: str) -> MintedKey:
         """Replace the secret of ``key_id`` in place; the old secret stops working."""

@@ -8,7 +8,6 @@ and the old one deleted after the grace period.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -24,7 +23,7 @@ from rotator.providers.base import (
     Strategy,
     VendorKey,
 )
-from rotator.providers.http import VendorHttp, json_error_reader
+from rotator.providers.http import VendorHttp, json_error_reader, parse_timestamp
 from rotator.secret import Secret
 
 DEFAULT_BASE_URL = "https://api.digitalocean.com"
@@ -104,7 +103,12 @@ class DigitalOceanGradientProvider(
             page += 1
 
     def create_key(
-        self, selector: DigitalOceanGradientSelector, name: str, secret: Secret | None
+        self,
+        selector: DigitalOceanGradientSelector,
+        name: str,
+        secret: Secret | None,
+        *,
+        replacing: str | None,
     ) -> MintedKey:
         response = self._http.request(
             "POST",
@@ -152,7 +156,7 @@ def _vendor_key(info: dict[str, Any]) -> VendorKey:
     return VendorKey(
         key_id=str(info.get("uuid")),
         name=info.get("name"),
-        created_at=_timestamp(info.get("created_at")),
+        created_at=parse_timestamp(info.get("created_at")),
         extra={"created_by": info.get("created_by")},
     )
 
@@ -166,12 +170,3 @@ def _minted(response: httpx.Response, operation: str) -> MintedKey:
             "the key may exist without its secret: run 'rotator plan' to find it"
         )
     return MintedKey(key=_vendor_key(info), secret=Secret(secret))
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

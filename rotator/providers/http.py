@@ -10,6 +10,7 @@ mint a second key.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -158,3 +159,13 @@ def json_error_reader(*fields: str) -> ErrorReader:
         return str(body)
 
     return read
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp from a vendor body (``Z`` accepted); ``None`` if absent or odd."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

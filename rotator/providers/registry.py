@@ -28,6 +28,18 @@ VENDORS: dict[str, VendorEntry] = {
         provider="rotator.providers.digitalocean_gradient:DigitalOceanGradientProvider",
         emulator="rotator.sandbox.digitalocean_gradient:DigitalOceanGradientEmulator",
     ),
+    "h2ogpte": VendorEntry(
+        provider="rotator.providers.h2ogpte:H2oGpteProvider",
+        emulator="rotator.sandbox.h2ogpte:H2oGpteEmulator",
+    ),
+    "scale_agentex": VendorEntry(
+        provider="rotator.providers.scale_agentex:ScaleAgentexProvider",
+        emulator="rotator.sandbox.scale_agentex:ScaleAgentexEmulator",
+    ),
+    "latitudesh": VendorEntry(
+        provider="rotator.providers.latitudesh:LatitudeshProvider",
+        emulator="rotator.sandbox.latitudesh:LatitudeshEmulator",
+    ),
 }
 
 

@@ -123,7 +123,7 @@ def run_demo() -> None:
                       do-sandbox:
                         type: digitalocean_gradient
                         token: "${{SANDBOX_TOKEN}}"
-                        base_url: {server.base_url}
+                        base_url: {server.vendor_url}
                     policies:
                       support-bot:
                         provider: do-sandbox

@@ -14,10 +14,9 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from rotator.sandbox.server import Emulator, Request, Response, Route, Slot
+from rotator.sandbox.server import Emulator, Request, Response, Route, Slot, timestamp
 
 _ERROR_IDS = {
     400: "bad_request",
@@ -52,10 +51,6 @@ class _Key:
         return info
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class DigitalOceanGradientEmulator(Emulator):
     vendor = "digitalocean_gradient"
     operations: ClassVar[dict[str, tuple[str, str]]] = {
@@ -82,7 +77,7 @@ class DigitalOceanGradientEmulator(Emulator):
         return agent_uuid
 
     def add_key(self, agent_uuid: str, name: str) -> _Key:
-        key = _Key(str(uuid.uuid4()), name, secrets.token_urlsafe(32), _now(), "4242")
+        key = _Key(str(uuid.uuid4()), name, secrets.token_urlsafe(32), timestamp(), "4242")
         with self.lock:
             self.agents[agent_uuid][key.uuid] = key
         return key
@@ -230,7 +225,7 @@ class DigitalOceanGradientEmulator(Emulator):
             return found
         keys, key = found
         del keys[key.uuid]
-        return Response(200, {"api_key_info": key.info(with_secret=False, deleted_at=_now())})
+        return Response(200, {"api_key_info": key.info(with_secret=False, deleted_at=timestamp())})
 
     def _regenerate(self, request: Request) -> Response:
         found = self._key(request)

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -60,9 +61,9 @@ class Route:
     template: str
     handler: Handler
 
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template) + "$")
+    def pattern(self, prefix: str = "") -> re.Pattern[str]:
+        template = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template)
+        return re.compile("^" + re.escape(prefix) + template + "$")
 
 
 @dataclass
@@ -129,6 +130,8 @@ class Emulator(ABC):
     """One vendor's API: routes, authentication and error shape."""
 
     vendor: str
+    #: Path prefix of the API under the server root (the part of ``base_url`` after the host).
+    base_path: ClassVar[str] = ""
     #: (method, path regex) of the call behind each provider operation (create,
     #: regenerate, revoke, verify), so shared tests can hold or fail "the mint call".
     operations: ClassVar[dict[str, tuple[str, str]]]
@@ -191,7 +194,7 @@ class EmulatorServer:
         self.faults: list[Fault] = []
         self.holds: list[Hold] = []
         self.log: list[tuple[str, str]] = []
-        self._routes = [(route, route.pattern) for route in emulator.routes()]
+        self._routes = [(route, route.pattern(emulator.base_path)) for route in emulator.routes()]
         self._state_lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
@@ -201,6 +204,11 @@ class EmulatorServer:
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def vendor_url(self) -> str:
+        """What a provider's ``base_url`` should be to reach this emulator."""
+        return self.base_url + self.emulator.base_path
 
     def start(self) -> EmulatorServer:
         self._thread.start()
@@ -366,6 +374,11 @@ class EmulatorServer:
                 """Silence the default stderr access log."""
 
         return _Handler
+
+
+def timestamp() -> str:
+    """Now, as vendors write it: ISO 8601 in UTC with a ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _FAULT_MESSAGES = {

@@ -47,12 +47,16 @@ class ContractValidator:
     """A ``Validator`` for ``EmulatorServer`` that records every contract violation."""
 
     spec_file: str
+    #: Statuses the vendor's contract notes document but its spec file leaves out
+    #: (e.g. Agentex's 404 and 409): their bodies are not checked against the spec.
+    unlisted_statuses: frozenset[int] = frozenset()
     violations: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         path = CONTRACTS / self.spec_file
         spec = yaml.safe_load(path.read_text())
-        self._host = spec["servers"][0]["url"].rstrip("/")
+        servers = spec.get("servers") or [{"url": "http://localhost"}]
+        self._host = servers[0]["url"].rstrip("/")
         self._openapi = OpenAPI.from_file_path(str(path))
 
     def __call__(self, request: Request, response: Response) -> None:
@@ -77,6 +81,8 @@ class ContractValidator:
             self._openapi.validate_request(oa_request)
         except Exception as exc:
             self.violations.append(f"request {where}: {_explain(exc)}")
+        if response.status in self.unlisted_statuses:
+            return
         try:
             self._openapi.validate_response(oa_request, oa_response)
         except Exception as exc:

@@ -20,14 +20,22 @@ from rotator.engine.engine import Engine
 from rotator.providers.registry import VENDORS, provider_class
 from rotator.sandbox.server import Emulator, EmulatorServer, Slot
 from rotator.secret import Secret
+from tests.support.contracts import ContractValidator
 from tests.support.servers import OpenBaoServer
 
 MANAGEMENT_TOKEN = "sandbox-management-token-0123456789"
 
-#: The vendor's published OpenAPI spec in tests/contracts, where it publishes one.
-CONTRACT_FILES = {
-    "digitalocean_gradient": "digitalocean-gradient-agent-api-keys.openapi.yaml",
-}
+
+def contract_for(vendor: str) -> ContractValidator | None:
+    """A validator for the vendor's published OpenAPI spec (tests/contracts), if it has one."""
+    if vendor == "digitalocean_gradient":
+        return ContractValidator("digitalocean-gradient-agent-api-keys.openapi.yaml")
+    if vendor == "scale_agentex":
+        return ContractValidator(
+            "scale-agentex-agent-api-keys.openapi.yaml",
+            unlisted_statuses=frozenset({401, 404, 409, 429, 500, 502, 503}),
+        )
+    return None
 
 
 def vendor_strategies() -> list[tuple[str, str]]:
@@ -42,6 +50,11 @@ def vendor_strategies() -> list[tuple[str, str]]:
 def vendors_supporting(strategy: str) -> list[str]:
     """The registered vendors whose provider offers ``strategy``."""
     return [vendor for vendor, offered in vendor_strategies() if offered == strategy]
+
+
+def vendors_that_verify(strategy: str) -> list[str]:
+    """Vendors offering ``strategy`` whose provider can verify a new key."""
+    return [v for v in vendors_supporting(strategy) if provider_class(v).capabilities.can_verify]
 
 
 @dataclass
@@ -113,7 +126,7 @@ class Rig:
                   sandbox:
                     type: {self.vendor}
                     token: "${{SANDBOX_TOKEN}}"
-                    base_url: {self.server.base_url}
+                    base_url: {self.server.vendor_url}
                     timeout: {self.provider_timeout}
                 policies:
                 """

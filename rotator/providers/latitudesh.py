@@ -1,0 +1,214 @@
+"""Latitude.sh API keys (``type: latitudesh``): JSON:API bodies, ``tok_...`` ids.
+
+Facts from the official SDKs (tests/contracts/README.md): the token is sent
+as ``Authorization: <token>`` with no scheme (configurable); ``PUT
+/auth/api_keys/{id}`` rotates in place and kills the old token at once;
+``POST`` creates a key that coexists with the old one, which is deleted after
+grace. The secret is at ``data.attributes.token`` only in create and rotate
+answers. Verification calls the API with the new token itself.
+
+Rotating the key rotator itself uses is supported, not guessed at: point the
+provider's token at ``vault:PATH#FIELD`` and the policy at that same Vault
+path and field. The policy must then use ``create_then_delete`` (checked when
+the configuration loads); the new token is used for the rest of the rotation
+and, being in Vault, from then on. A policy that would rotate rotator's own
+key without that arrangement is refused before any change (``preflight``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field
+
+from rotator.errors import RotationFailed, VendorError, VendorNotFound
+from rotator.providers.base import (
+    Capabilities,
+    KeySelector,
+    MintedKey,
+    Provider,
+    ProviderSettings,
+    Strategy,
+    VendorKey,
+)
+from rotator.providers.http import VendorHttp, parse_timestamp
+from rotator.secret import Secret
+
+DEFAULT_BASE_URL = "https://api.latitude.sh"
+JSON_API = "application/vnd.api+json"
+
+
+class LatitudeshSettings(ProviderSettings):
+    type: Literal["latitudesh"]
+    #: The SDKs send the bare token; set "Bearer" if your account expects the scheme.
+    auth_scheme: Literal["", "Bearer"] = ""
+
+
+class LatitudeshSelector(KeySelector):
+    api_key_id: str | None = Field(
+        default=None, pattern=r"^tok_\w+$", description="the key to rotate first (tok_...)"
+    )
+
+
+def _read_error(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or response.reason_phrase
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
+        return "; ".join(
+            ": ".join(str(e[k]) for k in ("title", "detail") if isinstance(e, dict) and e.get(k))
+            for e in errors
+        )
+    return str(body)
+
+
+class LatitudeshProvider(Provider[LatitudeshSettings, LatitudeshSelector]):
+    """Latitude.sh API keys. Configuration::
+
+    providers:
+      latitude:
+        type: latitudesh
+        token: "vault:rotator/latitude#token"   # or "${LATITUDESH_TOKEN}"
+        # auth_scheme: ""                        # "Bearer" to send "Bearer <token>"
+    policies:
+      bare-metal-ci:
+        provider: latitude
+        key: {api_key_id: tok_zlkg1DegdvZE5}     # required for regenerate
+        strategy: create_then_delete             # or regenerate (no overlap)
+    """
+
+    type_name = "latitudesh"
+    settings_model = LatitudeshSettings
+    selector_model = LatitudeshSelector
+    capabilities = Capabilities(
+        strategies=frozenset({Strategy.REGENERATE, Strategy.CREATE_THEN_DELETE}),
+        can_verify=True,
+        verification="the new token authenticates (GET /auth/api_keys sent with it)",
+        max_name_length=64,
+    )
+
+    def __init__(self, settings: LatitudeshSettings, token: Secret) -> None:
+        super().__init__(settings, token)
+        self._http = VendorHttp(
+            vendor="Latitude.sh",
+            base_url=settings.base_url or DEFAULT_BASE_URL,
+            auth=lambda: self._authorization(self.token),
+            timeout=settings.timeout,
+            read_error=_read_error,
+            headers={"Accept": JSON_API},
+        )
+
+    def _authorization(self, token: Secret) -> dict[str, str]:
+        scheme = self.settings.auth_scheme
+        return {"Authorization": f"{scheme} {token.reveal()}" if scheme else token.reveal()}
+
+    def _request(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+        headers = {"Content-Type": JSON_API} if body is not None else {}
+        return self._http.request(method, path, json=body, headers=headers, **kw)
+
+    def _keys(self) -> list[dict[str, Any]]:
+        data = (self._request("GET", "/auth/api_keys").json() or {}).get("data") or []
+        return [item for item in data if isinstance(item, dict)]
+
+    def list_keys(self, selector: LatitudeshSelector) -> list[VendorKey]:
+        return [_vendor_key(item) for item in self._keys()]
+
+    def create_key(
+        self,
+        selector: LatitudeshSelector,
+        name: str,
+        secret: Secret | None,
+        *,
+        replacing: str | None,
+    ) -> MintedKey:
+        attributes: dict[str, Any] = {"name": name}
+        if replacing:
+            for item in self._keys():
+                if item.get("id") == replacing:
+                    old = item.get("attributes") or {}
+                    attributes["read_only"] = bool(old.get("read_only", False))
+                    if old.get("allowed_ips"):
+                        attributes["allowed_ips"] = list(old["allowed_ips"])
+        body = {"data": {"type": "api_keys", "attributes": attributes}}
+        return _minted(self._request("POST", "/auth/api_keys", body), "create")
+
+    def regenerate_key(self, selector: LatitudeshSelector, key_id: str) -> MintedKey:
+        body = {"data": {"type": "api_keys", "id": key_id, "attributes": {}}}
+        response = self._request("PUT", f"/auth/api_keys/{key_id}", body, idempotent=False)
+        return _minted(response, "rotate")
+
+    def revoke_key(self, selector: LatitudeshSelector, key_id: str) -> None:
+        try:
+            self._request("DELETE", f"/auth/api_keys/{key_id}")
+        except VendorNotFound:
+            return
+
+    def verify_key(self, selector: LatitudeshSelector, minted: MintedKey) -> bool:
+        try:
+            self._http.request("GET", "/auth/api_keys", headers=self._authorization(minted.secret))
+        except VendorError:
+            return False
+        return True
+
+    def configured_key_id(self, selector: LatitudeshSelector) -> str | None:
+        return selector.api_key_id
+
+    def preflight(
+        self, selector: LatitudeshSelector, key_id: str | None, *, self_rotating: bool
+    ) -> None:
+        if self_rotating or not key_id:
+            return
+        own = self.token.reveal()
+        for item in self._keys():
+            tail = (item.get("attributes") or {}).get("token_last_slice")
+            if item.get("id") == key_id and tail and len(tail) >= 4 and own.endswith(tail):
+                raise RotationFailed(
+                    f"key {key_id} is the token rotator itself uses for Latitude.sh; rotating "
+                    "it this way would cut rotator off. Store that token in Vault, set the "
+                    "provider's token to vault:PATH#FIELD and point this policy's vault at the "
+                    "same PATH and FIELD (see the README)"
+                )
+
+    def describe_call(self, operation: str, selector: LatitudeshSelector, subject: str = "") -> str:
+        calls = {
+            "list": "GET /auth/api_keys",
+            "create": "POST /auth/api_keys "
+            f'{{"data": {{"type": "api_keys", "attributes": {{"name": "{subject}", read_only and '
+            "allowed_ips copied from the old key}}}}",
+            "regenerate": f"PUT /auth/api_keys/{subject} (the old token dies at once)",
+            "verify": "GET /auth/api_keys authenticated with the new token",
+            "revoke": f"DELETE /auth/api_keys/{subject}",
+        }
+        return calls.get(operation) or super().describe_call(operation, selector, subject)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _vendor_key(item: dict[str, Any]) -> VendorKey:
+    attributes = item.get("attributes") or {}
+    return VendorKey(
+        key_id=str(item.get("id")),
+        name=attributes.get("name"),
+        created_at=parse_timestamp(attributes.get("created_at")),
+        last_used_at=parse_timestamp(attributes.get("last_used_at")),
+        extra={
+            "read_only": attributes.get("read_only"),
+            "allowed_ips": attributes.get("allowed_ips"),
+            "token_last_slice": attributes.get("token_last_slice"),
+        },
+    )
+
+
+def _minted(response: httpx.Response, operation: str) -> MintedKey:
+    data = (response.json() or {}).get("data") or {}
+    token = (data.get("attributes") or {}).get("token")
+    if not data.get("id") or not token:
+        raise VendorError(
+            f"Latitude.sh {operation} answered without data.id/attributes.token; the key may "
+            "exist without its secret: run 'rotator plan' to find it"
+        )
+    return MintedKey(_vendor_key(data), Secret(token))

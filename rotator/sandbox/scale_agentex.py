@@ -1,0 +1,173 @@
+"""Emulator of a self-hosted Agentex server's ``/agent_api_keys`` endpoints.
+
+Follows tests/contracts/scale-agentex-agent-api-keys.openapi.yaml: bare JSON
+lists paged by ``limit``/``page_number``, 422 ``HTTPValidationError`` bodies
+for invalid input, a JSON string on delete; and, from the contract notes,
+409 when (agent, name, type) exists and ``{"message", "code", "data"}`` for
+other errors.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rotator.sandbox.server import Emulator, Request, Response, Route, Slot, timestamp
+
+_TYPES = ("internal", "external", "github", "slack")
+
+
+@dataclass
+class _Key:
+    id: str
+    agent_id: str
+    name: str
+    api_key_type: str
+    api_key: str
+    created_at: str
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "agent_id": self.agent_id,
+            "created_at": self.created_at,
+            "name": self.name,
+            "api_key_type": self.api_key_type,
+        }
+
+
+def _invalid(loc: list[str | int], message: str, kind: str) -> Response:
+    return Response(422, {"detail": [{"loc": loc, "msg": message, "type": kind}]})
+
+
+class ScaleAgentexEmulator(Emulator):
+    vendor = "scale_agentex"
+    operations: ClassVar[dict[str, tuple[str, str]]] = {
+        "create": ("POST", r"^/agent_api_keys$"),
+        "verify": ("GET", r"^/agent_api_keys/[^/]+$"),
+        "revoke": ("DELETE", r"^/agent_api_keys/[^/]+$"),
+    }
+
+    def __init__(self, tokens: set[str] | None = None) -> None:
+        super().__init__(tokens)
+        self.agents: dict[str, str] = {}
+        self.keys: dict[str, _Key] = {}
+
+    def add_agent(self) -> tuple[str, str]:
+        agent_id = str(uuid.uuid4())
+        with self.lock:
+            self.agents[agent_id] = f"agent-{agent_id[:8]}"
+        return agent_id, self.agents[agent_id]
+
+    def add_key(self, agent_id: str, name: str, api_key_type: str, value: str | None) -> _Key:
+        key = _Key(
+            str(uuid.uuid4()),
+            agent_id,
+            name,
+            api_key_type,
+            value or secrets.token_hex(32),
+            timestamp(),
+        )
+        with self.lock:
+            self.keys[key.id] = key
+        return key
+
+    def seed_slot(self) -> Slot:
+        agent_id, agent_name = self.add_agent()
+        key = self.add_key(agent_id, "existing key", "external", None)
+        return Slot({"agent_name": agent_name, "api_key_id": key.id}, key.id, key.api_key)
+
+    def _agent_of(self, selector: Mapping[str, Any]) -> str | None:
+        if selector.get("agent_id"):
+            return str(selector["agent_id"])
+        names = {name: agent for agent, name in self.agents.items()}
+        return names.get(selector.get("agent_name", ""))
+
+    def accepts(self, selector: Mapping[str, Any], secret: str) -> bool:
+        with self.lock:
+            agent = self._agent_of(selector)
+            return any(
+                k.agent_id == agent and secrets.compare_digest(k.api_key, secret)
+                for k in self.keys.values()
+            )
+
+    def live_key_ids(self, selector: Mapping[str, Any]) -> list[str]:
+        with self.lock:
+            agent = self._agent_of(selector)
+            return [k.id for k in self.keys.values() if k.agent_id == agent]
+
+    def remove_key(self, selector: Mapping[str, Any], key_id: str) -> None:
+        with self.lock:
+            self.keys.pop(key_id, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"agents": dict(self.agents), "keys": [k.info() for k in self.keys.values()]}
+
+    # -- contract ---------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", "/agent_api_keys", self._list),
+            Route("POST", "/agent_api_keys", self._create),
+            Route("GET", "/agent_api_keys/{id}", self._get),
+            Route("DELETE", "/agent_api_keys/{id}", self._delete),
+        ]
+
+    def error(self, status: int, message: str) -> Response:
+        return Response(status, {"message": message, "code": status, "data": None})
+
+    def _resolve_agent(self, agent_id: Any, agent_name: Any) -> str | Response:
+        if (agent_id is None) == (agent_name is None):
+            return _invalid(
+                ["body"], "exactly one of agent_id or agent_name is required", "value_error"
+            )
+        agent = self._agent_of({"agent_id": agent_id, "agent_name": agent_name})
+        if agent is None or agent not in self.agents:
+            return self.error(404, f"agent {agent_id or agent_name} not found")
+        return agent
+
+    def _list(self, request: Request) -> Response:
+        try:
+            limit = int(request.param("limit") or 50)
+            page = int(request.param("page_number") or 1)
+        except ValueError:
+            return _invalid(["query", "limit"], "Input should be a valid integer", "int_parsing")
+        if not 1 <= limit <= 1000 or page < 1:
+            return _invalid(["query", "limit"], "limit must be 1..1000", "less_than_equal")
+        agent = self._resolve_agent(request.param("agent_id"), request.param("agent_name"))
+        if isinstance(agent, Response):
+            return agent
+        items = [k.info() for k in self.keys.values() if k.agent_id == agent]
+        return Response(200, items[(page - 1) * limit : page * limit])
+
+    def _create(self, request: Request) -> Response:
+        body = request.json() or {}
+        if not isinstance(body.get("name"), str):
+            return _invalid(["body", "name"], "Field required", "missing")
+        api_key_type = body.get("api_key_type", "external")
+        if api_key_type not in _TYPES:
+            return _invalid(["body", "api_key_type"], "Input should be one of the enum", "enum")
+        agent = self._resolve_agent(body.get("agent_id"), body.get("agent_name"))
+        if isinstance(agent, Response):
+            return agent
+        for key in self.keys.values():
+            if (key.agent_id, key.name, key.api_key_type) == (agent, body["name"], api_key_type):
+                return self.error(409, f"API key {body['name']!r} already exists for this agent")
+        key = self.add_key(agent, body["name"], api_key_type, body.get("api_key"))
+        return Response(200, {**key.info(), "api_key": key.api_key})
+
+    def _get(self, request: Request) -> Response:
+        key = self.keys.get(request.path_params["id"])
+        if key is None:
+            return self.error(404, "API key not found")
+        return Response(200, key.info())
+
+    def _delete(self, request: Request) -> Response:
+        key = self.keys.pop(request.path_params["id"], None)
+        if key is None:
+            return self.error(404, "API key not found")
+        return Response(200, f"API key {key.id} deleted")

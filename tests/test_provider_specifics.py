@@ -1,0 +1,202 @@
+"""What each vendor does beyond the shared suites: its own selectors, overlap and limits."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rotator.config.loader import parse_config
+from rotator.errors import ConfigError
+from tests.support.rig import MANAGEMENT_TOKEN, Rig
+
+RigFactory = Callable[[str], Rig]
+
+PROVIDERS = """
+vault: {address: "http://127.0.0.1:8200", auth: {method: token, token: "${T}"}}
+providers:
+  h2o: {type: h2ogpte, base_url: "https://h2o.example.com/api/v1", token: "${T}"}
+  agentex: {type: scale_agentex, base_url: "https://agentex.example.com", token: "${T}"}
+  latitude: {type: latitudesh, token: "vault:rotator/latitude#token"}
+policies:
+"""
+
+
+def load(policy: str) -> object:
+    text = PROVIDERS + textwrap.indent(textwrap.dedent(policy).strip(), "  ") + "\n"
+    return parse_config(text, "rotator.yaml")
+
+
+def refused(policy: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(policy)
+    assert caught.value.exit_code == 2
+    return str(caught.value)
+
+
+@pytest.fixture(autouse=True)
+def _token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T", "token-value-123")
+
+
+def test_h2o_without_user_id_is_refused() -> None:
+    message = refused(
+        """
+        p: {provider: h2o, key: {username: ana}, schedule: {every: 30d}, vault: {path: a}}
+        """
+    )
+    assert "policies.p.key.user_id: this required key is missing" in message
+
+
+def test_h2o_regenerate_is_refused() -> None:
+    message = refused(
+        """
+        p: {provider: h2o, key: {user_id: u}, strategy: regenerate, schedule: {every: 30d},
+            vault: {path: a}}
+        """
+    )
+    assert "h2ogpte does not support strategy 'regenerate'" in message
+
+
+def test_h2o_expiry_must_be_an_interval() -> None:
+    message = refused(
+        """
+        p: {provider: h2o, key: {user_id: u, expires_in: soon}, schedule: {every: 30d},
+            vault: {path: a}}
+        """
+    )
+    assert "policies.p.key.expires_in" in message
+
+
+def test_agentex_with_both_agent_id_and_agent_name_is_refused() -> None:
+    message = refused(
+        """
+        p: {provider: agentex, key: {agent_id: a, agent_name: b}, schedule: {every: 30d},
+            vault: {path: a}}
+        """
+    )
+    assert "policies.p.key: set exactly one of agent_id or agent_name" in message
+
+
+def test_agentex_regenerate_is_refused_with_the_flow_to_use() -> None:
+    message = refused(
+        """
+        p: {provider: agentex, key: {agent_name: b}, strategy: regenerate,
+            schedule: {every: 30d}, vault: {path: a}}
+        """
+    )
+    assert "scale_agentex does not support strategy 'regenerate'" in message
+    assert "create_then_delete" in message
+
+
+def test_agentex_without_base_url_is_refused() -> None:
+    text = PROVIDERS.replace(', base_url: "https://agentex.example.com"', "") + "  {}\n"
+    with pytest.raises(ConfigError, match=r"providers\.agentex\.base_url: this required key"):
+        parse_config(text.replace("policies:\n  {}", "policies: {}"), "rotator.yaml")
+
+
+def test_agentex_grace_under_its_cache_time_warns() -> None:
+    config = load(
+        """
+        p: {provider: agentex, key: {agent_name: b}, grace_period: 1m, schedule: {every: 30d},
+            vault: {path: a}}
+        """
+    )
+    assert any("may keep accepting a revoked key" in w for w in config.warnings)  # type: ignore[attr-defined]
+
+
+def test_latitude_self_rotation_with_regenerate_is_refused() -> None:
+    message = refused(
+        """
+        own: {provider: latitude, key: {api_key_id: tok_abc}, strategy: regenerate,
+              schedule: {every: 30d}, vault: {path: rotator/latitude, field: token}}
+        """
+    )
+    assert "rotates the token rotator itself uses" in message
+
+
+def test_latitude_self_rotation_with_create_then_delete_is_accepted() -> None:
+    config = load(
+        """
+        own: {provider: latitude, key: {api_key_id: tok_abc}, strategy: create_then_delete,
+              schedule: {every: 30d}, vault: {path: rotator/latitude, field: token}}
+        """
+    )
+    assert config.policies["own"].self_rotating  # type: ignore[attr-defined]
+
+
+def test_latitude_key_ids_must_look_like_tokens() -> None:
+    message = refused(
+        """
+        p: {provider: latitude, key: {api_key_id: "12345"}, schedule: {every: 30d},
+            vault: {path: a}}
+        """
+    )
+    assert "policies.p.key.api_key_id" in message
+
+
+def test_h2o_sets_the_old_keys_expiry_to_the_end_of_grace(rig_factory: RigFactory) -> None:
+    rig = rig_factory("h2ogpte")
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="1h")
+
+    result = rig.run("rotate", "now", "app", "--json")
+
+    assert json.loads(result.stdout)["result"] == "waiting"
+    expiry = rig.emulator.expiry_of(spec.slot.key_id)  # type: ignore[attr-defined]
+    assert expiry is not None
+    assert abs(expiry - (datetime.now(UTC) + timedelta(hours=1))) < timedelta(minutes=1)
+    assert rig.vendor_accepts("app", spec.slot.secret)
+
+
+def test_latitude_new_key_keeps_the_old_keys_restrictions(rig_factory: RigFactory) -> None:
+    rig = rig_factory("latitudesh")
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="1h")
+
+    rig.run("rotate", "now", "app")
+
+    [new] = [k for k in rig.emulator.keys.values() if k.id != spec.slot.key_id]  # type: ignore[attr-defined]
+    assert new.read_only is True
+    assert new.allowed_ips == ["203.0.113.7"]
+
+
+def test_latitude_rotating_rotators_own_key_without_vault_is_refused(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("latitudesh")
+    rig.emulator.tokens.clear()
+    own = rig.emulator.add_key("rotator", token=MANAGEMENT_TOKEN)  # type: ignore[attr-defined]
+    spec = rig.add_policy("app", strategy="create_then_delete")
+    rig.policies["app"].slot.selector["api_key_id"] = own.id
+    rig.write_config()
+
+    result = rig.run("rotate", "now", "app", "--json")
+
+    assert result.returncode == 1
+    assert "is the token rotator itself uses" in json.loads(result.stdout)["message"]
+    assert rig.emulator.accepts(spec.slot.selector, MANAGEMENT_TOKEN)
+    assert rig.server.calls("POST") == 0
+
+
+def test_latitude_rotates_its_own_key_kept_in_vault(rig_factory: RigFactory) -> None:
+    rig = rig_factory("latitudesh")
+    rig.emulator.tokens.clear()
+    own = rig.emulator.add_key("rotator", token=MANAGEMENT_TOKEN)  # type: ignore[attr-defined]
+    spec = rig.add_policy("own", strategy="create_then_delete", grace="0s")
+    rig.policies["own"].slot.selector["api_key_id"] = own.id
+    rig.vault_api("POST", f"secret/data/{spec.vault_path}", {"data": {"api_key": MANAGEMENT_TOKEN}})
+    config = rig.write_config().read_text()
+    rig.config_path.write_text(
+        config.replace('token: "${SANDBOX_TOKEN}"', f'token: "vault:{spec.vault_path}#api_key"')
+    )
+
+    first = rig.run("rotate", "now", "own", "--json")
+    second = rig.run("rotate", "now", "own", "--json")
+
+    assert json.loads(first.stdout)["result"] == "completed", first.stderr
+    assert json.loads(second.stdout)["result"] == "completed", second.stderr
+    assert not rig.emulator.accepts(spec.slot.selector, MANAGEMENT_TOKEN)
+    assert rig.emulator.accepts(spec.slot.selector, rig.vault_secret("own"))
+    assert own.id not in rig.live_keys("own")
