@@ -18,12 +18,11 @@ from rotator.providers.base import (
     Capabilities,
     KeySelector,
     MintedKey,
-    Provider,
     ProviderSettings,
     Strategy,
     VendorKey,
 )
-from rotator.providers.http import VendorHttp, json_error_reader, parse_timestamp
+from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.secret import Secret
 
 DEFAULT_BASE_URL = "https://api.digitalocean.com"
@@ -41,7 +40,7 @@ class DigitalOceanGradientSelector(KeySelector):
 
 
 class DigitalOceanGradientProvider(
-    Provider[DigitalOceanGradientSettings, DigitalOceanGradientSelector]
+    HttpProvider[DigitalOceanGradientSettings, DigitalOceanGradientSelector]
 ):
     """DigitalOcean Gradient agent keys. Configuration::
 
@@ -66,16 +65,9 @@ class DigitalOceanGradientProvider(
         verification="the vendor lists the new key as live (no call uses the key itself)",
         max_name_length=64,
     )
-
-    def __init__(self, settings: DigitalOceanGradientSettings, token: Secret) -> None:
-        super().__init__(settings, token)
-        self._http = VendorHttp(
-            vendor="DigitalOcean",
-            base_url=settings.base_url or DEFAULT_BASE_URL,
-            auth=lambda: {"Authorization": f"Bearer {self.token.reveal()}"},
-            timeout=settings.timeout,
-            read_error=json_error_reader("id", "message", "request_id"),
-        )
+    vendor_name = "DigitalOcean"
+    default_base_url = DEFAULT_BASE_URL
+    error_fields = ("id", "message", "request_id")
 
     @staticmethod
     def _keys_path(selector: DigitalOceanGradientSelector) -> str:
@@ -147,9 +139,6 @@ class DigitalOceanGradientProvider(
 
     def configured_key_id(self, selector: DigitalOceanGradientSelector) -> str | None:
         return selector.api_key_uuid
-
-    def close(self) -> None:
-        self._http.close()
 
 
 def _vendor_key(info: dict[str, Any]) -> VendorKey:

@@ -22,12 +22,11 @@ from rotator.providers.base import (
     Capabilities,
     KeySelector,
     MintedKey,
-    Provider,
     ProviderSettings,
     Strategy,
     VendorKey,
 )
-from rotator.providers.http import VendorHttp, json_error_reader, parse_timestamp
+from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.secret import Secret
 
 DEFAULT_BASE_URL = "https://h2ogpte.genai.h2o.ai/api/v1"
@@ -48,7 +47,7 @@ class H2oGpteSelector(KeySelector):
     expires_in: str | None = Field(default=None, pattern=_INTERVAL, description="e.g. '90 days'")
 
 
-class H2oGpteProvider(Provider[H2oGpteSettings, H2oGpteSelector]):
+class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
     """H2O GPTe admin API keys. Configuration::
 
     providers:
@@ -78,16 +77,9 @@ class H2oGpteProvider(Provider[H2oGpteSettings, H2oGpteSelector]):
         verification="none: H2O GPTe documents no call that uses only the new key",
         max_name_length=100,
     )
-
-    def __init__(self, settings: H2oGpteSettings, token: Secret) -> None:
-        super().__init__(settings, token)
-        self._http = VendorHttp(
-            vendor="H2O GPTe",
-            base_url=settings.base_url or DEFAULT_BASE_URL,
-            auth=lambda: {"Authorization": f"Bearer {self.token.reveal()}"},
-            timeout=settings.timeout,
-            read_error=json_error_reader("error_type", "message"),
-        )
+    vendor_name = "H2O GPTe"
+    default_base_url = DEFAULT_BASE_URL
+    error_fields = ("error_type", "message")
 
     def list_keys(self, selector: H2oGpteSelector) -> list[VendorKey]:
         keys: list[VendorKey] = []
@@ -160,9 +152,6 @@ class H2oGpteProvider(Provider[H2oGpteSettings, H2oGpteSelector]):
             f"DELETE /admin/api_keys/{subject}",
         }
         return calls.get(operation) or super().describe_call(operation, selector, subject)
-
-    def close(self) -> None:
-        self._http.close()
 
 
 def _vendor_key(info: dict[str, Any]) -> VendorKey:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import stamina
@@ -24,7 +24,8 @@ from rotator.errors import (
     VendorRateLimited,
     VendorUnavailable,
 )
-from rotator.secret import scrub
+from rotator.providers.base import Provider, SelectorT, SettingsT
+from rotator.secret import Secret, scrub
 
 ErrorReader = Callable[[httpx.Response], str]
 _MAX_MESSAGE = 300
@@ -169,3 +170,38 @@ def parse_timestamp(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+class HttpProvider(Provider[SettingsT, SelectorT]):
+    """A provider whose vendor speaks HTTP: builds its ``VendorHttp`` from the settings."""
+
+    vendor_name: ClassVar[str]
+    default_base_url: ClassVar[str | None] = None
+    extra_headers: ClassVar[dict[str, str]] = {}
+    #: Fields of the vendor's JSON error body that explain the error, in order.
+    error_fields: ClassVar[tuple[str, ...]] = ("message",)
+
+    def __init__(self, settings: SettingsT, token: Secret) -> None:
+        super().__init__(settings, token)
+        base_url = settings.base_url or self.default_base_url
+        if base_url is None:
+            raise VendorError(f"{self.vendor_name} needs base_url in its providers: entry")
+        self._http = VendorHttp(
+            vendor=self.vendor_name,
+            base_url=base_url,
+            auth=lambda: self.auth_headers(self.token),
+            timeout=settings.timeout,
+            read_error=self.read_error,
+            headers=self.extra_headers,
+        )
+
+    def auth_headers(self, token: Secret) -> dict[str, str]:
+        """The headers that authenticate a call with ``token`` (Bearer by default)."""
+        return {"Authorization": f"Bearer {token.reveal()}"}
+
+    def read_error(self, response: httpx.Response) -> str:
+        """The vendor's error text from an error response."""
+        return json_error_reader(*self.error_fields)(response)
+
+    def close(self) -> None:
+        self._http.close()

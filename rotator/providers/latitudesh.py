@@ -27,12 +27,11 @@ from rotator.providers.base import (
     Capabilities,
     KeySelector,
     MintedKey,
-    Provider,
     ProviderSettings,
     Strategy,
     VendorKey,
 )
-from rotator.providers.http import VendorHttp, parse_timestamp
+from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.secret import Secret
 
 DEFAULT_BASE_URL = "https://api.latitude.sh"
@@ -51,7 +50,7 @@ class LatitudeshSelector(KeySelector):
     )
 
 
-def _read_error(response: httpx.Response) -> str:
+def read_jsonapi_error(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -65,7 +64,7 @@ def _read_error(response: httpx.Response) -> str:
     return str(body)
 
 
-class LatitudeshProvider(Provider[LatitudeshSettings, LatitudeshSelector]):
+class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     """Latitude.sh API keys. Configuration::
 
     providers:
@@ -89,19 +88,11 @@ class LatitudeshProvider(Provider[LatitudeshSettings, LatitudeshSelector]):
         verification="the new token authenticates (GET /auth/api_keys sent with it)",
         max_name_length=64,
     )
+    vendor_name = "Latitude.sh"
+    default_base_url = DEFAULT_BASE_URL
+    extra_headers = {"Accept": JSON_API}  # noqa: RUF012
 
-    def __init__(self, settings: LatitudeshSettings, token: Secret) -> None:
-        super().__init__(settings, token)
-        self._http = VendorHttp(
-            vendor="Latitude.sh",
-            base_url=settings.base_url or DEFAULT_BASE_URL,
-            auth=lambda: self._authorization(self.token),
-            timeout=settings.timeout,
-            read_error=_read_error,
-            headers={"Accept": JSON_API},
-        )
-
-    def _authorization(self, token: Secret) -> dict[str, str]:
+    def auth_headers(self, token: Secret) -> dict[str, str]:
         scheme = self.settings.auth_scheme
         return {"Authorization": f"{scheme} {token.reveal()}" if scheme else token.reveal()}
 
@@ -112,6 +103,9 @@ class LatitudeshProvider(Provider[LatitudeshSettings, LatitudeshSelector]):
     def _keys(self) -> list[dict[str, Any]]:
         data = (self._request("GET", "/auth/api_keys").json() or {}).get("data") or []
         return [item for item in data if isinstance(item, dict)]
+
+    def read_error(self, response: httpx.Response) -> str:
+        return read_jsonapi_error(response)
 
     def list_keys(self, selector: LatitudeshSelector) -> list[VendorKey]:
         return [_vendor_key(item) for item in self._keys()]
@@ -148,7 +142,7 @@ class LatitudeshProvider(Provider[LatitudeshSettings, LatitudeshSelector]):
 
     def verify_key(self, selector: LatitudeshSelector, minted: MintedKey) -> bool:
         try:
-            self._http.request("GET", "/auth/api_keys", headers=self._authorization(minted.secret))
+            self._http.request("GET", "/auth/api_keys", headers=self.auth_headers(minted.secret))
         except VendorError:
             return False
         return True
@@ -183,9 +177,6 @@ class LatitudeshProvider(Provider[LatitudeshSettings, LatitudeshSelector]):
             "revoke": f"DELETE /auth/api_keys/{subject}",
         }
         return calls.get(operation) or super().describe_call(operation, selector, subject)
-
-    def close(self) -> None:
-        self._http.close()
 
 
 def _vendor_key(item: dict[str, Any]) -> VendorKey:

@@ -23,12 +23,11 @@ from rotator.providers.base import (
     Capabilities,
     KeySelector,
     MintedKey,
-    Provider,
     ProviderSettings,
     Strategy,
     VendorKey,
 )
-from rotator.providers.http import VendorHttp, parse_timestamp
+from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.secret import Secret
 
 ApiKeyType = Literal["internal", "external", "github", "slack"]
@@ -59,7 +58,7 @@ class ScaleAgentexSelector(KeySelector):
         return {"agent_name": self.agent_name}
 
 
-def _read_error(response: httpx.Response) -> str:
+def read_agentex_error(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -75,7 +74,7 @@ def _read_error(response: httpx.Response) -> str:
     return str(body)
 
 
-class ScaleAgentexProvider(Provider[ScaleAgentexSettings, ScaleAgentexSelector]):
+class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelector]):
     """Scale Agentex agent API keys. Configuration::
 
     providers:
@@ -106,16 +105,10 @@ class ScaleAgentexProvider(Provider[ScaleAgentexSettings, ScaleAgentexSelector])
         revocation_lag=timedelta(minutes=5),
         max_name_length=100,
     )
+    vendor_name = "Agentex"
 
-    def __init__(self, settings: ScaleAgentexSettings, token: Secret) -> None:
-        super().__init__(settings, token)
-        self._http = VendorHttp(
-            vendor="Agentex",
-            base_url=settings.base_url,
-            auth=lambda: {"Authorization": f"Bearer {self.token.reveal()}"},
-            timeout=settings.timeout,
-            read_error=_read_error,
-        )
+    def read_error(self, response: httpx.Response) -> str:
+        return read_agentex_error(response)
 
     def list_keys(self, selector: ScaleAgentexSelector) -> list[VendorKey]:
         keys: list[VendorKey] = []
@@ -187,9 +180,6 @@ class ScaleAgentexProvider(Provider[ScaleAgentexSettings, ScaleAgentexSelector])
             "revoke": f"DELETE /agent_api_keys/{subject}",
         }
         return calls.get(operation) or super().describe_call(operation, selector, subject)
-
-    def close(self) -> None:
-        self._http.close()
 
 
 def _vendor_key(item: dict[str, Any]) -> VendorKey:
