@@ -222,9 +222,10 @@ class VaultStore:
             )
 
     def is_reachable(self) -> bool:
+        """Vault answers and still accepts rotator's token."""
         try:
-            return bool(self._client.sys.read_health_status(method="GET").ok)
-        except (requests.RequestException, hvac.exceptions.VaultError, AttributeError):
+            return bool(self._client.is_authenticated())
+        except (requests.RequestException, hvac.exceptions.VaultError):
             return False
 
     @contextmanager

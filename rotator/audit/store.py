@@ -21,6 +21,7 @@ from sqlalchemy import (
     Engine,
     create_engine,
     event,
+    func,
     insert,
     select,
     update,
@@ -301,6 +302,41 @@ class AuditStore:
                 .order_by(rotations.c.created_at)
             )
             return [RotationRecord(**row._asdict()) for row in rows]
+
+    def policy_overview(self) -> list[tuple[str, datetime | None, datetime | None, bool]]:
+        """Per policy: since when its key is current, last completed rotation, attention flag."""
+        with self.transaction() as connection:
+            states = {
+                row.policy: row.last_rotated_at or row.adopted_at
+                for row in connection.execute(select(policy_state))
+            }
+            completed = dict(
+                connection.execute(
+                    select(rotations.c.policy, func.max(rotations.c.completed_at))
+                    .where(rotations.c.state == "completed")
+                    .group_by(rotations.c.policy)
+                ).all()
+            )
+            flagged = set(
+                connection.execute(
+                    select(rotations.c.policy).where(
+                        rotations.c.needs_attention.is_(True),
+                        rotations.c.state.not_in(TERMINAL_STATES),
+                    )
+                ).scalars()
+            )
+        names = sorted(set(states) | set(completed) | flagged)
+        return [(n, states.get(n), completed.get(n), n in flagged) for n in names]
+
+    def all_policy_states(self) -> dict[str, PolicyState]:
+        with self.transaction() as connection:
+            rows = connection.execute(select(policy_state)).all()
+        result = {}
+        for row in rows:
+            values = row._asdict()
+            values.pop("updated_at")
+            result[row.policy] = PolicyState(**values)
+        return result
 
     # -- per-policy state -----------------------------------------------------
 

@@ -17,7 +17,7 @@ from rotator import __version__
 from rotator.cli.db import db
 from rotator.cli.inspect import audit, plan, status
 from rotator.cli.options import config_option, load
-from rotator.cli.rotate import rotate
+from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
 from rotator.errors import RotatorError
 
@@ -42,18 +42,23 @@ def validate(config_path: str | None) -> None:
     )
 
 
-for command in (db, rotate, plan, status, audit, sandbox):
+for command in (db, rotate, adopt, plan, status, audit, sandbox):
     cli.add_command(command)
 
 
 @cli.command()
 @config_option
 def daemon(config_path: str | None) -> None:
-    """Run continuously, rotating on schedule (not available yet: use 'rotate due')."""
-    load(config_path)
-    raise click.ClickException(
-        "the daemon is not built yet; run 'rotator rotate due' from cron or a Kubernetes CronJob"
-    )
+    """Run continuously: rotate on schedule, serve /healthz, /readyz and /metrics.
+
+    Refuses to start on an out-of-date database schema ('rotator db upgrade').
+    SIGHUP reloads the configuration; SIGTERM stops gracefully.
+    """
+    from rotator.config.loader import resolve_config_path
+    from rotator.scheduler import Daemon
+
+    config = load(config_path)
+    sys.exit(Daemon(resolve_config_path(config_path), config).run())
 
 
 def main(argv: list[str] | None = None) -> None:

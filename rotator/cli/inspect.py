@@ -30,6 +30,7 @@ def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> N
 
     Makes no vendor call and no write.
     """
+    from rotator.audit.store import utcnow
     from rotator.engine.engine import Engine
     from rotator.engine.schedule import NEVER_ROTATED, next_due
 
@@ -38,7 +39,7 @@ def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> N
     try:
         for name in policies or sorted(config.policies):
             policy = engine.policy(name)
-            due = next_due(policy.schedule, engine.store.policy_state(name))
+            due = next_due(name, policy.schedule, engine.store.policy_state(name), utcnow())
             outcome = engine.describe(name)
             when = "now (never rotated)" if due == NEVER_ROTATED else due.isoformat()
             warnings = policy.provider_class.policy_warnings(
@@ -60,6 +61,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rotator.audit.store import utcnow
     from rotator.engine.schedule import NEVER_ROTATED, next_due
 
     config = load(config_path)
@@ -71,7 +73,7 @@ def status(config_path: str | None, as_json: bool) -> None:
         active = store.active_rotation(name)
         history = store.rotations_for(name)
         last = history[-1] if history else None
-        due = next_due(policy.schedule, state)
+        due = next_due(name, policy.schedule, state, utcnow())
         rows.append(
             {
                 "policy": name,

@@ -84,3 +84,23 @@ def due(config_path: str | None, as_json: bool) -> None:
     finally:
         engine.close()
     sys.exit(1 if failed else 0)
+
+
+@click.command()
+@config_option
+@click.argument("policy")
+@click.option("--key-id", help="The vendor id of the key in Vault (default: as far as known).")
+def adopt(config_path: str | None, policy: str, key_id: str | None) -> None:
+    """Record the key already in Vault as current, without rotating.
+
+    Rotation then starts on the schedule instead of at once.
+    """
+    from rotator.engine.engine import Engine
+
+    engine = Engine.open(load(config_path))
+    try:
+        outcome = engine.adopt(policy, key_id)
+    finally:
+        engine.close()
+    print_outcome(outcome, as_json=False)
+    sys.exit(1 if outcome.result.is_failure or outcome.result.value == "locked" else 0)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from rotator.config.credentials import Credential, VaultReference, expand_env, parse_credential
 from rotator.config.model import (
     AppRoleAuth,
+    DaemonConfig,
     KubernetesAuth,
     RawConfig,
     ScheduleConfig,
@@ -60,6 +61,18 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """A notification target; its URL is a credential (Slack webhook URLs are secrets)."""
+
+    name: str
+    url: Credential
+    format: str
+    on: frozenset[str]
+    policies: frozenset[str] | None
+    timeout: float
+
+
+@dataclass(frozen=True)
 class Config:
     """A loaded configuration: every reference parsed, every policy checked."""
 
@@ -69,6 +82,8 @@ class Config:
     vault_token: Credential | None
     providers: dict[str, ProviderSettings]
     policies: dict[str, Policy]
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    webhooks: list[Webhook] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -195,6 +210,7 @@ def parse_config(text: str, source: str) -> Config:
     vault_token = _vault_token(raw, issues)
     providers = _providers(raw, issues)
     policies = _policies(raw, providers, issues)
+    webhooks = _webhooks(raw, issues)
     issues.raise_if_any()
     return Config(
         source=source,
@@ -203,6 +219,8 @@ def parse_config(text: str, source: str) -> Config:
         vault_token=vault_token,
         providers=providers,
         policies=policies,
+        daemon=raw.daemon,
+        webhooks=webhooks,
         warnings=issues.warnings,
     )
 
@@ -329,6 +347,38 @@ def _policies(
         )
     _check_vault_targets_unique(raw, issues)
     return policies
+
+
+def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
+    webhooks = []
+    for name, hook in raw.notifications.webhooks.items():
+        loc: Location = ("notifications", "webhooks", name)
+        for policy in hook.policies or []:
+            if policy not in raw.policies:
+                issues.error((*loc, "policies"), f"names policy {policy!r}, which does not exist")
+        url = hook.url
+        if url.startswith(("http://", "https://")) and "${" not in url:
+            # A plain URL is not treated as a secret literal; Slack's carry a token, so warn.
+            credential: Credential = Secret(url)
+            if hook.format == "slack":
+                issues.warn((*loc, "url"), "Slack webhook URLs are secrets; use ${ENV} or vault:")
+        else:
+            try:
+                credential = parse_credential(url, allow_literal=False).credential
+            except ValueError as exc:
+                issues.error((*loc, "url"), str(exc))
+                continue
+        webhooks.append(
+            Webhook(
+                name=name,
+                url=credential,
+                format=hook.format,
+                on=frozenset(hook.on),
+                policies=frozenset(hook.policies) if hook.policies is not None else None,
+                timeout=hook.timeout,
+            )
+        )
+    return webhooks
 
 
 def _check_vault_targets_unique(raw: RawConfig, issues: _Issues) -> None:

@@ -111,6 +111,10 @@ class ScheduleConfig(_Model):
                 )
         if self.every is not None and self.every <= timedelta(0):
             raise ValueError("'every' must be longer than zero")
+        if self.window is not None and self.window <= timedelta(0):
+            raise ValueError("'window' must be longer than zero")
+        if self.window is not None and self.jitter is not None and self.jitter >= self.window:
+            raise ValueError("'jitter' must be shorter than 'window', or rotations would miss it")
         return self
 
 
@@ -132,11 +136,38 @@ class PolicyConfig(_Model):
     vault: VaultTarget
 
 
+class DaemonConfig(_Model):
+    host: str = "0.0.0.0"  # noqa: S104 - the daemon serves probes and metrics in its pod
+    port: int = Field(default=8080, ge=0, le=65535)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    tick: Duration = timedelta(seconds=60)
+    shutdown_timeout: Duration = timedelta(seconds=25)
+    misfire_grace: Duration = timedelta(minutes=5)
+
+
+NotifyOn = Literal["needs_attention", "failed", "rolled_back", "completed", "waiting"]
+DEFAULT_NOTIFY_ON: tuple[NotifyOn, ...] = ("needs_attention", "rolled_back")
+
+
+class WebhookConfig(_Model):
+    url: str
+    format: Literal["json", "slack"] = "json"
+    on: list[NotifyOn] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_ON))
+    policies: list[str] | None = None
+    timeout: float = Field(default=5.0, gt=0)
+
+
+class NotificationsConfig(_Model):
+    webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
+
+
 class RawConfig(_Model):
     """The whole file, before vendor-specific checks."""
 
     allow_literal_secrets: bool = False
     database: DatabaseConfig = Field(default_factory=dict, validate_default=True)
     vault: VaultConfig = Field(default_factory=dict, validate_default=True)
+    daemon: DaemonConfig = Field(default_factory=dict, validate_default=True)
+    notifications: NotificationsConfig = Field(default_factory=dict, validate_default=True)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policies: dict[str, PolicyConfig] = Field(default_factory=dict)

@@ -7,21 +7,26 @@ call made, for ``plan`` and ``--dry-run``.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
-from rotator.config.credentials import VaultReference
+from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
 from rotator.durations import format_duration
 from rotator.engine.lock import PolicyLocks
 from rotator.engine.protocol import RotationContext, RotationRun
-from rotator.engine.schedule import next_due
+from rotator.engine.schedule import due_window
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import ConfigError, RotationFailed, VaultError, VendorError
+from rotator.metrics import ROTATION_DURATION, ROTATIONS
+from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
+from rotator.secret import Secret
 from rotator.vault import VaultStore, metadata_key, open_vault
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -46,6 +51,8 @@ class Engine:
         self.max_attempts = max_attempts
         self.locks = PolicyLocks(store.engine)
         self._providers: dict[str, Provider[Any, Any]] = {}
+        self._providers_lock = threading.Lock()
+        self.notifier = Notifier(config.webhooks, self.resolve_credential)
 
     @classmethod
     def open(cls, config: Config) -> Engine:
@@ -55,9 +62,20 @@ class Engine:
         return cls(config, store, open_vault(config.vault, config.vault_token))
 
     def close(self) -> None:
-        for provider in self._providers.values():
-            provider.close()
+        self.reset_providers()
         self.store.dispose()
+
+    def reset_providers(self) -> None:
+        """Drop cached provider clients (after a configuration reload)."""
+        with self._providers_lock:
+            for provider in self._providers.values():
+                provider.close()
+            self._providers.clear()
+
+    def resolve_credential(self, credential: Credential) -> Secret:
+        if isinstance(credential, VaultReference):
+            return self.vault.resolve(credential)
+        return credential
 
     def policy(self, name: str) -> Policy:
         try:
@@ -70,21 +88,34 @@ class Engine:
 
     def provider_for(self, policy: Policy) -> Provider[Any, Any]:
         """The provider of ``policy``, its token resolved (from Vault if referenced)."""
-        provider = self._providers.get(policy.provider_name)
-        if provider is None:
-            credential = policy.provider_settings.token
-            token = (
-                self.vault.resolve(credential)
-                if isinstance(credential, VaultReference)
-                else credential
-            )
-            provider = policy.provider_class(policy.provider_settings, token)
-            self._providers[policy.provider_name] = provider
-        return provider
+        with self._providers_lock:
+            provider = self._providers.get(policy.provider_name)
+            if provider is None:
+                token = self.resolve_credential(policy.provider_settings.token)
+                provider = policy.provider_class(policy.provider_settings, token)
+                self._providers[policy.provider_name] = provider
+            return provider
 
     # -- entry points ---------------------------------------------------------
 
     def rotate_now(self, name: str, *, emergency: bool = False) -> Outcome:
+        return self._reported(name, lambda: self._rotate_now(name, emergency=emergency))
+
+    def rotate_if_due(self, name: str) -> Outcome:
+        return self._reported(name, lambda: self._rotate_if_due(name))
+
+    def _reported(self, name: str, run: Callable[[], Outcome]) -> Outcome:
+        """Run one policy's rotation and count, time and notify its outcome."""
+        started = time.monotonic()
+        outcome = run()
+        if outcome.result not in (Result.NOT_DUE, Result.LOCKED, Result.DRY_RUN):
+            provider = self.policy(name).provider_type
+            ROTATIONS.labels(name, provider, outcome.result.value).inc()
+            ROTATION_DURATION.labels(provider).observe(time.monotonic() - started)
+            self.notifier.notify(outcome)
+        return outcome
+
+    def _rotate_now(self, name: str, *, emergency: bool = False) -> Outcome:
         """Rotate regardless of schedule; an unfinished rotation is resumed first.
 
         Without ``emergency`` a rotation waiting in grace is only advanced. With
@@ -108,7 +139,7 @@ class Engine:
         """Advance every unfinished rotation whose retry time has come, start every due one."""
         return [self.rotate_if_due(name) for name in sorted(self.config.policies)]
 
-    def rotate_if_due(self, name: str) -> Outcome:
+    def _rotate_if_due(self, name: str) -> Outcome:
         policy = self.policy(name)
         with self.locks.hold(name) as acquired:
             if not acquired:
@@ -135,10 +166,66 @@ class Engine:
                         state=active.state,
                     )
                 return self._run(policy, active)
-            due = next_due(policy.schedule, self.store.policy_state(name))
-            if due > now:
-                return Outcome(name, Result.NOT_DUE, f"next due {due.isoformat()}")
+            window = due_window(name, policy.schedule, self.store.policy_state(name), now)
+            if not window.contains(now):
+                return Outcome(name, Result.NOT_DUE, f"next due {window.start.isoformat()}")
             return self._plan_and_run(policy, trigger="schedule", emergency=False)
+
+    def adopt(self, name: str, key_id: str | None = None) -> Outcome:
+        """Record the key already in Vault as current, so rotation follows the schedule.
+
+        Without adoption a policy never rotated is due at once.
+        """
+        policy = self.policy(name)
+        with self.locks.hold(name) as acquired:
+            if not acquired:
+                return _locked(name)
+            active = self.store.active_rotation(name)
+            if active is not None:
+                raise RotationFailed(
+                    f"policy {name} has an unfinished rotation {active.id} ({active.state}); "
+                    "finish it with 'rotator rotate now' instead of adopting"
+                )
+            path = policy.vault.normalized_path
+            current = self.vault.read(path)
+            if current is None or current.field(policy.vault.field) is None:
+                raise RotationFailed(
+                    f"Vault has no {policy.vault.field} at {self.config.vault.mount}/{path}; "
+                    "adopt records a key that is already there"
+                )
+            key_id = key_id or self.current_key_id(policy)
+            now = self.clock()
+            if key_id:
+                self.vault.update_metadata(
+                    path,
+                    {
+                        metadata_key(policy.vault.field, "key_id"): key_id,
+                        metadata_key(policy.vault.field, "policy"): name,
+                        metadata_key(policy.vault.field, "version"): str(current.version),
+                    },
+                )
+            with self.store.transaction() as connection:
+                self.store.set_policy_state(
+                    name,
+                    connection=connection,
+                    current_key_id=key_id,
+                    vault_version=current.version,
+                    adopted_at=now,
+                )
+                self.store.record_event(
+                    name,
+                    "adopt",
+                    "succeeded",
+                    details={"key_id": key_id, "vault_version": current.version},
+                    connection=connection,
+                )
+            due = due_window(name, policy.schedule, self.store.policy_state(name), now).start
+            return Outcome(
+                name,
+                Result.COMPLETED,
+                f"adopted key {key_id or '(id unknown)'} at Vault version {current.version}; "
+                f"first rotation due {due.isoformat()}",
+            )
 
     # -- steps shared by the entry points ----------------------------------------
 

@@ -1,8 +1,17 @@
-"""When a policy is next due, computed from the audit database, never from memory."""
+"""When a policy is next due, computed from the audit database, never from memory.
+
+The schedule's next fire after the last completed rotation (or the adoption
+of an existing key) is when a policy is due; a policy never rotated nor
+adopted is due at once. ``window`` limits rotation to that long after each
+fire (a missed window waits for the next fire), and ``jitter`` delays each
+fire by a fixed per-policy amount, so every process computes the same time.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from rotator.audit.store import PolicyState
 from rotator.config.model import ScheduleConfig
@@ -10,15 +19,57 @@ from rotator.config.model import ScheduleConfig
 NEVER_ROTATED = datetime.min.replace(tzinfo=UTC)
 
 
-def next_due(schedule: ScheduleConfig, state: PolicyState | None) -> datetime:
-    """The time the next rotation is due; a policy never rotated nor adopted is due at once."""
-    base = state and (state.last_rotated_at or state.adopted_at)
-    if not base:
-        return NEVER_ROTATED
+@dataclass(frozen=True)
+class DueWindow:
+    """The next time a policy may rotate: from ``start`` until ``end`` (None: no end)."""
+
+    start: datetime
+    end: datetime | None
+
+    def contains(self, now: datetime) -> bool:
+        return self.start <= now and (self.end is None or now < self.end)
+
+
+def next_fire(schedule: ScheduleConfig, after: datetime) -> datetime:
+    """The schedule's first fire strictly after ``after``."""
     if schedule.every is not None:
-        return base + schedule.every
+        return after + schedule.every
     from croniter import croniter
 
     assert schedule.cron is not None
-    following: datetime = croniter(schedule.cron, base).get_next(datetime)
-    return following
+    fire: datetime = croniter(schedule.cron, after).get_next(datetime)
+    return fire
+
+
+def _jitter(policy: str, fire: datetime, jitter: timedelta | None) -> timedelta:
+    if not jitter:
+        return timedelta(0)
+    digest = hashlib.sha256(f"{policy}@{fire.isoformat()}".encode()).digest()
+    return jitter * (int.from_bytes(digest[:8], "big") / 2**64)
+
+
+def due_window(
+    policy: str, schedule: ScheduleConfig, state: PolicyState | None, now: datetime
+) -> DueWindow:
+    """The window in which ``policy`` is (or will next be) due, as of ``now``."""
+    base = state and (state.last_rotated_at or state.adopted_at)
+    if not base:
+        return DueWindow(NEVER_ROTATED, None)
+    fire = next_fire(schedule, base)
+    if schedule.window is not None:
+        while now >= fire + schedule.window:
+            fire = next_fire(schedule, fire)
+    start = fire + _jitter(policy, fire, schedule.jitter)
+    end = fire + schedule.window if schedule.window is not None else None
+    return DueWindow(start, end)
+
+
+def next_due(
+    policy: str, schedule: ScheduleConfig, state: PolicyState | None, now: datetime
+) -> datetime:
+    """When ``policy`` is next due (``NEVER_ROTATED``: at once)."""
+    return due_window(policy, schedule, state, now).start
+
+
+def is_due(policy: str, schedule: ScheduleConfig, state: PolicyState | None, now: datetime) -> bool:
+    return due_window(policy, schedule, state, now).contains(now)

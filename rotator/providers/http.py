@@ -24,6 +24,7 @@ from rotator.errors import (
     VendorRateLimited,
     VendorUnavailable,
 )
+from rotator.metrics import VENDOR_ERRORS
 from rotator.providers.base import Provider, SelectorT, SettingsT
 from rotator.secret import Secret, scrub
 
@@ -100,21 +101,16 @@ class VendorHttp:
             response = self._client.request(
                 method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
             )
-        except httpx.ConnectError as exc:
-            raise VendorUnavailable(
-                f"{where}: cannot connect ({scrub(str(exc))}); check base_url and the network",
-                never_sent=True,
-            ) from None
-        except httpx.TimeoutException:
-            raise VendorUnavailable(f"{where}: timed out; the vendor may be slow or down") from None
         except httpx.TransportError as exc:
-            raise VendorUnavailable(f"{where}: connection failed ({scrub(str(exc))})") from None
+            VENDOR_ERRORS.labels(self.vendor, "network").inc()
+            raise _unavailable(where, exc) from None
         if response.is_success:
             return response
         raise self._error(where, response)
 
     def _error(self, where: str, response: httpx.Response) -> VendorError:
         status = response.status_code
+        VENDOR_ERRORS.labels(self.vendor, str(status)).inc()
         detail = scrub(self._read_error(response))[:_MAX_MESSAGE]
         message = f"{where} -> {status}: {detail}"
         if status in (401, 403):
@@ -133,6 +129,17 @@ class VendorHttp:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _unavailable(where: str, exc: httpx.TransportError) -> VendorUnavailable:
+    if isinstance(exc, httpx.ConnectError):
+        return VendorUnavailable(
+            f"{where}: cannot connect ({scrub(str(exc))}); check base_url and the network",
+            never_sent=True,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return VendorUnavailable(f"{where}: timed out; the vendor may be slow or down")
+    return VendorUnavailable(f"{where}: connection failed ({scrub(str(exc))})")
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -64,6 +64,7 @@ class PolicySpec:
     slot: Slot
     grace: str
     vault_path: str
+    every: str = "30d"
 
 
 @dataclass
@@ -78,6 +79,8 @@ class Rig:
     #: Where rotator reaches Vault (a holding proxy in crash tests); OpenBao by default.
     vault_address: str | None = None
     provider_timeout: float = 5.0
+    #: Extra top-level YAML (daemon:, notifications:) appended to the configuration.
+    extra_config: str = ""
 
     @property
     def emulator(self) -> Emulator:
@@ -87,12 +90,14 @@ class Rig:
     def config_path(self) -> Path:
         return self.tmp / "rotator.yaml"
 
-    def add_policy(self, name: str, *, strategy: str, grace: str = "1h") -> PolicySpec:
+    def add_policy(
+        self, name: str, *, strategy: str, grace: str = "1h", every: str = "30d"
+    ) -> PolicySpec:
         """Seed a key slot at the vendor and put its existing key in Vault as version 1."""
         slot = self.emulator.seed_slot()
         path = f"{self.vault_prefix}/{name}"
         self.vault_api("POST", f"secret/data/{path}", {"data": {"api_key": slot.secret}})
-        spec = PolicySpec(name, strategy, slot, grace, path)
+        spec = PolicySpec(name, strategy, slot, grace, path, every)
         self.policies[name] = spec
         self.write_config()
         return spec
@@ -106,7 +111,7 @@ class Rig:
                       provider: sandbox
                       key: {_flow(p.slot.selector)}
                       strategy: {p.strategy}
-                      schedule: {{every: 30d}}
+                      schedule: {{every: {p.every}}}
                       grace_period: {p.grace}
                       vault: {{path: {p.vault_path}, field: api_key}}
                     """
@@ -133,6 +138,7 @@ class Rig:
             )
             + policies
             + "\n"
+            + textwrap.dedent(self.extra_config)
         )
         return self.config_path
 
@@ -177,6 +183,12 @@ class Rig:
 
     def store(self) -> AuditStore:
         return AuditStore.open(Secret(self.database_url))
+
+    def completed_rotations(self, policy: str) -> int:
+        store = self.store()
+        count = sum(1 for r in store.rotations_for(policy) if r.state == "completed")
+        store.dispose()
+        return count
 
     # -- observing ------------------------------------------------------------
 
