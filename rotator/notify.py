@@ -51,7 +51,7 @@ class Notifier:
 
     def notify(self, outcome: Outcome) -> None:
         for webhook in self._webhooks:
-            if outcome.result.value not in webhook.on:
+            if outcome.result.value not in webhook.events:
                 continue
             if webhook.policies is not None and outcome.policy not in webhook.policies:
                 continue

@@ -67,7 +67,7 @@ class Webhook:
     name: str
     url: Credential
     format: str
-    on: frozenset[str]
+    events: frozenset[str]
     policies: frozenset[str] | None
     timeout: float
 
@@ -373,7 +373,7 @@ def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
                 name=name,
                 url=credential,
                 format=hook.format,
-                on=frozenset(hook.on),
+                events=frozenset(hook.events),
                 policies=frozenset(hook.policies) if hook.policies is not None else None,
                 timeout=hook.timeout,
             )

@@ -152,7 +152,7 @@ DEFAULT_NOTIFY_ON: tuple[NotifyOn, ...] = ("needs_attention", "rolled_back")
 class WebhookConfig(_Model):
     url: str
     format: Literal["json", "slack"] = "json"
-    on: list[NotifyOn] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_ON))
+    events: list[NotifyOn] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_ON))
     policies: list[str] | None = None
     timeout: float = Field(default=5.0, gt=0)
 
