@@ -7,6 +7,9 @@ OpenBao, with the vendor emulated over real sockets.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -199,3 +202,23 @@ def test_rotate_now_during_grace_does_not_start_a_second_rotation(
     assert json.loads(again.stdout)["result"] == "waiting"
     assert len(rig.live_keys("app")) == 2
     assert rig.vault_version("app") == 2
+
+
+def test_rotate_now_all_on_a_terminal_reports_every_policy(rig_factory: RigFactory) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    for name in ("one", "two", "three"):
+        rig.add_policy(name, strategy="create_then_delete", grace="0s")
+    command = f"{sys.executable} -m rotator rotate now --all --concurrency 3"
+
+    result = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        env=rig.env,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout
+    for name in ("one", "two", "three"):
+        assert re.search(rf"{name}\s+.*completed", result.stdout)
+        assert rig.vendor_accepts(name, rig.vault_secret(name))

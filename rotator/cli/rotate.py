@@ -7,7 +7,7 @@ import sys
 import click
 
 from rotator.cli.options import config_option, load
-from rotator.cli.output import print_outcome
+from rotator.cli.output import print_outcome, run_each
 
 
 @click.group()
@@ -26,6 +26,9 @@ def rotate() -> None:
     help="A key leaked: revoke the old key at once, with no grace period.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per policy.")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 256), help="Policies at once (default: daemon's)."
+)
 def now(
     config_path: str | None,
     policies: tuple[str, ...],
@@ -33,6 +36,7 @@ def now(
     dry_run: bool,
     emergency: bool,
     as_json: bool,
+    concurrency: int | None,
 ) -> None:
     """Rotate POLICIES (or --all) regardless of schedule.
 
@@ -51,39 +55,46 @@ def now(
             known = ", ".join(sorted(config.policies)) or "none"
             raise ConfigError(f"no policy named {name!r} in {config.source} (known: {known})")
     engine = Engine.open(config)
-    failed = False
     try:
-        for name in names:
-            if dry_run:
-                outcome = engine.describe(name, emergency=emergency)
-            else:
-                outcome = engine.rotate_now(name, emergency=emergency)
-            failed |= outcome.result.is_failure or outcome.result is Result.LOCKED
-            print_outcome(outcome, as_json=as_json)
+        outcomes = run_each(
+            names,
+            (lambda name: engine.describe(name, emergency=emergency))
+            if dry_run
+            else (lambda name: engine.rotate_now(name, emergency=emergency)),
+            as_json=as_json,
+            concurrency=concurrency or config.daemon.concurrency,
+        )
     finally:
         engine.close()
+    failed = any(o.result.is_failure or o.result is Result.LOCKED for o in outcomes)
     sys.exit(1 if failed else 0)
 
 
 @rotate.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per policy.")
-def due(config_path: str | None, as_json: bool) -> None:
+@click.option(
+    "--concurrency", type=click.IntRange(1, 256), help="Policies at once (default: daemon's)."
+)
+def due(config_path: str | None, as_json: bool, concurrency: int | None) -> None:
     """Rotate every due policy and advance rotations waiting in grace, then exit.
 
     For a Kubernetes CronJob: exit 0 when all is fine, 1 on any failure.
     """
     from rotator.engine.engine import Engine
 
-    engine = Engine.open(load(config_path))
-    failed = False
+    config = load(config_path)
+    engine = Engine.open(config)
     try:
-        for outcome in engine.rotate_due():
-            failed |= outcome.result.is_failure
-            print_outcome(outcome, as_json=as_json)
+        outcomes = run_each(
+            sorted(config.policies),
+            engine.rotate_if_due,
+            as_json=as_json,
+            concurrency=concurrency or config.daemon.concurrency,
+        )
     finally:
         engine.close()
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if any(o.result.is_failure for o in outcomes) else 0)
 
 
 @click.command()

@@ -1,6 +1,6 @@
 """The engine: runs the rotation protocol for policies, under the per-policy lock.
 
-``rotate_now`` and ``rotate_due`` (and the daemon, which calls the same
+``rotate_now`` and ``rotate_if_due`` (the daemon, `rotate due` and `rotate now` call the same
 methods) share one code path; ``describe`` computes the same decisions with no
 call made, for ``plan`` and ``--dry-run``.
 """
@@ -134,10 +134,6 @@ class Engine:
                 if not emergency or outcome.result is not Result.COMPLETED:
                     return outcome
             return self._plan_and_run(policy, trigger="now", emergency=emergency)
-
-    def rotate_due(self) -> list[Outcome]:
-        """Advance every unfinished rotation whose retry time has come, start every due one."""
-        return [self.rotate_if_due(name) for name in sorted(self.config.policies)]
 
     def _rotate_if_due(self, name: str) -> Outcome:
         policy = self.policy(name)
