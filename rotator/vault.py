@@ -214,6 +214,17 @@ class VaultStore:
                 path=path, custom_metadata={**current, **entries}, mount_point=self.mount
             )
 
+    def capabilities(self, path: str) -> dict[str, set[str]]:
+        """What rotator's token may do on ``path``'s data and metadata (no write is made)."""
+        paths = [f"{self.mount}/data/{path}", f"{self.mount}/metadata/{path}"]
+        with self._errors(path):
+            response = self._client.adapter.post("/v1/sys/capabilities-self", json={"paths": paths})
+        data = response.get("data", response) if isinstance(response, dict) else {}
+        return {
+            kind: set(data.get(full) or [])
+            for kind, full in zip(("data", "metadata"), paths, strict=True)
+        }
+
     def destroy(self, path: str) -> None:
         """Delete ``path`` with all its versions and metadata; already gone is fine."""
         with self._errors(path):

@@ -8,6 +8,8 @@ live secret's value is scrubbed before it is stored.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 from collections.abc import Iterator, Mapping
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -29,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from rotator.audit import migrations
-from rotator.audit.tables import audit_events, policy_state, rotations
+from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
 from rotator.errors import AuditStoreError, SecretLeakError
 from rotator.secret import Secret, scrub
 
@@ -77,6 +80,7 @@ class PolicyState:
     last_rotated_at: datetime | None
     last_rotation_id: str | None
     adopted_at: datetime | None
+    attention: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,40 @@ class AuditEvent:
     outcome: str
     actor: str
     details: dict[str, Any]
+    prev_hash: str = ""
+    hash: str = ""
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The result of recomputing the audit hash chain."""
+
+    checked: int
+    broken_at: int | None
+    problem: str | None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+def event_hash(prev_hash: str, values: Mapping[str, Any]) -> str:
+    """The chain hash of one event: its content, canonically serialised, after ``prev_hash``."""
+    content = json.dumps(
+        {
+            "at": values["at"].astimezone(UTC).isoformat(),
+            "policy": values["policy"],
+            "rotation_id": values["rotation_id"],
+            "step": values["step"],
+            "outcome": values["outcome"],
+            "actor": values["actor"],
+            "details": values["details"],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
 
 
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
@@ -175,6 +213,7 @@ class AuditStore:
         connection: Connection | None = None,
     ) -> None:
         values = {
+            # Whole microseconds survive every backend unchanged, so the hash can be recomputed.
             "at": utcnow(),
             "policy": policy,
             "rotation_id": rotation_id,
@@ -184,10 +223,85 @@ class AuditStore:
             "details": _clean_details(details or {}),
         }
         if connection is not None:
-            connection.execute(insert(audit_events).values(**values))
+            self._append(connection, values)
             return
         with self.transaction() as conn:
-            conn.execute(insert(audit_events).values(**values))
+            self._append(conn, values)
+
+    @staticmethod
+    def _append(connection: Connection, values: dict[str, Any]) -> None:
+        # Taking the head row's write lock first orders concurrent writers (and, on SQLite,
+        # avoids two readers deadlocking on their upgrade to writers).
+        head = audit_chain_head.c
+        connection.execute(
+            update(audit_chain_head).where(head.id == 1).values(last_hash=head.last_hash)
+        )
+        prev = connection.execute(select(head.last_hash).where(head.id == 1)).scalar_one()
+        digest = event_hash(prev, values)
+        connection.execute(insert(audit_events).values(**values, prev_hash=prev, hash=digest))
+        connection.execute(update(audit_chain_head).where(head.id == 1).values(last_hash=digest))
+
+    def verify_chain(self) -> ChainReport:
+        """Recompute every event's hash in id order; report the first broken link."""
+        anchor = ""
+        with self.transaction() as connection:
+            last_prune = connection.execute(
+                select(audit_events.c.details)
+                .where(audit_events.c.step == "prune", audit_events.c.outcome == "succeeded")
+                .order_by(audit_events.c.id.desc())
+                .limit(1)
+            ).scalar()
+            if last_prune:
+                anchor = str(last_prune.get("last_pruned_hash") or "")
+            rows = connection.execution_options(yield_per=5000).execute(
+                select(audit_events).order_by(audit_events.c.id)
+            )
+            expected_prev = anchor
+            checked = 0
+            for row in rows:
+                values = row._asdict()
+                if values["prev_hash"] != expected_prev:
+                    return ChainReport(
+                        checked,
+                        row.id,
+                        f"event {row.id} does not follow the event before it "
+                        "(an event was removed or inserted)",
+                    )
+                if event_hash(values["prev_hash"], values) != values["hash"]:
+                    return ChainReport(
+                        checked, row.id, f"event {row.id} was changed after it was written"
+                    )
+                expected_prev = values["hash"]
+                checked += 1
+        return ChainReport(checked, None, None)
+
+    def prune(self, before: datetime) -> int:
+        """Delete events older than ``before``; a summary event keeps the chain verifiable."""
+        with self.transaction() as connection:
+            last = connection.execute(
+                select(audit_events.c.id, audit_events.c.hash)
+                .where(audit_events.c.at < before)
+                .order_by(audit_events.c.id.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                return 0
+            count = connection.execute(
+                delete(audit_events).where(audit_events.c.id <= last.id)
+            ).rowcount
+            self.record_event(
+                "*",
+                "prune",
+                "succeeded",
+                details={
+                    "before": before.isoformat(),
+                    "pruned": count,
+                    "last_pruned_id": last.id,
+                    "last_pruned_hash": last.hash,
+                },
+                connection=connection,
+            )
+        return int(count)
 
     def events(
         self,
@@ -214,6 +328,20 @@ class AuditStore:
             query = query.limit(limit)
         with self.transaction() as connection:
             return [AuditEvent(**row._asdict()) for row in connection.execute(query)]
+
+    def set_attention(
+        self, policy: str, reason: str | None, *, details: Mapping[str, DetailValue]
+    ) -> None:
+        """Flag (or, with ``None``, clear) a policy as waiting for a person, with an event."""
+        with self.transaction() as connection:
+            self.set_policy_state(policy, connection=connection, attention=reason)
+            self.record_event(
+                policy,
+                "attention",
+                "flagged" if reason else "cleared",
+                details={**details, "reason": reason},
+                connection=connection,
+            )
 
     # -- rotations ------------------------------------------------------------
 

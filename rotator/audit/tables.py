@@ -92,6 +92,16 @@ policy_state = Table(
     Column("last_rotation_id", String(32)),
     Column("adopted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
+    #: Why the policy waits for a person (drift found by plan/reconcile); None when fine.
+    Column("attention", Text),
+)
+
+#: One row: the hash of the newest event. Writers lock it, which orders the chain.
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_hash", String(64), nullable=False),
 )
 
 audit_events = Table(
@@ -105,6 +115,9 @@ audit_events = Table(
     Column("outcome", String(20), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("details", JSON, nullable=False),
+    # Tamper evidence: hash = sha256(prev_hash + canonical content), chained in id order.
+    Column("prev_hash", String(64), nullable=False, server_default=""),
+    Column("hash", String(64), nullable=False, server_default=""),
     Index("ix_audit_events_policy_id", "policy", "id"),
     Index("ix_audit_events_rotation_id", "rotation_id"),
     Index("ix_audit_events_at", "at"),

@@ -16,6 +16,7 @@ import click
 from rotator import __version__
 from rotator.cli.db import db
 from rotator.cli.inspect import audit, plan, status
+from rotator.cli.operate import reconcile
 from rotator.cli.options import config_option, load
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
@@ -32,17 +33,27 @@ def cli() -> None:
 
 @cli.command()
 @config_option
-def validate(config_path: str | None) -> None:
-    """Check the configuration file offline; exit 2 on any problem."""
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also check credentials, provider tokens, Vault access and the database schema.",
+)
+def validate(config_path: str | None, online: bool) -> None:
+    """Check the configuration file; exit 2 on any problem."""
     config = load(config_path)
     for warning in config.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(
         f"{config.source}: OK ({len(config.providers)} providers, {len(config.policies)} policies)"
     )
+    if online:
+        from rotator.cli.operate import online_checks
+
+        if not online_checks(config_path):
+            sys.exit(2)
 
 
-for command in (db, rotate, adopt, plan, status, audit, sandbox):
+for command in (db, rotate, adopt, plan, status, audit, reconcile, sandbox):
     cli.add_command(command)
 
 

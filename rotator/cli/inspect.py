@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rotator.cli.options import config_option, load, open_store
-from rotator.cli.output import print_outcome
+from rotator.durations import format_duration
+
+if TYPE_CHECKING:
+    from rotator.audit.store import AuditStore
+    from rotator.engine.engine import Engine
+    from rotator.providers.base import VendorKey
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -21,36 +28,115 @@ def _parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _key_label(key: VendorKey | None, now: datetime) -> str:
+    if key is None:
+        return "-"
+    parts = [key.key_id]
+    if key.created_at:
+        parts.append(f"age {format_duration(now - key.created_at)}")
+    if key.last_used_at:
+        parts.append(f"last used {key.last_used_at:%Y-%m-%d %H:%M}")
+    calls = key.extra.get("total_calls")
+    if calls is not None:
+        parts.append(f"{calls} calls")
+    return ", ".join(parts)
+
+
+def _plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
+    from rotator.engine.inspection import inspect_policy
+    from rotator.engine.schedule import NEVER_ROTATED, due_window
+
+    policy = engine.policy(name)
+    state = engine.store.policy_state(name)
+    window = due_window(name, policy.schedule, state, now)
+    if window.start == NEVER_ROTATED:
+        due, why = "now", "never rotated nor adopted"
+    else:
+        base = "last rotation" if state and state.last_rotated_at else "adoption"
+        rule = policy.schedule.cron or format_duration(policy.schedule.every or timedelta(0))
+        due, why = window.start.isoformat(), f"{rule} after the {base}"
+        if window.end is not None:
+            why += f", within a window ending {window.end.isoformat()}"
+    report = inspect_policy(engine, policy, now)
+    old = report.in_flight.old_key_id if report.in_flight else None
+    old_key = next((k for k in report.vendor_keys if k.key_id == old), None)
+    return {
+        "policy": name,
+        "provider": policy.provider_name,
+        "strategy": policy.strategy.value,
+        "due": due,
+        "why": why,
+        "current_key": _key_label(report.current_key, now),
+        "old_key_in_grace": _key_label(old_key, now) if old else None,
+        "in_flight": report.in_flight.state if report.in_flight else None,
+        "calls": list(engine.describe(name).calls),
+        "verification": policy.provider_class.capabilities.verification,
+        "warnings": report.warnings,
+        "orphans": [f"{k.key_id} ({k.name})" for k in report.orphans],
+        "strays": [f"{k.key_id} ({k.name})" for k in report.strays],
+        "drift": report.drift,
+        "error": report.error,
+    }
+
+
 @click.command()
 @config_option
 @click.argument("policies", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per policy.")
 def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> None:
-    """Show, for each policy, when it is due and the exact calls a rotation would make.
+    """What each policy will do: when it is due and why, the exact calls, and what is out of place.
 
-    Makes no vendor call and no write.
+    Read-only: lists keys at the vendor and reads Vault and the database; writes nothing.
     """
     from rotator.audit.store import utcnow
     from rotator.engine.engine import Engine
-    from rotator.engine.schedule import NEVER_ROTATED, next_due
 
     config = load(config_path)
     engine = Engine.open(config)
+    now = utcnow()
     try:
-        for name in policies or sorted(config.policies):
-            policy = engine.policy(name)
-            due = next_due(name, policy.schedule, engine.store.policy_state(name), utcnow())
-            outcome = engine.describe(name)
-            when = "now (never rotated)" if due == NEVER_ROTATED else due.isoformat()
-            warnings = policy.provider_class.policy_warnings(
-                policy.selector, policy.strategy, policy.grace_period
-            )
-            message = f"due {when}" + "".join(f"; warning: {w}" for w in warnings)
-            print_outcome(
-                type(outcome)(name, outcome.result, message, calls=outcome.calls), as_json=as_json
-            )
+        entries = [_plan_entry(engine, name, now) for name in policies or sorted(config.policies)]
     finally:
         engine.close()
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry))
+        return
+    if sys.stdout.isatty():
+        _plan_table(entries)
+        return
+    for entry in entries:
+        click.secho(f"{entry['policy']} ({entry['provider']}, {entry['strategy']})", bold=True)
+        for label in ("due", "why", "current_key", "old_key_in_grace", "in_flight", "error"):
+            if entry[label]:
+                click.echo(f"  {label.replace('_', ' ')}: {entry[label]}")
+        for label in ("calls", "warnings", "orphans", "strays", "drift"):
+            for item in entry[label]:
+                click.echo(f"  {label[:-1] if label != 'calls' else 'call'}: {item}")
+
+
+def _plan_table(entries: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="rotator plan", show_lines=True)
+    for column in ("policy", "due", "current key", "calls", "findings"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        findings = [f"warning: {w}" for w in entry["warnings"]]
+        findings += [f"orphan: {o}" for o in entry["orphans"]]
+        findings += [f"stray: {o}" for o in entry["strays"]]
+        findings += [f"[red]drift: {d}[/red]" for d in entry["drift"]]
+        if entry["error"]:
+            findings.append(f"[red]error: {entry['error']}[/red]")
+        table.add_row(
+            f"{entry['policy']}\n{entry['provider']}, {entry['strategy']}",
+            f"{entry['due']}\n({entry['why']})",
+            entry["current_key"],
+            "\n".join(entry["calls"]),
+            "\n".join(findings) or "-",
+        )
+    Console().print(table)
 
 
 @click.command()
@@ -117,7 +203,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     Console().print(table)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @config_option
 @click.option("--policy", help="Only this policy's events.")
 @click.option("--rotation", "rotation_id", help="Only this rotation's events.")
@@ -126,7 +212,9 @@ def status(config_path: str | None, as_json: bool) -> None:
 @click.option("--outcome", help="Only events with this outcome (e.g. failed).")
 @click.option("--limit", type=int, default=None, help="At most this many events.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for shipping to a SIEM.")
+@click.pass_context
 def audit(
+    ctx: click.Context,
     config_path: str | None,
     policy: str | None,
     rotation_id: str | None,
@@ -136,10 +224,10 @@ def audit(
     limit: int | None,
     as_json: bool,
 ) -> None:
-    """Show the audit trail (never holds a secret value)."""
-    config = load(config_path)
-    store = open_store(config)
-    store.require_current_schema()
+    """Show the audit trail (never holds a secret value); 'verify' and 'prune' below."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = _current_store(config_path)
     events = store.events(
         policy=policy,
         rotation_id=rotation_id,
@@ -162,6 +250,7 @@ def audit(
                         "outcome": event.outcome,
                         "actor": event.actor,
                         "details": event.details,
+                        "hash": event.hash,
                     }
                 )
             )
@@ -172,3 +261,47 @@ def audit(
                 f"{(event.rotation_id or '-')[:8]:<8} {event.step:<9} {event.outcome:<15} "
                 f"{details}"
             )
+
+
+def _current_store(config_path: str | None) -> AuditStore:
+    store = open_store(load(config_path))
+    store.require_current_schema()
+    return store
+
+
+@audit.command()
+@config_option
+def verify(config_path: str | None) -> None:
+    """Recompute the audit hash chain; exit 1 at the first broken link."""
+    store = _current_store(config_path)
+    report = store.verify_chain()
+    store.dispose()
+    if report.intact:
+        click.echo(f"audit chain intact: {report.checked} events verified")
+        return
+    click.secho(
+        f"audit chain BROKEN at event {report.broken_at}: {report.problem} "
+        f"({report.checked} events before it verified)",
+        fg="red",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@audit.command()
+@config_option
+@click.option("--before", required=True, help="ISO date: prune events older than this.")
+@click.option("--force", is_flag=True, help="Required: pruning deletes audit history.")
+def prune(config_path: str | None, before: str, force: bool) -> None:
+    """Delete events older than --before; a summary event keeps the chain verifiable."""
+    if not force:
+        raise click.UsageError(
+            "pruning deletes audit history an auditor may need; export it first "
+            "('rotator audit --json --until DATE'), then repeat with --force"
+        )
+    cutoff = _parse_time(before)
+    assert cutoff is not None
+    store = _current_store(config_path)
+    count = store.prune(cutoff)
+    store.dispose()
+    click.echo(f"pruned {count} events older than {cutoff.isoformat()}; the chain stays verifiable")

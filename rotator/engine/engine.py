@@ -162,7 +162,15 @@ class Engine:
                         state=active.state,
                     )
                 return self._run(policy, active)
-            window = due_window(name, policy.schedule, self.store.policy_state(name), now)
+            state = self.store.policy_state(name)
+            if state is not None and state.attention:
+                return Outcome(
+                    name,
+                    Result.NEEDS_ATTENTION,
+                    f"{state.attention}; not rotated on schedule until a person looks: run "
+                    f"'rotator reconcile {name}', then 'rotator rotate now {name}'",
+                )
+            window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
                 return Outcome(name, Result.NOT_DUE, f"next due {window.start.isoformat()}")
             return self._plan_and_run(policy, trigger="schedule", emergency=False)

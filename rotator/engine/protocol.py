@@ -511,5 +511,6 @@ class RotationRun:
                 "vault_version": r.vault_version,
                 "last_rotated_at": now,
                 "last_rotation_id": r.id,
+                "attention": None,
             },
         )

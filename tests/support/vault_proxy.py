@@ -21,6 +21,7 @@ class VaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.holds: list[Hold] = []
+        self.calls: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=30)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -60,6 +61,7 @@ class VaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                proxy.calls.append((self.command, self.path.split("?")[0]))
                 hold = proxy._take_hold(self.command, self.path.split("?")[0])
                 if hold is not None and not hold.after:
                     hold.arrived.set()

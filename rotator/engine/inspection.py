@@ -1,0 +1,129 @@
+"""Read-only inspection of a policy's key slot: orphans, strays and drift.
+
+Three views are compared: the keys the vendor lists, the key id in Vault's
+current version metadata, and the rotation records in the database.
+
+- orphans: vendor keys named the way rotator names its keys that neither
+  Vault nor the database (current key, in-flight rotation) references;
+- strays: other keys of the slot that are not rotator's (reported, never touched);
+- drift: Vault's current key is no longer listed by the vendor (revoked by
+  hand), or Vault was written by someone else since rotator's last write.
+
+Only list and read calls are made here; acting on the findings is ``reconcile``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from rotator.audit.store import RotationRecord
+from rotator.config.loader import Policy
+from rotator.engine.states import State
+from rotator.errors import RotatorError
+from rotator.providers.base import VendorKey
+from rotator.vault import metadata_key
+
+if TYPE_CHECKING:
+    from rotator.engine.engine import Engine
+
+EXPIRY_WARNING = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    policy: str
+    vendor_keys: list[VendorKey] = field(default_factory=list)
+    vault_version: int | None = None
+    vault_key_id: str | None = None
+    recorded_key_id: str | None = None
+    in_flight: RotationRecord | None = None
+    orphans: list[VendorKey] = field(default_factory=list)
+    strays: list[VendorKey] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def current_key(self) -> VendorKey | None:
+        wanted = self.vault_key_id or self.recorded_key_id
+        return next((k for k in self.vendor_keys if k.key_id == wanted), None)
+
+
+def inspect_policy(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
+    """The slot's three views compared; vendor or Vault errors become ``error``."""
+    try:
+        return _inspect(engine, policy, now)
+    except RotatorError as exc:
+        return SlotReport(policy.name, error=str(exc))
+
+
+def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
+    provider = engine.provider_for(policy)
+    keys = provider.list_keys(policy.selector)
+    listed = {k.key_id for k in keys}
+    current = engine.vault.read(policy.vault.normalized_path)
+    field_name = policy.vault.field
+    vault_key_id = (
+        current.custom_metadata.get(metadata_key(field_name, "key_id")) if current else None
+    )
+    written_version = (
+        current.custom_metadata.get(metadata_key(field_name, "version")) if current else None
+    )
+    state = engine.store.policy_state(policy.name)
+    active = engine.store.active_rotation(policy.name)
+    referenced = {vault_key_id, state.current_key_id if state else None}
+    referenced |= {provider.configured_key_id(policy.selector)}
+    if active is not None:
+        referenced |= {active.old_key_id, active.new_key_id}
+    # A key bearing the in-flight rotation's name is its own, unless that rotation is still
+    # minting: then the key's secret was lost with the crash (unless rotator chose it).
+    in_flight_name = active.new_key_name if active else None
+    minting = active is not None and active.state == State.MINTING
+    if minting and not provider.capabilities.caller_chooses_secret:
+        in_flight_name = None
+
+    orphans: list[VendorKey] = []
+    strays: list[VendorKey] = []
+    for key in keys:
+        if key.key_id in referenced or (in_flight_name and key.name == in_flight_name):
+            continue
+        (orphans if provider.is_ours(policy.selector, policy.name, key) else strays).append(key)
+
+    drift = []
+    if vault_key_id and vault_key_id not in listed:
+        drift.append(
+            f"Vault's current secret belongs to key {vault_key_id}, which the vendor no longer "
+            "lists (revoked by hand?): consumers may hold a dead key"
+        )
+    ours = {state.vault_version if state else None, active.vault_version if active else None}
+    if current is not None and (ours - {None}) and current.version not in ours:
+        drift.append(
+            f"Vault version {current.version} of {policy.vault.normalized_path} was not written "
+            f"by rotator (its last write was version {max(v for v in ours if v)}): someone "
+            "changed the secret by hand"
+        )
+    elif current is not None and written_version and written_version != str(current.version):
+        drift.append(
+            f"Vault version {current.version} does not match rotator's metadata (version "
+            f"{written_version}): the secret was written by someone else"
+        )
+
+    warnings = provider.policy_warnings(policy.selector, policy.strategy, policy.grace_period)
+    report = SlotReport(
+        policy.name,
+        vendor_keys=keys,
+        vault_version=current.version if current else None,
+        vault_key_id=vault_key_id,
+        recorded_key_id=state.current_key_id if state else None,
+        in_flight=active,
+        orphans=orphans,
+        strays=strays,
+        drift=drift,
+        warnings=warnings,
+    )
+    held = report.current_key
+    if held is not None and held.expires_at is not None and held.expires_at - now < EXPIRY_WARNING:
+        warnings.append(f"the current key expires at the vendor on {held.expires_at.isoformat()}")
+    return report

@@ -1,0 +1,122 @@
+"""The audit trail is tamper-evident: a hash chain that `rotator audit verify` recomputes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from rotator.audit import migrations
+from rotator.audit.store import AuditStore
+from rotator.secret import Secret
+from tests.support.configs import config_text
+
+
+@pytest.fixture
+def store(database_url: str) -> AuditStore:
+    store = AuditStore.open(Secret(database_url))
+    migrations.upgrade(store.engine)
+    return store
+
+
+def write_events(store: AuditStore, count: int, policy: str = "p") -> None:
+    for n in range(count):
+        store.record_event(policy, "mint", "succeeded", details={"n": n, "key_id": f"k{n}"})
+
+
+def test_an_untouched_chain_verifies(store: AuditStore) -> None:
+    write_events(store, 20)
+    report = store.verify_chain()
+    assert report.intact
+    assert report.checked == 20
+
+
+def test_an_edited_row_is_caught_at_its_id(store: AuditStore) -> None:
+    write_events(store, 10)
+    victim = store.events()[4].id
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audit_events SET outcome = 'failed' WHERE id = :id"), {"id": victim}
+        )
+    report = store.verify_chain()
+    assert report.broken_at == victim
+    assert "changed after it was written" in str(report.problem)
+
+
+def test_a_deleted_row_is_caught(store: AuditStore) -> None:
+    write_events(store, 10)
+    victim = store.events()[3].id
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE id = :id"), {"id": victim})
+    report = store.verify_chain()
+    assert report.broken_at == victim + 1
+    assert "removed or inserted" in str(report.problem)
+
+
+def test_concurrent_writers_keep_one_chain(store: AuditStore) -> None:
+    threads = [
+        threading.Thread(target=write_events, args=(store, 15, f"policy-{i}")) for i in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report = store.verify_chain()
+    assert report.intact
+    assert report.checked == 60
+
+
+def test_pruning_keeps_the_rest_of_the_chain_verifiable(store: AuditStore) -> None:
+    write_events(store, 5)
+    cutoff = datetime.now(UTC) + timedelta(seconds=1)
+    pruned = store.prune(cutoff)
+    write_events(store, 3)
+    assert pruned == 5
+    report = store.verify_chain()
+    assert report.intact
+    assert report.checked == 4  # the prune summary and three new events
+
+
+def cli(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "rotator.yaml"
+    path.write_text(config_text() + f"database: {{url: '{url}'}}\n")
+    env = {"TEST_VAULT_TOKEN": "t-token-value", "TEST_DO_TOKEN": "do-token-value"}
+    return subprocess.run(
+        [sys.executable, "-m", "rotator", *args, "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+
+
+def test_audit_verify_exits_1_on_a_tampered_postgres_row(tmp_path: Path, pg_url: str) -> None:
+    store = AuditStore.open(Secret(pg_url))
+    migrations.upgrade(store.engine)
+    write_events(store, 5)
+    assert cli(tmp_path, pg_url, "audit", "verify").returncode == 0
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET details = '{\"n\": 99}' WHERE id = 2"))
+
+    result = cli(tmp_path, pg_url, "audit", "verify")
+
+    assert result.returncode == 1
+    assert "BROKEN at event 2" in result.stderr
+
+
+def test_audit_prune_is_refused_without_force(tmp_path: Path, pg_url: str) -> None:
+    store = AuditStore.open(Secret(pg_url))
+    migrations.upgrade(store.engine)
+    write_events(store, 3)
+
+    result = cli(tmp_path, pg_url, "audit", "prune", "--before", "2999-01-01")
+
+    assert result.returncode == 2
+    assert "repeat with --force" in result.stderr
+    assert len(store.events()) == 3
