@@ -67,14 +67,14 @@ def test_create_then_delete_keeps_the_old_key_through_grace_then_revokes_it(
 ) -> None:
     strategy = "create_then_delete"
     rig = rig_factory(vendor)
-    spec = rig.add_policy("app", strategy=strategy, grace="2s")
+    spec = rig.add_policy("app", strategy=strategy, grace="4s")
 
     first = rig.run("rotate", "now", "app", "--json")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["result"] == "waiting"
     assert rig.vendor_accepts("app", spec.slot.secret), "old key must live through grace"
 
-    time.sleep(2.1)
+    time.sleep(4.1)
     second = rig.run("rotate", "due", "--json")
 
     assert second.returncode == 0, second.stderr
