@@ -227,7 +227,7 @@ class Daemon:
         }
         try:
             checks["schema"] = (
-                migrations.current_revision(self.engine.store.engine) == migrations.head_revision()
+                migrations.current_revision(self.engine.store.engine) == migrations.SCHEMA_REVISION
             )
         except Exception:
             checks["schema"] = False

@@ -72,6 +72,7 @@ class VaultStore:
         )
         self._renew_at = 0.0
         self._next_lookup = 0.0
+        self._logged_in = False
 
     # -- authentication -------------------------------------------------------
 
@@ -94,6 +95,7 @@ class VaultStore:
                     role=auth.role, jwt=jwt.reveal(), mount_point=auth.mount_point
                 )
             self._track_lifetime()
+            self._logged_in = True
         except hvac.exceptions.VaultError as exc:
             if isinstance(exc, hvac.exceptions.VaultDown):
                 raise VaultSealed(f"Vault at {self.config.address} is sealed; unseal it") from None
@@ -235,12 +237,17 @@ class VaultStore:
     def is_reachable(self) -> bool:
         """Vault answers and still accepts rotator's token."""
         try:
+            if not self._logged_in:
+                self.login()
             return bool(self._client.is_authenticated())
-        except (requests.RequestException, hvac.exceptions.VaultError):
+        except (requests.RequestException, hvac.exceptions.VaultError, VaultError):
             return False
 
     @contextmanager
     def _errors(self, path: str) -> Iterator[None]:
+        # Logging in on first use keeps runs that touch no secret (nothing due) off Vault.
+        if not self._logged_in:
+            self.login()
         where = f"{self.mount}/{path}"
         try:
             yield

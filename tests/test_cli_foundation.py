@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rotator.audit.migrations import SCHEMA_REVISION
 from tests.support.configs import config_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ def test_db_upgrade_brings_postgres_to_head(tmp_path: Path, pg_url: str) -> None
     result = rotator("db", "upgrade", "-c", str(path), env=CREDENTIALS)
     assert result.returncode == 0, result.stderr
     current = rotator("db", "current", "-c", str(path), env=CREDENTIALS)
-    assert current.stdout.startswith("database: 0001")
+    assert current.stdout.startswith(f"database: {SCHEMA_REVISION};")
 
 
 def test_an_unreachable_database_exits_1_without_a_traceback(tmp_path: Path) -> None:

@@ -34,3 +34,7 @@ def test_an_empty_database_is_reported_as_out_of_date(database_url: str) -> None
     engine = make_engine(Secret(database_url))
     with pytest.raises(SchemaOutOfDate, match="run 'rotator db upgrade'"):
         migrations.require_current_schema(engine)
+
+
+def test_the_schema_constant_is_the_newest_migration() -> None:
+    assert migrations.head_revision() == migrations.SCHEMA_REVISION

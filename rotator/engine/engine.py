@@ -27,7 +27,7 @@ from rotator.metrics import ROTATION_DURATION, ROTATIONS
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
 from rotator.secret import Secret
-from rotator.vault import VaultStore, metadata_key, open_vault
+from rotator.vault import VaultStore, metadata_key
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -59,7 +59,8 @@ class Engine:
         """Connect to the audit database (schema must be current) and log in to Vault."""
         store = AuditStore.open(config.database_url)
         store.require_current_schema()
-        return cls(config, store, open_vault(config.vault, config.vault_token))
+        token = config.vault_token if isinstance(config.vault_token, Secret) else None
+        return cls(config, store, VaultStore(config.vault, token))
 
     def close(self) -> None:
         self.reset_providers()

@@ -1,0 +1,118 @@
+"""Daemon footprint at 10,000 policies: memory, one scheduling pass, and `rotator validate`.
+
+Goals: RSS under 150 MB after start and after one pass; one pass under 50 ms;
+`rotator validate` under 2 s. Policies are adopted (the steady state: nothing
+due), so the pass measures the work done every tick, not rotations.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from common import free_port, openbao_server, postgres_server, rotator, write_result
+
+POLICIES = 10_000
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    from sqlalchemy import insert
+
+    from rotator.audit import migrations
+    from rotator.audit.store import AuditStore
+    from rotator.audit.tables import policy_state
+    from rotator.config.loader import load_config
+    from rotator.scheduler import Daemon
+    from rotator.secret import Secret
+
+    with postgres_server() as pg, openbao_server() as bao, tempfile.TemporaryDirectory() as tmp:
+        import psycopg
+
+        with psycopg.connect(
+            host=pg.host, port=pg.port, user=pg.user, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE bench")
+        lines = [
+            f'database: {{url: "{pg.url("bench")}"}}',
+            f'vault: {{address: "{bao.address}", auth: {{method: token}}}}',
+            f"daemon: {{port: {free_port()}, host: 127.0.0.1}}",
+            "providers:",
+            '  do: {type: digitalocean_gradient, token: "${T}", base_url: "http://127.0.0.1:9"}',
+            "policies:",
+        ]
+        lines += [
+            f"  p{n}: {{provider: do, key: {{agent_uuid: a{n}, api_key_uuid: k{n}}}, "
+            f"schedule: {{every: 30d}}, vault: {{path: fleet/p{n}}}}}"
+            for n in range(POLICIES)
+        ]
+        config_path = Path(tmp) / "rotator.yaml"
+        config_path.write_text("\n".join(lines) + "\n")
+        os.environ.update({"VAULT_TOKEN": bao.root_token, "T": "token-value"})
+        env = {"ROTATOR_CONFIG": str(config_path)}
+        store = AuditStore.open(Secret(pg.url("bench")))
+        migrations.upgrade(store.engine)
+        now = datetime.now(UTC)
+        with store.engine.begin() as conn:
+            conn.execute(
+                insert(policy_state),
+                [
+                    {
+                        "policy": f"p{n}",
+                        "current_key_id": f"k{n}",
+                        "adopted_at": now,
+                        "updated_at": now,
+                    }
+                    for n in range(POLICIES)
+                ],
+            )
+        store.dispose()
+
+        validate_runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert rotator("validate", env=env).returncode == 0
+            validate_runs.append(time.perf_counter() - started)
+
+        baseline = rss_mb()
+        daemon = Daemon(config_path, load_config(config_path))
+        daemon._schedule_policies()
+        after_start = rss_mb()
+        passes = []
+        for _ in range(5):
+            started = time.perf_counter()
+            daemon._sweep()
+            passes.append(time.perf_counter() - started)
+        after_pass = rss_mb()
+        daemon.engine.close()
+    figures = {
+        "policies": POLICIES,
+        "rss_before_daemon_mb": round(baseline, 1),
+        "rss_after_start_mb": round(after_start, 1),
+        "rss_after_one_pass_mb": round(after_pass, 1),
+        "scheduling_pass_median_ms": round(sorted(passes)[2] * 1000, 1),
+        "validate_median_s": round(sorted(validate_runs)[1], 2),
+        "goals": {"rss_mb": 150, "pass_ms": 50, "validate_s": 2},
+    }
+    figures["goals_met"] = {
+        "rss": after_pass < 150,
+        "pass": figures["scheduling_pass_median_ms"] < 50,
+        "validate": figures["validate_median_s"] < 2,
+    }
+    path = write_result("daemon_footprint", figures)
+    for key, value in figures.items():
+        print(f"{key:<30}{value}")
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
