@@ -52,11 +52,6 @@ class SecretVersion:
         return self.data.get(name)
 
 
-def metadata_key(field: str, item: str) -> str:
-    """The ``custom_metadata`` key under which rotator records ``item`` for ``field``."""
-    return f"rotator.{field}.{item}"
-
-
 class VaultStore:
     """A logged-in KV v2 client for one mount."""
 

@@ -8,7 +8,8 @@ import pytest
 from rotator.config.model import AppRoleAuth, TokenAuth, VaultConfig
 from rotator.errors import VaultAuthError, VaultCasConflict, VaultPermissionDenied, VaultUnreachable
 from rotator.secret import Secret
-from rotator.vault import VaultStore, metadata_key
+from rotator.vault import VaultStore
+from rotator.vault_metadata import metadata_key
 from tests.support.servers import OpenBaoServer, free_port
 
 

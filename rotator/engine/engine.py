@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
@@ -27,7 +27,10 @@ from rotator.metrics import ROTATION_DURATION, ROTATIONS
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
 from rotator.secret import Secret
-from rotator.vault import VaultStore, metadata_key
+from rotator.vault_metadata import metadata_key
+
+if TYPE_CHECKING:
+    from rotator.vault import VaultStore
 
 DEFAULT_MAX_ATTEMPTS = 5
 
@@ -39,14 +42,15 @@ class Engine:
         self,
         config: Config,
         store: AuditStore,
-        vault: VaultStore,
+        vault: VaultStore | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self.config = config
         self.store = store
-        self.vault = vault
+        self._vault = vault
+        self._vault_lock = threading.Lock()
         self.clock = clock
         self.max_attempts = max_attempts
         self.locks = PolicyLocks(store.engine)
@@ -59,8 +63,20 @@ class Engine:
         """Connect to the audit database (schema must be current) and log in to Vault."""
         store = AuditStore.open(config.database_url)
         store.require_current_schema()
-        token = config.vault_token if isinstance(config.vault_token, Secret) else None
-        return cls(config, store, VaultStore(config.vault, token))
+        return cls(config, store)
+
+    @property
+    def vault(self) -> VaultStore:
+        """The Vault client, made on first use: a run with nothing due never needs it."""
+        with self._vault_lock:
+            if self._vault is None:
+                from rotator.vault import VaultStore
+
+                token = self.config.vault_token
+                self._vault = VaultStore(
+                    self.config.vault, token if isinstance(token, Secret) else None
+                )
+            return self._vault
 
     def close(self) -> None:
         self.reset_providers()

@@ -23,7 +23,7 @@ from rotator.config.loader import Policy
 from rotator.engine.states import State
 from rotator.errors import RotatorError
 from rotator.providers.base import VendorKey
-from rotator.vault import metadata_key
+from rotator.vault_metadata import metadata_key
 
 if TYPE_CHECKING:
     from rotator.engine.engine import Engine

@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
@@ -33,7 +33,10 @@ from rotator.errors import RotationFailed, RotatorError, VaultCasConflict, Vendo
 from rotator.log import get_logger
 from rotator.providers.base import MintedKey, Provider, Strategy, VendorKey
 from rotator.secret import Secret
-from rotator.vault import VaultStore, metadata_key
+from rotator.vault_metadata import metadata_key
+
+if TYPE_CHECKING:
+    from rotator.vault import VaultStore
 
 log = get_logger("rotator.engine")
 
