@@ -42,10 +42,17 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, figures: dict[str, Any]) -> Path:
+def write_result(name: str, figures: dict[str, Any], notes: str = "") -> Path:
+    """Write bench/results/NAME.json; the figures it held before are kept as ``previous``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **figures}, indent=2, default=str) + "\n")
+    result: dict[str, Any] = {"machine": machine(), **figures}
+    if notes:
+        result["notes"] = notes
+    if path.exists():
+        old = json.loads(path.read_text())
+        result["previous"] = {k: v for k, v in old.items() if k not in ("previous", "notes")}
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return path
 
 
