@@ -54,7 +54,8 @@ def now(
         if name not in config.policies:
             known = ", ".join(sorted(config.policies)) or "none"
             raise ConfigError(f"no policy named {name!r} in {config.source} (known: {known})")
-    engine = Engine.open(config)
+    workers = concurrency or config.daemon.concurrency
+    engine = Engine.open(config, workers=workers)
     try:
         outcomes = run_each(
             names,
@@ -62,7 +63,7 @@ def now(
             if dry_run
             else (lambda name: engine.rotate_now(name, emergency=emergency)),
             as_json=as_json,
-            concurrency=concurrency or config.daemon.concurrency,
+            concurrency=workers,
         )
     finally:
         engine.close()
@@ -84,13 +85,11 @@ def due(config_path: str | None, as_json: bool, concurrency: int | None) -> None
     from rotator.engine.engine import Engine
 
     config = load(config_path)
-    engine = Engine.open(config)
+    workers = concurrency or config.daemon.concurrency
+    engine = Engine.open(config, workers=workers)
     try:
         outcomes = run_each(
-            sorted(config.policies),
-            engine.rotate_if_due,
-            as_json=as_json,
-            concurrency=concurrency or config.daemon.concurrency,
+            sorted(config.policies), engine.rotate_if_due, as_json=as_json, concurrency=workers
         )
     finally:
         engine.close()

@@ -59,9 +59,9 @@ class Engine:
         self.notifier = Notifier(config.webhooks, self.resolve_credential)
 
     @classmethod
-    def open(cls, config: Config) -> Engine:
-        """Connect to the audit database (schema must be current) and log in to Vault."""
-        store = AuditStore.open(config.database_url)
+    def open(cls, config: Config, *, workers: int | None = None) -> Engine:
+        """Connect to the audit database (schema must be current); Vault on first use."""
+        store = AuditStore.open(config.database_url, workers=workers or config.daemon.concurrency)
         store.require_current_schema()
         return cls(config, store)
 
