@@ -71,6 +71,10 @@ class Daemon:
         self._reload = threading.Event()
         self._running = 0
         self._idle = threading.Condition()
+        # When each policy is next due, as last read from the database. It can only be early
+        # (a rotation elsewhere moves the time later), and an early wake-up costs one
+        # "not due" check, so the sweep need not read every policy's state each tick.
+        self._due: dict[str, datetime] = {}
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(settings.concurrency)},
             job_defaults={
@@ -97,8 +101,10 @@ class Daemon:
         for job in self.scheduler.get_jobs():
             if job.id.startswith("policy:") and job.id not in wanted:
                 job.remove()
+        self._due = {}
         for name, policy in self.engine.config.policies.items():
             start = due_window(name, policy.schedule, states.get(name), now).start
+            self._due[name] = start
             self.scheduler.add_job(
                 self._rotate,
                 _trigger(policy),
@@ -138,7 +144,10 @@ class Daemon:
             wake = max(when or now, now)
         else:
             state = self.engine.store.policy_state(name)
-            wake = max(due_window(name, policy.schedule, state, now).start, now)
+            due = due_window(name, policy.schedule, state, now)
+            wake = max(due.start, now)
+            if not due.contains(now):
+                self._due[name] = due.start
         job.modify(next_run_time=wake)
 
     def _sweep(self) -> None:
@@ -147,7 +156,9 @@ class Daemon:
             return
         now = datetime.now(UTC)
         wake: set[str] = set()
+        in_flight: set[str] = set()
         for rotation in self.engine.store.unfinished_rotations():
+            in_flight.add(rotation.policy)
             if rotation.needs_attention:
                 continue
             when = (
@@ -155,11 +166,9 @@ class Daemon:
             )
             if when is None or when <= now:
                 wake.add(rotation.policy)
-        states = self.engine.store.all_policy_states()
-        for name, policy in self.engine.config.policies.items():
-            if due_window(name, policy.schedule, states.get(name), now).contains(now):
-                wake.add(name)
-        for name in wake & set(self.engine.config.policies):
+        # A policy with a rotation in flight is woken by that rotation's own times above.
+        wake.update(n for n, due in self._due.items() if due <= now and n not in in_flight)
+        for name in wake & self.engine.config.policies.keys():
             job = self.scheduler.get_job(f"policy:{name}")
             if job is not None and (job.next_run_time is None or job.next_run_time > now):
                 job.modify(next_run_time=now)

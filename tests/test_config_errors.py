@@ -163,3 +163,28 @@ def test_empty_file_is_refused_for_a_missing_vault_address(monkeypatch: pytest.M
     monkeypatch.delenv("VAULT_ADDR", raising=False)
     message = problems(BASE.replace("address: http://127.0.0.1:8200", "mount: secret"))
     assert "vault.address is not set" in message
+
+
+def test_a_webhook_naming_a_missing_policy_is_refused() -> None:
+    text = config_text() + (
+        "notifications:\n  webhooks:\n    ops: {url: 'https://hooks.example/x', policies: [nope]}\n"
+    )
+    message = problems(text)
+    assert "notifications.webhooks.ops.policies: names policy 'nope'" in message
+
+
+def test_a_webhook_with_an_unknown_event_is_refused() -> None:
+    hook = "ops: {url: 'https://hooks.example/x', events: [sometimes]}"
+    text = config_text() + f"notifications:\n  webhooks:\n    {hook}\n"
+    assert "notifications.webhooks.ops.events" in problems(text)
+
+
+def test_daemon_settings_are_checked() -> None:
+    message = problems(config_text() + "daemon: {concurrency: 0, tick: often}\n")
+    assert "daemon.concurrency" in message
+    assert "daemon.tick" in message
+
+
+def test_jitter_longer_than_the_window_is_refused() -> None:
+    text = config_text().replace("{every: 30d}", "{cron: '0 3 * * *', window: 1h, jitter: 2h}")
+    assert "'jitter' must be shorter than 'window'" in problems(text)

@@ -6,9 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from rotator.audit.store import PolicyState
 from rotator.config.model import ScheduleConfig
-from rotator.engine.schedule import NEVER_ROTATED, due_window, is_due, next_due
+from rotator.engine.schedule import NEVER_ROTATED, due_window, next_due
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def is_due(policy: str, schedule: ScheduleConfig, state: PolicyState | None, now: datetime) -> bool:
+    return due_window(policy, schedule, state, now).contains(now)
 
 
 def rotated(at: datetime | None = None, adopted: datetime | None = None) -> PolicyState:

@@ -69,7 +69,3 @@ def next_due(
 ) -> datetime:
     """When ``policy`` is next due (``NEVER_ROTATED``: at once)."""
     return due_window(policy, schedule, state, now).start
-
-
-def is_due(policy: str, schedule: ScheduleConfig, state: PolicyState | None, now: datetime) -> bool:
-    return due_window(policy, schedule, state, now).contains(now)
