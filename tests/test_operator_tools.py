@@ -182,3 +182,35 @@ def test_validate_online_catches_a_vault_path_without_write(rig_factory: RigFact
 
     assert result.returncode == 2
     assert f"FAIL policy app: Vault secret/{spec.vault_path} writable" in result.stdout
+
+
+def test_status_shows_the_current_key_last_outcome_and_next_due(rig_factory: RigFactory) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    rig.add_policy("app", strategy="create_then_delete", grace="1h")
+    rig.run("rotate", "now", "app")
+
+    row = json.loads(rig.run("status", "--json").stdout)
+
+    assert row["current_key_id"] == rig.vault_metadata("app")["rotator.api_key.key_id"]
+    assert row["in_flight"] == "grace"
+    assert row["last_outcome"] == "grace"
+    assert row["next_due"] == "now"
+    assert row["needs_attention"] is False
+
+
+def test_adopt_records_the_key_in_vault_and_waits_for_the_schedule(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    spec = rig.add_policy("app", strategy="create_then_delete")
+
+    adopted = rig.run("adopt", "app", "--key-id", spec.slot.key_id)
+    due = rig.run("rotate", "due", "--json")
+    row = json.loads(rig.run("status", "--json").stdout)
+
+    assert adopted.returncode == 0, adopted.stderr
+    assert json.loads(due.stdout)["result"] == "not_due"
+    assert row["current_key_id"] == spec.slot.key_id
+    assert row["key_age"] is not None
+    assert rig.vault_metadata("app")["rotator.api_key.key_id"] == spec.slot.key_id
+    assert rig.server.calls("POST") == 0

@@ -160,12 +160,18 @@ def status(config_path: str | None, as_json: bool) -> None:
         history = store.rotations_for(name)
         last = history[-1] if history else None
         due = next_due(name, policy.schedule, state, utcnow())
+        key_since = state and (state.last_rotated_at or state.adopted_at)
+        current_key = state.current_key_id if state else None
+        if active is not None and active.state in ("stored", "verified", "grace"):
+            # Vault already serves the new key; the old one only waits to be revoked.
+            current_key, key_since = active.new_key_id, active.updated_at
         rows.append(
             {
                 "policy": name,
                 "provider": policy.provider_name,
                 "strategy": policy.strategy.value,
-                "current_key_id": state.current_key_id if state else None,
+                "current_key_id": current_key,
+                "key_age": format_duration(utcnow() - key_since) if key_since else None,
                 "last_rotated_at": state.last_rotated_at.isoformat()
                 if state and state.last_rotated_at
                 else None,
@@ -182,7 +188,7 @@ def status(config_path: str | None, as_json: bool) -> None:
             click.echo(json.dumps(row))
         return
     table = Table(title=f"rotator status ({config.source})")
-    for column in ("policy", "provider", "current key", "last rotated", "last", "next due"):
+    for column in ("policy", "provider", "current key", "age", "last rotated", "last", "next due"):
         table.add_column(column)
     table.add_column("in flight")
     table.add_column("last error", overflow="fold")
@@ -194,6 +200,7 @@ def status(config_path: str | None, as_json: bool) -> None:
             str(row["policy"]),
             str(row["provider"]),
             str(row["current_key_id"] or "-"),
+            str(row["key_age"] or "-"),
             str(row["last_rotated_at"] or "never"),
             str(row["last_outcome"] or "-"),
             str(row["next_due"]),
