@@ -67,12 +67,14 @@ def test_success_is_posted_only_when_asked(
 def test_a_failing_webhook_never_fails_the_rotation(rig_factory: RigFactory) -> None:
     rig = rig_factory(VENDOR)
     rig.add_policy("app", strategy="create_then_delete", grace="0s")
-    with_webhook(rig, f"http://127.0.0.1:{free_port()}/down", on="[completed]")
+    url = f"http://127.0.0.1:{free_port()}/down/T0SECRET/B0SECRET"
+    with_webhook(rig, url, on="[completed]")
 
     result = rig.run("rotate", "now", "app", "--json")
 
     assert json.loads(result.stdout.splitlines()[-1])["result"] == "completed"
     assert "webhook notification failed" in result.stderr
+    assert url not in result.stderr, "a webhook URL is a credential and is never logged"
 
 
 def test_a_webhook_erroring_500_never_fails_the_rotation(rig_factory: RigFactory) -> None:
