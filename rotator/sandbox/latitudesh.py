@@ -161,13 +161,18 @@ class LatitudeshEmulator(Emulator):
         )
         return self._ok(201, {"data": key.resource(with_token=True)})
 
-    def _rotate(self, request: Request) -> Response:
+    def _key_and_attributes(self, request: Request) -> tuple[_Key, dict[str, Any]] | Response:
         key = self._find(request)
         if isinstance(key, Response):
             return key
         attributes = self._data(request, with_id=key.id)
-        if isinstance(attributes, Response):
-            return attributes
+        return attributes if isinstance(attributes, Response) else (key, attributes)
+
+    def _rotate(self, request: Request) -> Response:
+        found = self._key_and_attributes(request)
+        if isinstance(found, Response):
+            return found
+        key, attributes = found
         key.token = _new_token()
         key.updated_at = timestamp()
         if attributes.get("name"):
@@ -175,12 +180,10 @@ class LatitudeshEmulator(Emulator):
         return self._ok(200, {"data": key.resource(with_token=True)})
 
     def _update(self, request: Request) -> Response:
-        key = self._find(request)
-        if isinstance(key, Response):
-            return key
-        attributes = self._data(request, with_id=key.id)
-        if isinstance(attributes, Response):
-            return attributes
+        found = self._key_and_attributes(request)
+        if isinstance(found, Response):
+            return found
+        key, attributes = found
         key.name = attributes.get("name", key.name)
         key.read_only = bool(attributes.get("read_only", key.read_only))
         key.allowed_ips = list(attributes.get("allowed_ips", key.allowed_ips))
