@@ -7,6 +7,7 @@ every vendor client.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
+@functools.cache
 def provider_class(type_name: str) -> type[Provider[Any, Any]]:
     """The ``Provider`` subclass for ``type_name``; ``KeyError`` when none is registered."""
     cls: type[Provider[Any, Any]] = _load(VENDORS[type_name].provider)
