@@ -66,6 +66,15 @@ def vendor_strategy(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 
 @pytest.fixture
+def rig(rig_factory: Callable[[str], Rig], vendor_strategy: tuple[str, str]) -> Rig:
+    """A rig for the parametrised vendor; ``rig.strategy`` is the parametrised flow."""
+    vendor, strategy = vendor_strategy
+    built = rig_factory(vendor)
+    built.strategy = strategy
+    return built
+
+
+@pytest.fixture
 def rig_factory(
     tmp_path: Path, pg_url: str, openbao: OpenBaoServer, vault_prefix: str
 ) -> Iterator[Callable[[str], Rig]]:

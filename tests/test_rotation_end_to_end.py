@@ -41,11 +41,8 @@ def steps_of(rig: Rig, policy: str) -> list[tuple[str, str]]:
     return events
 
 
-def test_rotation_stores_a_key_the_vendor_accepts(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_rotation_stores_a_key_the_vendor_accepts(rig: Rig) -> None:
+    strategy = rig.strategy
     spec = rig.add_policy("app", strategy=strategy, grace="1h")
 
     result = rig.run("rotate", "now", "app")
@@ -100,11 +97,8 @@ def test_regenerate_kills_the_old_secret_and_completes_at_once(
     assert rig.live_keys("app") == [spec.slot.key_id]
 
 
-def test_the_audit_trail_records_every_step(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_the_audit_trail_records_every_step(rig: Rig) -> None:
+    strategy = rig.strategy
     rig.add_policy("app", strategy=strategy, grace="0s")
 
     rig.run("rotate", "now", "app")
@@ -113,7 +107,7 @@ def test_the_audit_trail_records_every_step(
     expected = [("plan", "succeeded"), ("mint", "started"), ("mint", "succeeded")]
     expected += [("store", "started"), ("store", "succeeded")]
     assert [s for s in steps if s[0] != "stage"][:5] == expected
-    caller_chooses = provider_class(vendor).capabilities.caller_chooses_secret
+    caller_chooses = provider_class(rig.vendor).capabilities.caller_chooses_secret
     assert (("stage", "succeeded") in steps) == caller_chooses
     assert any(step == "verify" for step, _ in steps)
     if strategy == "create_then_delete":
@@ -122,11 +116,8 @@ def test_the_audit_trail_records_every_step(
     assert steps[-1] == ("finish", "succeeded")
 
 
-def test_no_secret_reaches_the_database_or_the_output(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_no_secret_reaches_the_database_or_the_output(rig: Rig) -> None:
+    strategy = rig.strategy
     spec = rig.add_policy("app", strategy=strategy, grace="0s")
 
     result = rig.run("rotate", "now", "app")
@@ -139,11 +130,8 @@ def test_no_secret_reaches_the_database_or_the_output(
         assert secret not in result.stderr
 
 
-def test_dry_run_lists_the_calls_and_makes_none(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_dry_run_lists_the_calls_and_makes_none(rig: Rig) -> None:
+    strategy = rig.strategy
     rig.add_policy("app", strategy=strategy)
 
     result = rig.run("rotate", "now", "app", "--dry-run")
@@ -156,11 +144,8 @@ def test_dry_run_lists_the_calls_and_makes_none(
     assert steps_of(rig, "app") == []
 
 
-def test_emergency_revokes_the_old_key_with_no_grace(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_emergency_revokes_the_old_key_with_no_grace(rig: Rig) -> None:
+    strategy = rig.strategy
     spec = rig.add_policy("app", strategy=strategy, grace="24h")
 
     result = rig.run("rotate", "now", "app", "--emergency", "--json")

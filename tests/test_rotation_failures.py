@@ -46,11 +46,8 @@ def test_failed_verification_restores_vault_and_revokes_the_new_key(
     assert rig.live_keys("app") == [spec.slot.key_id]
 
 
-def test_a_vendor_outage_at_mint_leaves_the_old_key_and_a_retry_completes(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_a_vendor_outage_at_mint_leaves_the_old_key_and_a_retry_completes(rig: Rig) -> None:
+    strategy = rig.strategy
     spec = rig.add_policy("app", strategy=strategy, grace="0s")
     method, path = rig.emulator.operations[mint_operation(strategy)]
     rig.server.fail(method, path, status=500, times=1)
@@ -69,11 +66,8 @@ def test_a_vendor_outage_at_mint_leaves_the_old_key_and_a_retry_completes(
     assert len(rotation_rows(rig, "app")) == 1
 
 
-def test_rate_limits_are_waited_out_using_retry_after(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_rate_limits_are_waited_out_using_retry_after(rig: Rig) -> None:
+    strategy = rig.strategy
     rig.add_policy("app", strategy=strategy, grace="0s")
     method, path = rig.emulator.operations[mint_operation(strategy)]
     rig.server.fail(method, path, status=429, times=2, retry_after=0.2)
@@ -84,11 +78,8 @@ def test_rate_limits_are_waited_out_using_retry_after(
     assert rig.server.calls(method, path) == 3
 
 
-def test_repeated_failures_end_in_needs_attention_with_the_old_key_kept(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_repeated_failures_end_in_needs_attention_with_the_old_key_kept(rig: Rig) -> None:
+    strategy = rig.strategy
     spec = rig.add_policy("app", strategy=strategy, grace="0s")
     method, path = rig.emulator.operations[mint_operation(strategy)]
     rig.server.fail(method, path, status=503, times=100)
@@ -106,11 +97,8 @@ def test_repeated_failures_end_in_needs_attention_with_the_old_key_kept(
     assert rig.vendor_accepts("app", spec.slot.secret)
 
 
-def test_a_wrong_vendor_token_fails_with_what_to_check(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_a_wrong_vendor_token_fails_with_what_to_check(rig: Rig) -> None:
+    strategy = rig.strategy
     spec = rig.add_policy("app", strategy=strategy)
     rig.emulator.tokens.clear()
 
@@ -121,11 +109,8 @@ def test_a_wrong_vendor_token_fails_with_what_to_check(
     assert rig.vault_secret("app") == spec.slot.secret
 
 
-def test_rotate_due_leaves_a_recently_rotated_policy_alone(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_rotate_due_leaves_a_recently_rotated_policy_alone(rig: Rig) -> None:
+    strategy = rig.strategy
     rig.add_policy("app", strategy=strategy, grace="0s")
     rig.run("rotate", "now", "app")
     calls_before = rig.server.calls()
@@ -152,11 +137,8 @@ def test_a_database_without_the_schema_is_refused_before_any_call(
     assert rig.server.calls() == 0
 
 
-def test_an_unknown_policy_name_exits_2(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_an_unknown_policy_name_exits_2(rig: Rig) -> None:
+    strategy = rig.strategy
     rig.add_policy("app", strategy=strategy)
 
     result = rig.run("rotate", "now", "nope")
@@ -165,11 +147,8 @@ def test_an_unknown_policy_name_exits_2(
     assert "no policy named 'nope'" in result.stderr
 
 
-def test_a_vendor_call_that_times_out_is_retried_when_safe(
-    rig_factory: RigFactory, vendor_strategy: tuple[str, str]
-) -> None:
-    vendor, strategy = vendor_strategy
-    rig = rig_factory(vendor)
+def test_a_vendor_call_that_times_out_is_retried_when_safe(rig: Rig) -> None:
+    strategy = rig.strategy
     rig.provider_timeout = 1.0
     rig.add_policy("app", strategy=strategy, grace="0s")
     method, path = rig.emulator.operations["revoke" if strategy != "regenerate" else "verify"]

@@ -81,6 +81,8 @@ class Rig:
     provider_timeout: float = 5.0
     #: Extra top-level YAML (daemon:, notifications:) appended to the configuration.
     extra_config: str = ""
+    #: The flow under test when the rig comes from the parametrised ``rig`` fixture.
+    strategy: str = "create_then_delete"
 
     @property
     def emulator(self) -> Emulator:
