@@ -63,12 +63,7 @@ def load(store: AuditStore) -> float:
 
 def main() -> None:
     with postgres_server() as pg:
-        import psycopg
-
-        with psycopg.connect(
-            host=pg.host, port=pg.port, user=pg.user, dbname="postgres", autocommit=True
-        ) as conn:
-            conn.execute("CREATE DATABASE bench")
+        pg.create_database("bench")
         store = AuditStore.open(Secret(pg.url("bench")))
         migrations.upgrade(store.engine)
         load_s = load(store)

@@ -32,12 +32,7 @@ def median_wall(command: list[str], env: dict[str, str] | None = None) -> float:
 
 def main() -> None:
     with postgres_server() as pg, openbao_server() as bao, tempfile.TemporaryDirectory() as tmp:
-        import psycopg
-
-        with psycopg.connect(
-            host=pg.host, port=pg.port, user=pg.user, dbname="postgres", autocommit=True
-        ) as conn:
-            conn.execute("CREATE DATABASE bench")
+        pg.create_database("bench")
         config = Path(tmp) / "rotator.yaml"
         config.write_text(
             f"""

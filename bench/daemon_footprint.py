@@ -36,12 +36,7 @@ def main() -> None:
     from rotator.secret import Secret
 
     with postgres_server() as pg, openbao_server() as bao, tempfile.TemporaryDirectory() as tmp:
-        import psycopg
-
-        with psycopg.connect(
-            host=pg.host, port=pg.port, user=pg.user, dbname="postgres", autocommit=True
-        ) as conn:
-            conn.execute("CREATE DATABASE bench")
+        pg.create_database("bench")
         lines = [
             f'database: {{url: "{pg.url("bench")}"}}',
             f'vault: {{address: "{bao.address}", auth: {{method: token}}}}',

@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 import httpx
-from common import openbao_server, postgres_server, rotator, write_result
+from common import (
+    OpenBaoServer,
+    PostgresServer,
+    openbao_server,
+    postgres_server,
+    rotator,
+    write_result,
+)
 
 from rotator.providers.registry import VENDORS, emulator_class
 from rotator.sandbox.server import EmulatorServer
@@ -27,22 +34,14 @@ POLICIES = int(os.environ.get("BENCH_POLICIES", "1000"))
 SEQUENTIAL_POLICIES = int(os.environ.get("BENCH_SEQUENTIAL_POLICIES", "40"))
 
 
-def run(pg: object, bao: object, policies: int, concurrency: int, tmp: Path) -> dict[str, float]:
-    import psycopg
-
-    database = f"bench_{concurrency}_{policies}"
-    with psycopg.connect(
-        host=pg.host,
-        port=pg.port,
-        user=pg.user,
-        dbname="postgres",
-        autocommit=True,  # type: ignore[attr-defined]
-    ) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
+def run(
+    pg: PostgresServer, bao: OpenBaoServer, policies: int, concurrency: int, tmp: Path
+) -> dict[str, float]:
+    database_url = pg.create_database(f"bench_{concurrency}_{policies}")
     servers = {v: EmulatorServer(emulator_class(v)({TOKEN}), delay=DELAY).start() for v in VENDORS}
     lines = [
-        f'database: {{url: "{pg.url(database)}"}}',  # type: ignore[attr-defined]
-        f'vault: {{address: "{bao.address}", auth: {{method: token}}}}',  # type: ignore[attr-defined]
+        f'database: {{url: "{database_url}"}}',
+        f'vault: {{address: "{bao.address}", auth: {{method: token}}}}',
         "daemon: {concurrency: 32}",
         "providers:",
     ]
@@ -52,13 +51,13 @@ def run(pg: object, bao: object, policies: int, concurrency: int, tmp: Path) -> 
         )
     lines.append("policies:")
     vendors = list(servers)
-    with httpx.Client(headers={"X-Vault-Token": bao.root_token}) as vault:  # type: ignore[attr-defined]
+    with httpx.Client(headers={"X-Vault-Token": bao.root_token}) as vault:
         for n in range(policies):
             vendor = vendors[n % len(vendors)]
             slot = servers[vendor].emulator.seed_slot()
             path = f"bench{concurrency}/p{n}"
             vault.post(
-                f"{bao.address}/v1/secret/data/{path}",  # type: ignore[attr-defined]
+                f"{bao.address}/v1/secret/data/{path}",
                 json={"data": {"api_key": slot.secret}},
             ).raise_for_status()
             key = json.dumps(slot.selector)
@@ -69,7 +68,7 @@ def run(pg: object, bao: object, policies: int, concurrency: int, tmp: Path) -> 
     config = tmp / f"rotator-{concurrency}.yaml"
     config.write_text("\n".join(lines) + "\n")
     env = {
-        "VAULT_TOKEN": bao.root_token,  # type: ignore[attr-defined]
+        "VAULT_TOKEN": bao.root_token,
         "T": TOKEN,
         "ROTATOR_CONFIG": str(config),
         "ROTATOR_LOG_LEVEL": "warning",
@@ -99,7 +98,7 @@ def run(pg: object, bao: object, policies: int, concurrency: int, tmp: Path) -> 
     }
 
 
-def sequential_baseline(bao: object, policies: int) -> dict[str, float]:
+def sequential_baseline(bao: OpenBaoServer, policies: int) -> dict[str, float]:
     """What a user writes instead: create, write Vault, delete the old key, one after another."""
     from rotator.sandbox.digitalocean_gradient import DigitalOceanGradientEmulator
 
@@ -109,15 +108,13 @@ def sequential_baseline(bao: object, policies: int) -> dict[str, float]:
     started = time.perf_counter()
     with (
         httpx.Client(base_url=server.vendor_url, headers=headers) as api,
-        httpx.Client(
-            headers={"X-Vault-Token": bao.root_token}  # type: ignore[attr-defined]
-        ) as vault,
+        httpx.Client(headers={"X-Vault-Token": bao.root_token}) as vault,
     ):
         for n, slot in enumerate(slots):
             agent = slot.selector["agent_uuid"]
             new = api.post(f"/v2/gen-ai/agents/{agent}/api_keys", json={"name": f"k{n}"}).json()
             vault.post(
-                f"{bao.address}/v1/secret/data/baseline/p{n}",  # type: ignore[attr-defined]
+                f"{bao.address}/v1/secret/data/baseline/p{n}",
                 json={"data": {"api_key": new["api_key_info"]["secret_key"]}},
             ).raise_for_status()
             api.delete(f"/v2/gen-ai/agents/{agent}/api_keys/{slot.key_id}")

@@ -32,13 +32,8 @@ def openbao() -> Iterator[OpenBaoServer]:
 def pg_url(postgres: PostgresServer) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin: Any = postgres.admin_connect()
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield postgres.url(name)
-    admin = postgres.admin_connect()
-    with admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield postgres.create_database(name)
+    postgres.drop_database(name)
 
 
 @pytest.fixture

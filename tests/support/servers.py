@@ -42,12 +42,21 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
 
-    def admin_connect(self) -> object:
+    def _admin(self, statement: str) -> None:
         import psycopg
 
-        return psycopg.connect(
+        with psycopg.connect(
             host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
-        )
+        ) as conn:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database ``name``; returns its SQLAlchemy URL."""
+        self._admin(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _pg_bin() -> Path:
