@@ -340,6 +340,11 @@ class EmulatorServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in one segment: written separately, Nagle's algorithm and
+            # the client's delayed ACK add up to 40 ms to every response, which real vendors
+            # do not, and which would swamp the emulated latency.
+            wbufsize = 64 * 1024
+            disable_nagle_algorithm = True
 
             def _handle(self) -> None:
                 parts = urlsplit(self.path)
