@@ -154,6 +154,8 @@ class Daemon:
         """Wake every policy with work to do now: grace over, retry time come, or due."""
         if self._stopping.is_set():
             return
+        # Events a busy sealer left behind at the end of a burst get sealed here at the latest.
+        self.engine.store.seal_soon()
         now = datetime.now(UTC)
         wake: set[str] = set()
         in_flight: set[str] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from rotator.audit import migrations
-from rotator.audit.store import AuditStore
+from rotator.audit.store import AuditStore, event_hash
 from rotator.secret import Secret
 from tests.support.configs import config_text
 
@@ -81,6 +82,90 @@ def test_pruning_keeps_the_rest_of_the_chain_verifiable(store: AuditStore) -> No
     report = store.verify_chain()
     assert report.intact
     assert report.checked == 4  # the prune summary and three new events
+
+
+def test_a_committed_event_is_sealed_at_once_by_its_writer(store: AuditStore) -> None:
+    write_events(store, 3)
+    assert [event.seq for event in store.events()] == [1, 2, 3]
+    assert all(event.hash for event in store.events())
+
+
+def test_a_writer_does_not_wait_while_another_process_holds_the_chain_head(pg_url: str) -> None:
+    store = AuditStore.open(Secret(pg_url))
+    migrations.upgrade(store.engine)
+    with store.engine.begin() as other_sealer:
+        other_sealer.execute(text("SELECT * FROM audit_chain_head WHERE id = 1 FOR UPDATE"))
+        writer = threading.Thread(target=write_events, args=(store, 3))
+        writer.start()
+        writer.join(timeout=30)
+        assert not writer.is_alive(), "the writer queued behind the chain head"
+        assert [event.seq for event in store.events()] == [None, None, None]
+    assert store.seal() == 3
+    assert store.verify_chain().checked == 3
+
+
+def test_events_left_unsealed_by_a_crash_are_sealed_by_the_next_writer(store: AuditStore) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_events (at, policy, step, outcome, actor, details) "
+                "VALUES (:at, 'p', 'mint', 'started', 'crashed:1', '{}')"
+            ),
+            {"at": datetime.now(UTC).replace(tzinfo=None)},
+        )
+    write_events(store, 1)
+    assert [event.seq for event in store.events()] == [1, 2]
+    assert store.verify_chain().intact
+
+
+def test_events_chained_before_sealing_existed_stay_verifiable_after_upgrade(
+    database_url: str,
+) -> None:
+    store = AuditStore.open(Secret(database_url))
+    migrations.upgrade(store.engine, "0002")
+    prev = ""
+    with store.engine.begin() as conn:
+        for n in range(3):
+            values = {
+                "at": datetime(2026, 1, 1, n, tzinfo=UTC),
+                "policy": "p",
+                "rotation_id": None,
+                "step": "mint",
+                "outcome": "succeeded",
+                "actor": "old:1",
+                "details": {"n": n},
+            }
+            digest = event_hash(prev, values)
+            conn.execute(
+                text(
+                    "INSERT INTO audit_events (at, policy, step, outcome, actor, details, "
+                    "prev_hash, hash) VALUES (:at, 'p', 'mint', 'succeeded', 'old:1', :details, "
+                    ":prev, :digest)"
+                ),
+                {
+                    "at": values["at"].replace(tzinfo=None),
+                    "details": json.dumps(values["details"]),
+                    "prev": prev,
+                    "digest": digest,
+                },
+            )
+            prev = digest
+        conn.execute(text("UPDATE audit_chain_head SET last_hash = :h"), {"h": prev})
+
+    migrations.upgrade(store.engine)
+    write_events(store, 2)
+
+    report = store.verify_chain()
+    assert report.intact
+    assert report.checked == 5
+
+
+def test_pruning_keeps_every_event_from_the_cutoff_on(store: AuditStore) -> None:
+    write_events(store, 3)
+    cutoff = store.events()[1].at
+
+    assert store.prune(cutoff) == 1
+    assert [event.details.get("n") for event in store.events()][:2] == [1, 2]
 
 
 def cli(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:

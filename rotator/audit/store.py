@@ -4,6 +4,12 @@ Every state change of a rotation and the event that records it are written in
 one transaction, so the log never disagrees with the state. Event details are
 plain values; a ``Secret`` handed to them is refused, and any text holding a
 live secret's value is scrubbed before it is stored.
+
+The log is a hash chain, sealed after commit: an event is inserted unsealed and
+the writer that commits it then seals every committed unsealed event in one
+batch (position ``seq``, ``prev_hash``, ``hash``). Sealing in the writer's own
+transaction would make every rotation step in the database queue on one row;
+sealed afterwards, only the sealer takes that lock, and it never waits for it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -21,13 +28,13 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -35,10 +42,12 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from rotator.audit import migrations
 from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
 from rotator.errors import AuditStoreError, SecretLeakError
+from rotator.log import get_logger
 from rotator.secret import Secret, scrub
 
 DetailValue = str | int | float | bool | None
 ACTOR = f"{socket.gethostname()}:{os.getpid()}"
+log = get_logger(__name__)
 
 
 def utcnow() -> datetime:
@@ -94,6 +103,8 @@ class AuditEvent:
     outcome: str
     actor: str
     details: dict[str, Any]
+    #: Position in the hash chain; None until the event is sealed, just after it commits.
+    seq: int | None = None
     prev_hash: str = ""
     hash: str = ""
 
@@ -134,25 +145,12 @@ def event_hash(prev_hash: str, values: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{event_content(values)}".encode()).hexdigest()
 
 
-# PostgreSQL appends in one statement: the chain head is locked, the event inserted with its
-# hash computed by the server, and the head moved, in a single round trip. Writers queue on
-# the head row, so the fewer round trips inside that lock the higher the throughput.
-_PG_APPEND = text(
-    """
-    WITH head AS (
-        SELECT last_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE
-    ), appended AS (
-        INSERT INTO audit_events
-            (at, policy, rotation_id, step, outcome, actor, details, prev_hash, hash)
-        SELECT :at, :policy, :rotation_id, :step, :outcome, :actor, CAST(:details AS JSON),
-               head.last_hash,
-               encode(sha256(convert_to(head.last_hash || chr(10) || :content, 'UTF8')), 'hex')
-        FROM head
-        RETURNING hash
-    )
-    UPDATE audit_chain_head SET last_hash = (SELECT hash FROM appended) WHERE id = 1
-    """
-)
+#: Events sealed per transaction: bounds the sealer's lock hold and memory.
+SEAL_BATCH = 2000
+#: Passes one opportunistic sealer makes before it leaves the rest to the next writer.
+SEAL_PASSES = 4
+#: Marks, in a connection's ``info``, a transaction that appended events.
+_APPENDED = "rotator.audit.appended"
 
 
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
@@ -196,6 +194,10 @@ class AuditStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # One sealer per process at a time; writers that find it busy leave their events to it.
+        self._sealer = threading.Lock()
+        self._seal_requested = threading.Event()
+        self._appended = False
 
     @classmethod
     def open(cls, url: Secret, *, workers: int = 4) -> AuditStore:
@@ -229,8 +231,14 @@ class AuditStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self._errors(), self.engine.begin() as connection:
-            yield connection
+        """One transaction; events appended in it are sealed into the chain after it commits."""
+        with self._errors():
+            with self.engine.begin() as connection:
+                yield connection
+                appended = connection.info.pop(_APPENDED, False)
+            if appended:
+                self._appended = True
+                self.seal_soon()
 
     # -- events ---------------------------------------------------------------
 
@@ -262,41 +270,111 @@ class AuditStore:
 
     @staticmethod
     def _append(connection: Connection, values: dict[str, Any]) -> None:
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                _PG_APPEND,
-                {
-                    **values,
-                    "details": json.dumps(values["details"]),
-                    "content": event_content(values),
-                },
-            )
+        connection.execute(insert(audit_events).values(**values))
+        connection.info[_APPENDED] = True
+
+    # -- sealing ----------------------------------------------------------------
+
+    def seal_soon(self) -> None:
+        """Seal what has committed, unless another thread of this process is already at it.
+
+        A busy sealer makes another pass when asked, so nothing waits here. Sealing is
+        bookkeeping after a commit that already succeeded: if it fails, the events stay
+        unsealed (and valid) until the next seal, and the rotation goes on.
+        """
+        self._seal_requested.set()
+        if not self._sealer.acquire(blocking=False):
             return
-        # Taking the head row's write lock first orders concurrent writers (and, on SQLite,
-        # avoids two readers deadlocking on their upgrade to writers).
-        head = audit_chain_head.c
-        connection.execute(
-            update(audit_chain_head).where(head.id == 1).values(last_hash=head.last_hash)
-        )
-        prev = connection.execute(select(head.last_hash).where(head.id == 1)).scalar_one()
-        digest = event_hash(prev, values)
-        connection.execute(insert(audit_events).values(**values, prev_hash=prev, hash=digest))
-        connection.execute(update(audit_chain_head).where(head.id == 1).values(last_hash=digest))
+        try:
+            for _ in range(SEAL_PASSES):
+                if not self._seal_requested.is_set():
+                    break
+                self._seal_requested.clear()
+                if self._seal_pass(wait=False) is None:
+                    break
+        except SQLAlchemyError as exc:
+            log.warning("audit_seal_deferred", error=scrub(str(getattr(exc, "orig", exc))).strip())
+        finally:
+            self._sealer.release()
+
+    def seal(self) -> int:
+        """Seal every committed unsealed event, waiting for other sealers; how many were sealed."""
+        sealed = 0
+        with self._errors(), self._sealer:
+            while count := self._seal_pass(wait=True):
+                sealed += count
+        return sealed
+
+    def _seal_pass(self, *, wait: bool) -> int | None:
+        """Seal up to ``SEAL_BATCH`` events in one transaction.
+
+        Returns how many were sealed, or ``None`` when (``wait`` false) another
+        process holds the chain head.
+        """
+        events, head = audit_events.c, audit_chain_head.c
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                # Take SQLite's write lock first so two sealers cannot deadlock upgrading to it.
+                connection.execute(
+                    update(audit_chain_head).where(head.id == 1).values(last_seq=head.last_seq)
+                )
+            locked = connection.execute(
+                select(head.last_hash, head.last_seq)
+                .where(head.id == 1)
+                .with_for_update(skip_locked=not wait)
+            ).first()
+            if locked is None:
+                return None
+            rows = connection.execute(
+                select(audit_events)
+                .where(events.seq.is_(None))
+                .order_by(events.id)
+                .limit(SEAL_BATCH)
+            ).all()
+            if not rows:
+                return 0
+            prev, seq = locked.last_hash, locked.last_seq
+            seals = []
+            for row in rows:
+                seq += 1
+                digest = event_hash(prev, row._asdict())
+                seals.append({"event_id": row.id, "b_seq": seq, "prev": prev, "digest": digest})
+                prev = digest
+            connection.execute(
+                update(audit_events)
+                .where(events.id == bindparam("event_id"))
+                .values(
+                    seq=bindparam("b_seq"), prev_hash=bindparam("prev"), hash=bindparam("digest")
+                ),
+                seals,
+            )
+            connection.execute(
+                update(audit_chain_head).where(head.id == 1).values(last_hash=prev, last_seq=seq)
+            )
+        return len(rows)
 
     def verify_chain(self) -> ChainReport:
-        """Recompute every event's hash in id order; report the first broken link."""
+        """Seal what is pending, then recompute every hash in chain order; report the first break.
+
+        The chain starts at the newest prune's anchor (the hash of the last event it
+        removed), or at the empty string.
+        """
+        self.seal()
+        events = audit_events.c
         anchor = ""
         with self.transaction() as connection:
             last_prune = connection.execute(
-                select(audit_events.c.details)
-                .where(audit_events.c.step == "prune", audit_events.c.outcome == "succeeded")
-                .order_by(audit_events.c.id.desc())
+                select(events.details)
+                .where(
+                    events.step == "prune", events.outcome == "succeeded", events.seq.is_not(None)
+                )
+                .order_by(events.seq.desc())
                 .limit(1)
             ).scalar()
             if last_prune:
                 anchor = str(last_prune.get("last_pruned_hash") or "")
             rows = connection.execution_options(yield_per=5000).execute(
-                select(audit_events).order_by(audit_events.c.id)
+                select(audit_events).where(events.seq.is_not(None)).order_by(events.seq)
             )
             expected_prev = anchor
             checked = 0
@@ -318,19 +396,24 @@ class AuditStore:
         return ChainReport(checked, None, None)
 
     def prune(self, before: datetime) -> int:
-        """Delete events older than ``before``; a summary event keeps the chain verifiable."""
+        """Delete the chain's oldest events, up to the first one at or after ``before``.
+
+        A summary event records the hash of the last event removed, so the rest of
+        the chain stays verifiable from it.
+        """
+        self.seal()
+        events = audit_events.c
         with self.transaction() as connection:
-            last = connection.execute(
-                select(audit_events.c.id, audit_events.c.hash)
-                .where(audit_events.c.at < before)
-                .order_by(audit_events.c.id.desc())
-                .limit(1)
-            ).first()
+            first_kept = connection.execute(
+                select(func.min(events.seq)).where(events.at >= before)
+            ).scalar()
+            prefix = select(events.seq, events.hash).where(events.seq.is_not(None))
+            if first_kept is not None:
+                prefix = prefix.where(events.seq < first_kept)
+            last = connection.execute(prefix.order_by(events.seq.desc()).limit(1)).first()
             if last is None:
                 return 0
-            count = connection.execute(
-                delete(audit_events).where(audit_events.c.id <= last.id)
-            ).rowcount
+            count = connection.execute(delete(audit_events).where(events.seq <= last.seq)).rowcount
             self.record_event(
                 "*",
                 "prune",
@@ -338,12 +421,21 @@ class AuditStore:
                 details={
                     "before": before.isoformat(),
                     "pruned": count,
-                    "last_pruned_id": last.id,
+                    "last_pruned_seq": last.seq,
                     "last_pruned_hash": last.hash,
                 },
                 connection=connection,
             )
         return int(count)
+
+    def close(self) -> None:
+        """Seal what this process left pending (if it wrote any), then release the connections."""
+        try:
+            if self._appended:
+                self.seal()
+        except AuditStoreError as exc:
+            log.warning("audit_seal_deferred", error=str(exc))
+        self.dispose()
 
     def events(
         self,

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 
@@ -96,12 +97,14 @@ policy_state = Table(
     Column("attention", Text),
 )
 
-#: One row: the hash of the newest event. Writers lock it, which orders the chain.
+#: One row: the newest sealed event's hash and position. The sealer locks it, which orders
+#: the chain; rotations never wait on it.
 audit_chain_head = Table(
     "audit_chain_head",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("last_hash", String(64), nullable=False),
+    Column("last_seq", EventId, nullable=False, server_default="0"),
 )
 
 audit_events = Table(
@@ -115,9 +118,18 @@ audit_events = Table(
     Column("outcome", String(20), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("details", JSON, nullable=False),
-    # Tamper evidence: hash = sha256(prev_hash + canonical content), chained in id order.
+    # Tamper evidence: hash = sha256(prev_hash + canonical content), chained in seq order.
+    # An event is written unsealed (seq NULL, empty hashes) and sealed just after it commits.
+    Column("seq", EventId),
     Column("prev_hash", String(64), nullable=False, server_default=""),
     Column("hash", String(64), nullable=False, server_default=""),
+    Index("ix_audit_events_seq", "seq", unique=True),
+    Index(
+        "ix_audit_events_unsealed",
+        "id",
+        postgresql_where=text("seq IS NULL"),
+        sqlite_where=text("seq IS NULL"),
+    ),
     Index("ix_audit_events_policy_id", "policy", "id"),
     Index("ix_audit_events_rotation_id", "rotation_id"),
     Index("ix_audit_events_at", "at"),

@@ -80,7 +80,7 @@ class Engine:
 
     def close(self) -> None:
         self.reset_providers()
-        self.store.dispose()
+        self.store.close()
 
     def reset_providers(self) -> None:
         """Drop cached provider clients (after a configuration reload)."""
