@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "postgres_server",
     "rotator",
     "write_result",
+    "cpu_seconds",
 ]
 
 
@@ -66,3 +68,50 @@ def rotator(
         env={**os.environ, **env},
         timeout=timeout,
     )
+
+
+def _process_times(pid: int) -> tuple[int, float, float]:
+    """(parent pid, own CPU seconds, CPU seconds of its children it has reaped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / tick
+    reaped = (int(fields[13]) + int(fields[14])) / tick
+    return int(fields[1]), own, reaped
+
+
+def _server_cpu(marker: str) -> float:
+    """CPU seconds used so far by the server whose command line holds ``marker``.
+
+    Counts the server, its live children and the children it already reaped
+    (PostgreSQL's backends exit when their connection closes).
+    """
+    table: dict[int, tuple[int, float, float]] = {}
+    roots: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            table[int(entry.name)] = _process_times(int(entry.name))
+            if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                roots.append(int(entry.name))
+        except OSError:
+            continue
+    total = 0.0
+    for root in roots:
+        total += table[root][1] + table[root][2]
+        total += sum(own for ppid, own, _ in table.values() if ppid == root)
+    return total
+
+
+def cpu_seconds(pg: PostgresServer, bao: OpenBaoServer) -> dict[str, float]:
+    """CPU seconds used so far, by component: rotator subprocesses (already finished), the
+    emulators (this process), PostgreSQL and OpenBao."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    this = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "rotator": children.ru_utime + children.ru_stime,
+        "emulators": this.ru_utime + this.ru_stime,
+        "postgresql": _server_cpu(f"-p {pg.port} "),
+        "openbao": _server_cpu(f"-dev-listen-address={bao.address.removeprefix('http://')}"),
+    }

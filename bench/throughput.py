@@ -19,6 +19,7 @@ import httpx
 from common import (
     OpenBaoServer,
     PostgresServer,
+    cpu_seconds,
     openbao_server,
     postgres_server,
     rotator,
@@ -76,9 +77,12 @@ def run(
     assert rotator("db", "upgrade", env=env).returncode == 0
     for server in servers.values():
         server.log.clear()
+    cpu_before = cpu_seconds(pg, bao)
     started = time.perf_counter()
     result = rotator("rotate", "now", "--all", "--json", "--concurrency", str(concurrency), env=env)
     elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(pg, bao)
+    cpu_ms = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / policies, 2) for k in cpu_after}
     outcomes = [json.loads(line)["result"] for line in result.stdout.splitlines() if line]
     calls = sum(len(s.log) for s in servers.values())
     for server in servers.values():
@@ -95,6 +99,13 @@ def run(
         "floor_rotations_per_s": round(floor, 2),
         "achieved_rotations_per_s": round(achieved, 2),
         "achieved_over_floor": round(achieved / floor, 3),
+        # What the CPU allows: every component's CPU per rotation against the machine's cores.
+        # rotator itself runs on one core at a time (the GIL), whatever its thread count.
+        "cpu_ms_per_rotation": cpu_ms,
+        "cpu_ceiling_rotations_per_s": round(
+            min((os.cpu_count() or 1) * 1000 / sum(cpu_ms.values()), 1000 / cpu_ms["rotator"]),
+            1,
+        ),
     }
 
 
