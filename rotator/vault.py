@@ -129,6 +129,14 @@ class VaultStore:
 
     def read(self, path: str, version: int | None = None) -> SecretVersion | None:
         """The current (or a given) version of ``path``; ``None`` if it has none."""
+        found = self._read_data(path, version)
+        if found is None:
+            return None
+        number, data = found
+        return SecretVersion(path, number, data, self.custom_metadata(path))
+
+    def _read_data(self, path: str, version: int | None) -> tuple[int, dict[str, Secret]] | None:
+        """A version's number and data, without the secret's metadata (one call fewer)."""
         with self._errors(path):
             try:
                 response = self._client.secrets.kv.v2.read_secret_version(
@@ -143,16 +151,20 @@ class VaultStore:
                         f"version {version} of {self.mount}/{path} does not exist"
                     ) from None
                 return None
-            metadata = self._client.secrets.kv.v2.read_secret_metadata(
-                path=path, mount_point=self.mount
-            )["data"]
         data = response["data"]
-        return SecretVersion(
-            path=path,
-            version=int(data["metadata"]["version"]),
-            data={k: Secret(str(v)) for k, v in (data.get("data") or {}).items()},
-            custom_metadata=dict(metadata.get("custom_metadata") or {}),
-        )
+        values = {k: Secret(str(v)) for k, v in (data.get("data") or {}).items()}
+        return int(data["metadata"]["version"]), values
+
+    def custom_metadata(self, path: str) -> dict[str, str]:
+        """The secret's ``custom_metadata`` (never secret values); empty if it has none."""
+        with self._errors(path):
+            try:
+                metadata = self._client.secrets.kv.v2.read_secret_metadata(
+                    path=path, mount_point=self.mount
+                )["data"]
+            except hvac.exceptions.InvalidPath:
+                return {}
+        return dict(metadata.get("custom_metadata") or {})
 
     def current_version(self, path: str) -> int:
         """The newest version number of ``path``, 0 when it was never written."""
@@ -186,8 +198,8 @@ class VaultStore:
         """
         data: dict[str, str] = {}
         if cas:
-            base = self.read(path, version=cas)
-            data = {k: v.reveal() for k, v in (base.data if base else {}).items()}
+            base = self._read_data(path, cas)
+            data = {k: v.reveal() for k, v in (base[1] if base else {}).items()}
         data[field] = value.reveal()
         with self._errors(path):
             response = self._client.secrets.kv.v2.create_or_update_secret(
@@ -197,16 +209,8 @@ class VaultStore:
 
     def update_metadata(self, path: str, entries: Mapping[str, str]) -> None:
         """Merge ``entries`` into the secret's ``custom_metadata`` (values are not secrets)."""
+        current = self.custom_metadata(path)
         with self._errors(path):
-            try:
-                current = (
-                    self._client.secrets.kv.v2.read_secret_metadata(
-                        path=path, mount_point=self.mount
-                    )["data"].get("custom_metadata")
-                    or {}
-                )
-            except hvac.exceptions.InvalidPath:
-                current = {}
             self._client.secrets.kv.v2.update_metadata(
                 path=path, custom_metadata={**current, **entries}, mount_point=self.mount
             )

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,9 +27,12 @@ def store(database_url: str) -> AuditStore:
     return store
 
 
-def write_events(store: AuditStore, count: int, policy: str = "p") -> None:
+def write_events(store: AuditStore, count: int, policy: str = "p", *, seal: bool = True) -> None:
+    """Record ``count`` events; then (by default) wait until they are sealed into the chain."""
     for n in range(count):
         store.record_event(policy, "mint", "succeeded", details={"n": n, "key_id": f"k{n}"})
+    if seal:
+        store.seal()
 
 
 def test_an_untouched_chain_verifies(store: AuditStore) -> None:
@@ -84,8 +88,13 @@ def test_pruning_keeps_the_rest_of_the_chain_verifiable(store: AuditStore) -> No
     assert report.checked == 4  # the prune summary and three new events
 
 
-def test_a_committed_event_is_sealed_at_once_by_its_writer(store: AuditStore) -> None:
-    write_events(store, 3)
+def test_committed_events_are_sealed_moments_later_without_being_asked(
+    store: AuditStore,
+) -> None:
+    write_events(store, 3, seal=False)
+    deadline = time.monotonic() + 30
+    while any(event.seq is None for event in store.events()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert [event.seq for event in store.events()] == [1, 2, 3]
     assert all(event.hash for event in store.events())
 
@@ -95,12 +104,13 @@ def test_a_writer_does_not_wait_while_another_process_holds_the_chain_head(pg_ur
     migrations.upgrade(store.engine)
     with store.engine.begin() as other_sealer:
         other_sealer.execute(text("SELECT * FROM audit_chain_head WHERE id = 1 FOR UPDATE"))
-        writer = threading.Thread(target=write_events, args=(store, 3))
+        writer = threading.Thread(target=write_events, args=(store, 3), kwargs={"seal": False})
         writer.start()
         writer.join(timeout=30)
         assert not writer.is_alive(), "the writer queued behind the chain head"
         assert [event.seq for event in store.events()] == [None, None, None]
-    assert store.seal() == 3
+    store.seal()
+    assert [event.seq for event in store.events()] == [1, 2, 3]
     assert store.verify_chain().checked == 3
 
 
@@ -114,7 +124,7 @@ def test_events_left_unsealed_by_a_crash_are_sealed_by_the_next_writer(store: Au
             {"at": datetime.now(UTC).replace(tzinfo=None)},
         )
     write_events(store, 1)
-    assert [event.seq for event in store.events()] == [1, 2]
+    assert [event.seq for event in store.events()] == [1, 2]  # oldest first, crashed one too
     assert store.verify_chain().intact
 
 

@@ -5,11 +5,12 @@ one transaction, so the log never disagrees with the state. Event details are
 plain values; a ``Secret`` handed to them is refused, and any text holding a
 live secret's value is scrubbed before it is stored.
 
-The log is a hash chain, sealed after commit: an event is inserted unsealed and
-the writer that commits it then seals every committed unsealed event in one
-batch (position ``seq``, ``prev_hash``, ``hash``). Sealing in the writer's own
-transaction would make every rotation step in the database queue on one row;
-sealed afterwards, only the sealer takes that lock, and it never waits for it.
+The log is a hash chain, sealed after commit: an event is inserted unsealed and,
+within ``SEAL_INTERVAL`` of its commit, a sealing pass on a timer thread gives
+every committed unsealed event its position ``seq``, ``prev_hash`` and ``hash``
+in one batch. Sealing in the writer's own transaction would make every rotation
+step in the database queue on one row; sealed afterwards, only the sealer takes
+that lock, and it skips rather than waits when another process holds it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -147,8 +149,8 @@ def event_hash(prev_hash: str, values: Mapping[str, Any]) -> str:
 
 #: Events sealed per transaction: bounds the sealer's lock hold and memory.
 SEAL_BATCH = 2000
-#: Passes one opportunistic sealer makes before it leaves the rest to the next writer.
-SEAL_PASSES = 4
+#: Seconds between sealing passes: the most an event waits to be sealed while rotator runs.
+SEAL_INTERVAL = 0.1
 #: Marks, in a connection's ``info``, a transaction that appended events.
 _APPENDED = "rotator.audit.appended"
 
@@ -194,10 +196,12 @@ class AuditStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # One sealer per process at a time; writers that find it busy leave their events to it.
         self._sealer = threading.Lock()
-        self._seal_requested = threading.Event()
+        self._schedule_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._last_pass = 0.0
         self._appended = False
+        self._closed = False
 
     @classmethod
     def open(cls, url: Secret, *, workers: int = 4) -> AuditStore:
@@ -276,26 +280,37 @@ class AuditStore:
     # -- sealing ----------------------------------------------------------------
 
     def seal_soon(self) -> None:
-        """Seal what has committed, unless another thread of this process is already at it.
+        """Have committed events sealed within ``SEAL_INTERVAL``, on a timer thread.
 
-        A busy sealer makes another pass when asked, so nothing waits here. Sealing is
-        bookkeeping after a commit that already succeeded: if it fails, the events stay
-        unsealed (and valid) until the next seal, and the rotation goes on.
+        Requests arriving while a pass is scheduled join it, so a busy process makes
+        at most one pass per interval, and writers never wait for one. Sealing is
+        bookkeeping after commits that already succeeded: if a pass fails, the events
+        stay unsealed (and valid) until the next one.
         """
-        self._seal_requested.set()
-        if not self._sealer.acquire(blocking=False):
-            return
+        with self._schedule_lock:
+            if self._timer is not None or self._closed:
+                return
+            delay = max(0.0, self._last_pass + SEAL_INTERVAL - time.monotonic())
+            self._timer = threading.Timer(delay, self._timed_seal)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _timed_seal(self) -> None:
+        with self._schedule_lock:
+            self._timer = None
+            if self._closed:
+                return
+            self._last_pass = time.monotonic()
         try:
-            for _ in range(SEAL_PASSES):
-                if not self._seal_requested.is_set():
-                    break
-                self._seal_requested.clear()
-                if self._seal_pass(wait=False) is None:
-                    break
+            with self._sealer:
+                while (count := self._seal_pass(wait=False)) == SEAL_BATCH:
+                    continue
         except SQLAlchemyError as exc:
             log.warning("audit_seal_deferred", error=scrub(str(getattr(exc, "orig", exc))).strip())
-        finally:
-            self._sealer.release()
+            return
+        if count is None:
+            # Another process holds the chain head; it may have missed our newest events.
+            self.seal_soon()
 
     def seal(self) -> int:
         """Seal every committed unsealed event, waiting for other sealers; how many were sealed."""
@@ -430,6 +445,11 @@ class AuditStore:
 
     def close(self) -> None:
         """Seal what this process left pending (if it wrote any), then release the connections."""
+        with self._schedule_lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         try:
             if self._appended:
                 self.seal()

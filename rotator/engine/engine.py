@@ -290,10 +290,8 @@ class Engine:
         configured = self.provider_for(policy).configured_key_id(policy.selector)
         if configured or not read_vault:
             return configured
-        current = self.vault.read(policy.vault.normalized_path)
-        if current is None:
-            return None
-        return current.custom_metadata.get(metadata_key(policy.vault.field, "key_id")) or None
+        metadata = self.vault.custom_metadata(policy.vault.normalized_path)
+        return metadata.get(metadata_key(policy.vault.field, "key_id")) or None
 
     def _plan(self, policy: Policy, *, trigger: str, emergency: bool) -> RotationRecord:
         """Step 1: a fresh rotation row, state ``planned``, written under the lock."""
