@@ -26,13 +26,13 @@ from tests.support.servers import (  # noqa: E402
 __all__ = [
     "OpenBaoServer",
     "PostgresServer",
+    "cpu_seconds",
     "free_port",
     "machine",
     "openbao_server",
     "postgres_server",
     "rotator",
     "write_result",
-    "cpu_seconds",
 ]
 
 
