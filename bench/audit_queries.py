@@ -1,7 +1,7 @@
 """Audit queries over 1,000,000 events in PostgreSQL: one policy's history, and verify.
 
 Goals: one policy's history under 50 ms; `audit verify` over the whole chain under 60 s.
-Events are bulk-loaded with COPY, chained exactly as rotator chains them.
+Events are bulk-loaded with COPY, sealed (seq, prev_hash, hash) exactly as rotator seals them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def load(store: AuditStore) -> float:
     cursor = raw.cursor()
     prev = ""
     base = datetime(2026, 1, 1, tzinfo=UTC)
-    columns = "(at, policy, rotation_id, step, outcome, actor, details, prev_hash, hash)"
+    columns = "(seq, at, policy, rotation_id, step, outcome, actor, details, prev_hash, hash)"
     with cursor.copy(f"COPY audit_events {columns} FROM STDIN") as copy:
         for n in range(EVENTS):
             values = {
@@ -42,6 +42,7 @@ def load(store: AuditStore) -> float:
             digest = event_hash(prev, values)
             copy.write_row(
                 (
+                    n + 1,
                     values["at"],
                     values["policy"],
                     values["rotation_id"],
@@ -54,7 +55,9 @@ def load(store: AuditStore) -> float:
                 )
             )
             prev = digest
-    cursor.execute("UPDATE audit_chain_head SET last_hash = %s WHERE id = 1", (prev,))
+    cursor.execute(
+        "UPDATE audit_chain_head SET last_hash = %s, last_seq = %s WHERE id = 1", (prev, EVENTS)
+    )
     cursor.execute("ANALYZE audit_events")
     raw.commit()
     raw.close()
