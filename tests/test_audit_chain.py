@@ -35,6 +35,18 @@ def write_events(store: AuditStore, count: int, policy: str = "p", *, seal: bool
         store.seal()
 
 
+def insert_unsealed_event(store: AuditStore) -> None:
+    """An event committed by a process that was killed before its sealing pass."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_events (at, policy, step, outcome, actor, details) "
+                "VALUES (:at, 'p', 'mint', 'started', 'crashed:1', '{}')"
+            ),
+            {"at": datetime.now(UTC).replace(tzinfo=None)},
+        )
+
+
 def test_an_untouched_chain_verifies(store: AuditStore) -> None:
     write_events(store, 20)
     report = store.verify_chain()
@@ -115,14 +127,7 @@ def test_a_writer_does_not_wait_while_another_process_holds_the_chain_head(pg_ur
 
 
 def test_events_left_unsealed_by_a_crash_are_sealed_by_the_next_writer(store: AuditStore) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO audit_events (at, policy, step, outcome, actor, details) "
-                "VALUES (:at, 'p', 'mint', 'started', 'crashed:1', '{}')"
-            ),
-            {"at": datetime.now(UTC).replace(tzinfo=None)},
-        )
+    insert_unsealed_event(store)
     write_events(store, 1)
     assert [event.seq for event in store.events()] == [1, 2]  # oldest first, crashed one too
     assert store.verify_chain().intact
@@ -168,6 +173,18 @@ def test_events_chained_before_sealing_existed_stay_verifiable_after_upgrade(
     report = store.verify_chain()
     assert report.intact
     assert report.checked == 5
+
+
+def test_downgrading_below_sealing_is_refused_while_events_wait_to_be_sealed(
+    store: AuditStore,
+) -> None:
+    insert_unsealed_event(store)
+
+    with pytest.raises(RuntimeError, match="run `rotator audit verify`"):
+        migrations.downgrade(store.engine, "0002")
+
+    assert migrations.current_revision(store.engine) == migrations.SCHEMA_REVISION
+    assert len(store.events()) == 1
 
 
 def test_pruning_keeps_every_event_from_the_cutoff_on(store: AuditStore) -> None:
