@@ -155,27 +155,24 @@ class VaultStore:
         values = {k: Secret(str(v)) for k, v in (data.get("data") or {}).items()}
         return int(data["metadata"]["version"]), values
 
-    def custom_metadata(self, path: str) -> dict[str, str]:
-        """The secret's ``custom_metadata`` (never secret values); empty if it has none."""
+    def _metadata(self, path: str) -> dict[str, Any]:
+        """The secret's KV v2 metadata (versions, custom_metadata); empty if it does not exist."""
         with self._errors(path):
             try:
-                metadata = self._client.secrets.kv.v2.read_secret_metadata(
+                response = self._client.secrets.kv.v2.read_secret_metadata(
                     path=path, mount_point=self.mount
-                )["data"]
+                )
             except hvac.exceptions.InvalidPath:
                 return {}
-        return dict(metadata.get("custom_metadata") or {})
+        return dict(response["data"])
+
+    def custom_metadata(self, path: str) -> dict[str, str]:
+        """The secret's ``custom_metadata`` (never secret values); empty if it has none."""
+        return dict(self._metadata(path).get("custom_metadata") or {})
 
     def current_version(self, path: str) -> int:
         """The newest version number of ``path``, 0 when it was never written."""
-        with self._errors(path):
-            try:
-                metadata = self._client.secrets.kv.v2.read_secret_metadata(
-                    path=path, mount_point=self.mount
-                )["data"]
-            except hvac.exceptions.InvalidPath:
-                return 0
-        return int(metadata.get("current_version") or 0)
+        return int(self._metadata(path).get("current_version") or 0)
 
     def resolve(self, reference: VaultReference) -> Secret:
         """The value a ``vault:path#field`` credential reference points at."""
