@@ -154,7 +154,7 @@ class Daemon:
         """Wake every policy with work to do now: grace over, retry time come, or due."""
         if self._stopping.is_set():
             return
-        # Events a busy sealer left behind at the end of a burst get sealed here at the latest.
+        # Events left unsealed by a failed pass or a crashed process get sealed here at the latest.
         self.engine.store.seal_soon()
         now = datetime.now(UTC)
         wake: set[str] = set()
