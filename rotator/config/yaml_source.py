@@ -1,23 +1,37 @@
 """Reading a YAML file into plain data while remembering where each key stood.
 
-PyYAML's composed node tree carries line numbers; this module walks it so that
-a validation error found later at ``("policies", "web", "schedule")`` can be
-reported as ``rotator.yaml:14``. Duplicate mapping keys, which PyYAML would
-silently let the last one win, are errors here.
+PyYAML's parser events carry line numbers; this module builds the data from
+them so that a validation error found later at ``("policies", "web",
+"schedule")`` can be reported as ``rotator.yaml:14``. Duplicate mapping keys,
+which PyYAML would silently let the last one win, are errors here.
+
+Building from events skips PyYAML's node tree, which costs most of the time on
+files with thousands of policies. Documents using anchors, merge keys, complex
+keys or explicit collection tags are built from the node tree instead, with
+PyYAML's own semantics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.resolver import BaseResolver
 
 from rotator.errors import ConfigError
 
 Location = tuple[str | int, ...]
 # libyaml's parser keeps the same marks and is many times faster on large policy files.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_DEFAULT_TAGS = (None, "!", BaseResolver.DEFAULT_MAPPING_TAG, BaseResolver.DEFAULT_SEQUENCE_TAG)
+
+
+class _NeedsNodeTree(Exception):
+    """The document uses a feature only the node tree resolves (anchors, merge keys...)."""
 
 
 @dataclass
@@ -36,14 +50,22 @@ class YamlDocument:
         return None
 
 
+_Builder = Callable[[yaml.SafeLoader, YamlDocument, str], None]
+
+
 def load_yaml(text: str, source: str) -> YamlDocument:
     """Parse ``text`` (read from ``source``); raise ``ConfigError`` naming the line on error."""
+    try:
+        return _parse(text, source, _document_from_events)
+    except _NeedsNodeTree:
+        return _parse(text, source, _document_from_nodes)
+
+
+def _parse(text: str, source: str, build: _Builder) -> YamlDocument:
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
         doc = YamlDocument(data={})
-        if node is not None:
-            doc.data = _build(loader, node, (), doc.lines, source)
+        build(loader, doc, source)
         return doc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -58,7 +80,95 @@ def load_yaml(text: str, source: str) -> YamlDocument:
         loader.dispose()
 
 
-def _build(
+def _document_from_nodes(loader: yaml.SafeLoader, doc: YamlDocument, source: str) -> None:
+    node = loader.get_single_node()
+    if node is not None:
+        doc.data = _value_from_nodes(loader, node, (), doc.lines, source)
+
+
+def _document_from_events(loader: yaml.SafeLoader, doc: YamlDocument, source: str) -> None:
+    _next_event(loader)
+    if loader.check_event(yaml.StreamEndEvent):
+        return
+    _next_event(loader)
+    doc.data = _value_from_events(loader, (), doc.lines, source)
+    _next_event(loader)
+    if not loader.check_event(yaml.StreamEndEvent):
+        raise _NeedsNodeTree  # several documents: the node tree reports it
+
+
+def _value_from_events(
+    loader: yaml.SafeLoader, loc: Location, lines: dict[Location, int], source: str
+) -> Any:
+    event = _next_event(loader)
+    if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+        raise _NeedsNodeTree
+    lines.setdefault(loc, _line(event))
+    if isinstance(event, yaml.ScalarEvent):
+        return _scalar(loader, event)
+    if event.tag not in _DEFAULT_TAGS:
+        raise _NeedsNodeTree
+    if isinstance(event, yaml.SequenceStartEvent):
+        items: list[Any] = []
+        while not loader.check_event(yaml.SequenceEndEvent):
+            items.append(_value_from_events(loader, (*loc, len(items)), lines, source))
+        _next_event(loader)
+        return items
+    result: dict[Any, Any] = {}
+    while not loader.check_event(yaml.MappingEndEvent):
+        key_event = _next_event(loader)
+        if not isinstance(key_event, yaml.ScalarEvent) or key_event.anchor is not None:
+            raise _NeedsNodeTree
+        key = _scalar(loader, key_event)
+        _check_unique(key, result, loc, _line(key_event), lines, source)
+        result[key] = _value_from_events(loader, (*loc, key), lines, source)
+    _next_event(loader)
+    return result
+
+
+def _line(event: Any) -> int:
+    line: int = event.start_mark.line + 1
+    return line
+
+
+def _next_event(loader: yaml.SafeLoader) -> Any:
+    return loader.get_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+
+
+def _scalar(loader: yaml.SafeLoader, event: Any) -> Any:
+    """The scalar's value, resolved and constructed exactly as PyYAML's composer would."""
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = loader.resolve(  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+            yaml.ScalarNode, event.value, event.implicit
+        )
+    if tag == _STR:
+        return event.value
+    if tag == _MERGE:
+        raise _NeedsNodeTree
+    node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+    return loader.construct_object(node, deep=True)
+
+
+def _check_unique(
+    key: Any,
+    mapping: dict[Any, Any],
+    loc: Location,
+    line: int,
+    lines: dict[Location, int],
+    source: str,
+) -> None:
+    """Refuse a key seen before in ``mapping``; otherwise record the line it stands on."""
+    if key in mapping:
+        raise ConfigError(
+            f"duplicate key {key!r} at {dotted((*loc, key))} (first defined at line "
+            f"{lines[(*loc, key)]}); each name may appear once, rename or merge one of them",
+            source=f"{source}:{line}",
+        )
+    lines[(*loc, key)] = line
+
+
+def _value_from_nodes(
     loader: yaml.SafeLoader,
     node: yaml.Node,
     loc: Location,
@@ -70,19 +180,12 @@ def _build(
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
-            if key in result:
-                first = lines[(*loc, key)]
-                raise ConfigError(
-                    f"duplicate key {key!r} at {dotted((*loc, key))} (first defined at line "
-                    f"{first}); each name may appear once, rename or merge one of them",
-                    source=f"{source}:{key_node.start_mark.line + 1}",
-                )
-            lines[(*loc, key)] = key_node.start_mark.line + 1
-            result[key] = _build(loader, value_node, (*loc, key), lines, source)
+            _check_unique(key, result, loc, key_node.start_mark.line + 1, lines, source)
+            result[key] = _value_from_nodes(loader, value_node, (*loc, key), lines, source)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _build(loader, item, (*loc, index), lines, source)
+            _value_from_nodes(loader, item, (*loc, index), lines, source)
             for index, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)
