@@ -87,67 +87,79 @@ def _document_from_nodes(loader: yaml.SafeLoader, doc: YamlDocument, source: str
 
 
 def _document_from_events(loader: yaml.SafeLoader, doc: YamlDocument, source: str) -> None:
-    _next_event(loader)
-    if loader.check_event(yaml.StreamEndEvent):
-        return
-    _next_event(loader)
-    doc.data = _value_from_events(loader, (), doc.lines, source)
-    _next_event(loader)
-    if not loader.check_event(yaml.StreamEndEvent):
-        raise _NeedsNodeTree  # several documents: the node tree reports it
+    _EventBuilder(loader, doc.lines, source).document(doc)
 
 
-def _value_from_events(
-    loader: yaml.SafeLoader, loc: Location, lines: dict[Location, int], source: str
-) -> Any:
-    event = _next_event(loader)
-    if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
-        raise _NeedsNodeTree
-    lines.setdefault(loc, _line(event))
-    if isinstance(event, yaml.ScalarEvent):
-        return _scalar(loader, event)
-    if event.tag not in _DEFAULT_TAGS:
-        raise _NeedsNodeTree
-    if isinstance(event, yaml.SequenceStartEvent):
-        items: list[Any] = []
-        while not loader.check_event(yaml.SequenceEndEvent):
-            items.append(_value_from_events(loader, (*loc, len(items)), lines, source))
-        _next_event(loader)
-        return items
-    result: dict[Any, Any] = {}
-    while not loader.check_event(yaml.MappingEndEvent):
-        key_event = _next_event(loader)
-        if not isinstance(key_event, yaml.ScalarEvent) or key_event.anchor is not None:
+class _EventBuilder:
+    """Builds plain data from parser events, resolving scalars as PyYAML's composer does."""
+
+    def __init__(self, loader: yaml.SafeLoader, lines: dict[Location, int], source: str) -> None:
+        self.loader = loader
+        self.lines = lines
+        self.source = source
+        # Bound once: these run for every event of files with thousands of policies.
+        self.next_event: Callable[[], Any] = loader.get_event
+        self.at_end: Callable[[type[yaml.Event]], bool] = loader.check_event
+        resolvers = loader.yaml_implicit_resolvers
+        # A plain scalar whose first character no implicit resolver claims is a string;
+        # SafeLoader has no path resolvers, so PyYAML would resolve it to str too.
+        self.always_str = bool(None not in resolvers and not loader.yaml_path_resolvers)
+        self.claimed_first_chars = frozenset(resolvers)
+
+    def document(self, doc: YamlDocument) -> None:
+        self.next_event()
+        if self.at_end(yaml.StreamEndEvent):
+            return
+        self.next_event()
+        doc.data = self.value(())
+        self.next_event()
+        if not self.at_end(yaml.StreamEndEvent):
+            raise _NeedsNodeTree  # several documents: the node tree reports it
+
+    def value(self, loc: Location) -> Any:
+        event = self.next_event()
+        if event.anchor is not None or isinstance(event, yaml.AliasEvent):
             raise _NeedsNodeTree
-        key = _scalar(loader, key_event)
-        _check_unique(key, result, loc, _line(key_event), lines, source)
-        result[key] = _value_from_events(loader, (*loc, key), lines, source)
-    _next_event(loader)
-    return result
+        self.lines.setdefault(loc, event.start_mark.line + 1)
+        if isinstance(event, yaml.ScalarEvent):
+            return self.scalar(event)
+        if event.tag not in _DEFAULT_TAGS:
+            raise _NeedsNodeTree
+        if isinstance(event, yaml.SequenceStartEvent):
+            items: list[Any] = []
+            while not self.at_end(yaml.SequenceEndEvent):
+                items.append(self.value((*loc, len(items))))
+            self.next_event()
+            return items
+        result: dict[Any, Any] = {}
+        while not self.at_end(yaml.MappingEndEvent):
+            key_event = self.next_event()
+            if key_event.anchor is not None or not isinstance(key_event, yaml.ScalarEvent):
+                raise _NeedsNodeTree
+            key = self.scalar(key_event)
+            line: int = key_event.start_mark.line + 1  # type: ignore[union-attr]
+            _check_unique(key, result, loc, line, self.lines, self.source)
+            result[key] = self.value((*loc, key))
+        self.next_event()
+        return result
 
-
-def _line(event: Any) -> int:
-    line: int = event.start_mark.line + 1
-    return line
-
-
-def _next_event(loader: yaml.SafeLoader) -> Any:
-    return loader.get_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
-
-
-def _scalar(loader: yaml.SafeLoader, event: Any) -> Any:
-    """The scalar's value, resolved and constructed exactly as PyYAML's composer would."""
-    tag = event.tag
-    if tag is None or tag == "!":
-        tag = loader.resolve(  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
-            yaml.ScalarNode, event.value, event.implicit
-        )
-    if tag == _STR:
-        return event.value
-    if tag == _MERGE:
-        raise _NeedsNodeTree
-    node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-    return loader.construct_object(node, deep=True)
+    def scalar(self, event: Any) -> Any:
+        value = event.value
+        tag = event.tag
+        if tag is None or tag == "!":
+            if self.always_str and (
+                not event.implicit[0] or (value and value[0] not in self.claimed_first_chars)
+            ):
+                return value
+            tag = self.loader.resolve(  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+                yaml.ScalarNode, value, event.implicit
+            )
+        if tag == _STR:
+            return value
+        if tag == _MERGE:
+            raise _NeedsNodeTree
+        node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
+        return self.loader.construct_object(node, deep=True)
 
 
 def _check_unique(
