@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([wdhms])")
 _WHOLE = re.compile(r"(?:\d+[wdhms])+")
 
 
+# Policy files repeat a handful of spellings across thousands of policies.
+@lru_cache(maxsize=256)
 def parse_duration(text: str) -> timedelta:
     """Return the duration ``text`` names; raise ``ValueError`` with the accepted forms."""
     compact = text.strip().replace(" ", "")
