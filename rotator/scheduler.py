@@ -33,6 +33,7 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rotator.audit import migrations
+from rotator.audit.records import SCHEMA_REVISION
 from rotator.config.loader import Config, Policy, load_config
 from rotator.engine.engine import Engine
 from rotator.engine.schedule import due_window, next_fire
@@ -238,7 +239,7 @@ class Daemon:
         }
         try:
             checks["schema"] = (
-                migrations.current_revision(self.engine.store.engine) == migrations.SCHEMA_REVISION
+                migrations.current_revision(self.engine.store.engine) == SCHEMA_REVISION
             )
         except Exception:
             checks["schema"] = False

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from rotator.audit import migrations
+from rotator.audit.records import SCHEMA_REVISION
 from rotator.audit.store import AuditStore, event_hash
 from rotator.secret import Secret
 from tests.support.configs import config_text
@@ -183,7 +184,7 @@ def test_downgrading_below_sealing_is_refused_while_events_wait_to_be_sealed(
     with pytest.raises(RuntimeError, match="run `rotator audit verify`"):
         migrations.downgrade(store.engine, "0002")
 
-    assert migrations.current_revision(store.engine) == migrations.SCHEMA_REVISION
+    assert migrations.current_revision(store.engine) == SCHEMA_REVISION
     assert len(store.events()) == 1
 
 

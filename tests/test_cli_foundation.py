@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rotator.audit.migrations import SCHEMA_REVISION
+from rotator.audit.records import SCHEMA_REVISION
 from tests.support.configs import config_text
 
 ROOT = Path(__file__).resolve().parent.parent

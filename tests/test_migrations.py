@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import inspect
 
 from rotator.audit import migrations
+from rotator.audit.records import SCHEMA_REVISION
 from rotator.audit.store import make_engine
 from rotator.errors import SchemaOutOfDate
 from rotator.secret import Secret
@@ -37,4 +38,4 @@ def test_an_empty_database_is_reported_as_out_of_date(database_url: str) -> None
 
 
 def test_the_schema_constant_is_the_newest_migration() -> None:
-    assert migrations.head_revision() == migrations.SCHEMA_REVISION
+    assert migrations.head_revision() == SCHEMA_REVISION

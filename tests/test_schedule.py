@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rotator.audit.store import PolicyState
+from rotator.audit.records import PolicyState
 from rotator.config.model import ScheduleConfig
 from rotator.engine.schedule import NEVER_ROTATED, due_window, next_due
 

@@ -9,14 +9,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, inspect, text
 
 import rotator
+from rotator.audit.records import SCHEMA_REVISION
 from rotator.errors import SchemaOutOfDate
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
-
-#: The newest migration in migrations/versions. Checking the database against this constant
-#: keeps Alembic out of every CLI start; a test keeps it equal to Alembic's own head.
-SCHEMA_REVISION = "0003"
 
 
 def migrations_dir() -> Path:

@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from rotator.audit import migrations
+from rotator.audit.records import TERMINAL_STATES, PolicyState
 from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
 from rotator.errors import AuditStoreError, SecretLeakError
 from rotator.log import get_logger
@@ -82,17 +83,6 @@ class RotationRecord:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
-
-
-@dataclass(frozen=True)
-class PolicyState:
-    policy: str
-    current_key_id: str | None
-    vault_version: int | None
-    last_rotated_at: datetime | None
-    last_rotation_id: str | None
-    adopted_at: datetime | None
-    attention: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +146,6 @@ _APPENDED = "rotator.audit.appended"
 
 
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
-TERMINAL_STATES = frozenset({"completed", "rolled_back", "abandoned"})
 
 
 def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]:

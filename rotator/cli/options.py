@@ -26,10 +26,17 @@ def config_option(function: F) -> F:
 
 
 def load(config_path: str | None) -> Config:
-    from rotator.config.loader import load_config, resolve_config_path
+    """Set up logging, then load and check the configuration."""
     from rotator.log import configure_logging
 
     configure_logging()
+    return read_config(config_path)
+
+
+def read_config(config_path: str | None) -> Config:
+    """Load and check the configuration only: logging (structlog, rich) is not imported."""
+    from rotator.config.loader import load_config, resolve_config_path
+
     return load_config(resolve_config_path(config_path))
 
 

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from rotator.cli.options import config_option, load
-from rotator.cli.output import print_outcome, run_each
+from rotator.cli.options import config_option, load, read_config
+from rotator.cli.output import print_outcome, print_outcomes, run_each
 
 
 @click.group()
@@ -82,9 +82,20 @@ def due(config_path: str | None, as_json: bool, concurrency: int | None) -> None
 
     For a Kubernetes CronJob: exit 0 when all is fine, 1 on any failure.
     """
-    from rotator.engine.engine import Engine
+    from rotator.engine.idle import idle_outcomes
 
-    config = load(config_path)
+    # Most CronJob runs find nothing due: that answer is given before logging or the
+    # engine (SQLAlchemy, hvac, httpx) is imported.
+    config = read_config(config_path)
+    idle = idle_outcomes(config)
+    if idle is not None:
+        print_outcomes(idle, as_json=as_json)
+        sys.exit(0)
+    from rotator.engine.engine import Engine
+    from rotator.log import configure_logging
+
+    configure_logging()
+
     workers = concurrency or config.daemon.concurrency
     engine = Engine.open(config, workers=workers)
     try:

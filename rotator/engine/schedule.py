@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from rotator.audit.store import PolicyState
+from rotator.audit.records import PolicyState
 from rotator.config.model import ScheduleConfig
 
 NEVER_ROTATED = datetime.min.replace(tzinfo=UTC)

@@ -8,9 +8,8 @@ and the old one deleted after the grace period.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field
 
 from rotator.errors import VendorError, VendorNotFound
@@ -24,6 +23,9 @@ from rotator.providers.base import (
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BASE_URL = "https://api.digitalocean.com"
 

@@ -5,16 +5,18 @@ body; this module turns status codes into rotator's ``VendorError`` family and
 retries what is safe to retry: 429 (honouring ``Retry-After``) always, 5xx and
 network failures only for idempotent calls, because a repeated ``POST`` could
 mint a second key.
+
+httpx, stamina and the metrics registry are imported when a client is made or
+a call fails, not with this module: validating a configuration imports every
+provider module it names, and a CronJob's ``rotate due`` that finds nothing
+due never makes a vendor call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar
-
-import httpx
-import stamina
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rotator.errors import (
     VendorAuthError,
@@ -24,11 +26,13 @@ from rotator.errors import (
     VendorRateLimited,
     VendorUnavailable,
 )
-from rotator.metrics import VENDOR_ERRORS
 from rotator.providers.base import Provider, SelectorT, SettingsT
 from rotator.secret import Secret, scrub
 
-ErrorReader = Callable[[httpx.Response], str]
+if TYPE_CHECKING:
+    import httpx
+
+ErrorReader = Callable[["httpx.Response"], str]
 _MAX_MESSAGE = 300
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "PATCH"})
 
@@ -48,6 +52,8 @@ class VendorHttp:
         attempts: int = 5,
         retry_timeout: float = 60.0,
     ) -> None:
+        import httpx
+
         self.vendor = vendor
         self._auth = auth
         self._read_error = read_error
@@ -71,6 +77,8 @@ class VendorHttp:
         idempotent: bool | None = None,
     ) -> httpx.Response:
         """Send one call, retrying what is safe; raise a ``VendorError`` on failure."""
+        import stamina
+
         safe_to_repeat = method in _IDEMPOTENT if idempotent is None else idempotent
 
         def backoff(exc: Exception) -> bool | float:
@@ -96,13 +104,15 @@ class VendorHttp:
         params: Mapping[str, str | int] | None,
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
+        import httpx
+
         where = f"{self.vendor} {method} {path}"
         try:
             response = self._client.request(
                 method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
             )
         except httpx.TransportError as exc:
-            VENDOR_ERRORS.labels(self.vendor, "network").inc()
+            _count_error(self.vendor, "network")
             raise _unavailable(where, exc) from None
         if response.is_success:
             return response
@@ -110,7 +120,7 @@ class VendorHttp:
 
     def _error(self, where: str, response: httpx.Response) -> VendorError:
         status = response.status_code
-        VENDOR_ERRORS.labels(self.vendor, str(status)).inc()
+        _count_error(self.vendor, str(status))
         detail = scrub(self._read_error(response))[:_MAX_MESSAGE]
         message = f"{where} -> {status}: {detail}"
         if status in (401, 403):
@@ -131,7 +141,15 @@ class VendorHttp:
         self._client.close()
 
 
+def _count_error(vendor: str, kind: str) -> None:
+    from rotator.metrics import VENDOR_ERRORS
+
+    VENDOR_ERRORS.labels(vendor, kind).inc()
+
+
 def _unavailable(where: str, exc: httpx.TransportError) -> VendorUnavailable:
+    import httpx
+
     if isinstance(exc, httpx.ConnectError):
         return VendorUnavailable(
             f"{where}: cannot connect ({scrub(str(exc))}); check base_url and the network",

@@ -17,9 +17,8 @@ key without that arrangement is refused before any change (``preflight``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field
 
 from rotator.errors import RotationFailed, VendorError, VendorNotFound
@@ -33,6 +32,9 @@ from rotator.providers.base import (
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BASE_URL = "https://api.latitude.sh"
 JSON_API = "application/vnd.api+json"

@@ -13,9 +13,8 @@ that long.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import Field, model_validator
 
 from rotator.errors import VendorError, VendorNotFound
@@ -29,6 +28,9 @@ from rotator.providers.base import (
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    import httpx
 
 ApiKeyType = Literal["internal", "external", "github", "slack"]
 
