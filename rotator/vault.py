@@ -64,6 +64,7 @@ class VaultStore:
             namespace=config.namespace,
             timeout=int(config.timeout),
             verify=config.verify_tls,
+            session=_session_for(config),
         )
         self._renew_at = 0.0
         self._next_lookup = 0.0
@@ -283,6 +284,23 @@ def _unreachable(address: str | None, exc: Exception) -> VaultUnreachable:
         f"cannot reach Vault at {address} ({type(exc).__name__}); check vault.address "
         "and that Vault is running"
     )
+
+
+def _session_for(config: VaultConfig) -> requests.Session:
+    """A requests session with the proxy and CA-bundle environment settled once.
+
+    requests re-reads that environment on every call, scanning all of ``os.environ``
+    each time (in a Kubernetes pod, hundreds of service variables); rotator talks to
+    one Vault address, so the answer never changes while it runs.
+    """
+    session = requests.Session()
+    if config.address is None:
+        return session
+    settled = session.merge_environment_settings(config.address, {}, None, config.verify_tls, None)
+    session.proxies = settled["proxies"]
+    session.verify = settled["verify"]
+    session.trust_env = False
+    return session
 
 
 def _read_file(path: Path, key: str) -> Secret:

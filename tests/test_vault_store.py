@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -11,6 +13,7 @@ from rotator.secret import Secret
 from rotator.vault import VaultStore
 from rotator.vault_metadata import metadata_key
 from tests.support.servers import OpenBaoServer, free_port
+from tests.support.vault_proxy import VaultProxy
 
 
 def store_for(openbao: OpenBaoServer, token: str | None = None) -> VaultStore:
@@ -224,3 +227,32 @@ def test_kubernetes_login_works(
             VaultStore(config).login()
     finally:
         kubernetes.stop()
+
+
+@pytest.fixture
+def forward_proxy(openbao: OpenBaoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[VaultProxy]:
+    proxy = VaultProxy(openbao.address)
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy.address)
+    yield proxy
+    proxy.stop()
+
+
+def test_vault_calls_use_the_proxy_the_environment_names(
+    openbao: OpenBaoServer, forward_proxy: VaultProxy
+) -> None:
+    store = store_for(openbao)
+    store.read("rotator-proxy-check/missing")
+
+    assert ("GET", "/v1/secret/data/rotator-proxy-check/missing") in forward_proxy.calls
+
+
+def test_a_vault_address_in_no_proxy_bypasses_the_proxy(
+    openbao: OpenBaoServer, forward_proxy: VaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    store = store_for(openbao)
+    store.read("rotator-proxy-check/missing")
+
+    assert forward_proxy.calls == []

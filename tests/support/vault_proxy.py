@@ -1,7 +1,8 @@
 """A loopback HTTP proxy in front of OpenBao that can hold a chosen call open.
 
 It gives crash tests a deterministic kill point around the Vault write, just
-as the vendor emulators' holds do around vendor calls.
+as the vendor emulators' holds do around vendor calls. It also serves as a
+forward proxy (``HTTP_PROXY``): absolute request targets go to OpenBao too.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -61,8 +63,10 @@ class VaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
-                proxy.calls.append((self.command, self.path.split("?")[0]))
-                hold = proxy._take_hold(self.command, self.path.split("?")[0])
+                target = urlsplit(self.path)
+                path = target.path + (f"?{target.query}" if target.query else "")
+                proxy.calls.append((self.command, target.path))
+                hold = proxy._take_hold(self.command, target.path)
                 if hold is not None and not hold.after:
                     hold.arrived.set()
                     hold.released.wait()
@@ -70,7 +74,7 @@ class VaultProxy:
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
                 response = proxy._client.request(
-                    self.command, proxy.upstream + self.path, headers=headers, content=body
+                    self.command, proxy.upstream + path, headers=headers, content=body
                 )
                 if hold is not None:
                     hold.arrived.set()
