@@ -470,7 +470,9 @@ class AuditStore:
         if limit is not None:
             query = query.limit(limit)
         with self.transaction() as connection:
-            return [AuditEvent(**row._asdict()) for row in connection.execute(query)]
+            # .all() fetches the rows in one driver call; iterating fetches them one by one.
+            rows = connection.execute(query).all()
+        return [AuditEvent(**row._asdict()) for row in rows]
 
     def set_attention(
         self, policy: str, reason: str | None, *, details: Mapping[str, DetailValue]
@@ -579,7 +581,7 @@ class AuditStore:
         with self.transaction() as connection:
             states = {
                 row.policy: row.last_rotated_at or row.adopted_at
-                for row in connection.execute(select(policy_state))
+                for row in connection.execute(select(policy_state)).all()
             }
             completed = dict(
                 connection.execute(
