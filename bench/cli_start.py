@@ -1,10 +1,15 @@
 """CLI start time: `rotator --help` and `rotator rotate due` with nothing due, vs `python -c pass`.
 
 Goal: under 0.6 s wall (a CronJob starts the CLI every time). Median of 10 runs each.
+
+rotator's modules are compiled to bytecode first, as ``pip install`` does for an installed
+package (and a container image holds): a checkout run with PYTHONDONTWRITEBYTECODE set
+would otherwise compile every module from source on every start.
 """
 
 from __future__ import annotations
 
+import compileall
 import statistics
 import subprocess
 import sys
@@ -14,6 +19,8 @@ from pathlib import Path
 
 import httpx
 from common import openbao_server, postgres_server, rotator, write_result
+
+import rotator as rotator_package
 
 RUNS = 10
 GOAL = 0.6
@@ -56,6 +63,7 @@ policies:
         ).raise_for_status()
         assert rotator("db", "upgrade", env=env).returncode == 0
         assert rotator("adopt", "app", env=env).returncode == 0
+        compileall.compile_dir(Path(rotator_package.__file__).parent, quiet=1)
         figures = {
             "python_pass_s": median_wall([sys.executable, "-c", "pass"]),
             "help_s": median_wall([sys.executable, "-m", "rotator", "--help"]),
