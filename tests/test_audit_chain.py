@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from sqlalchemy import text
 from rotator.audit import migrations
 from rotator.audit.records import SCHEMA_REVISION
 from rotator.audit.store import AuditStore, event_hash
+from rotator.log import configure_logging
 from rotator.secret import Secret
 from tests.support.configs import config_text
 
@@ -127,6 +131,50 @@ def test_a_writer_does_not_wait_while_another_process_holds_the_chain_head(pg_ur
     assert store.verify_chain().checked == 3
 
 
+@pytest.fixture
+def writer_without_seal_rights(pg_url: str) -> Iterator[tuple[AuditStore, AuditStore, str]]:
+    """An admin store, and a store (and its URL) whose role may append events but not seal."""
+    admin = AuditStore.open(Secret(pg_url))
+    migrations.upgrade(admin.engine)
+    role = f"no_seal_{uuid.uuid4().hex[:8]}"
+    with admin.engine.begin() as conn:
+        for statement in (
+            f"CREATE ROLE {role} LOGIN",
+            f"GRANT SELECT, INSERT ON audit_events TO {role}",
+            f"GRANT USAGE ON SEQUENCE audit_events_id_seq TO {role}",
+            f"GRANT SELECT ON audit_chain_head, alembic_version TO {role}",
+        ):
+            conn.execute(text(statement))
+    url = pg_url.replace("//postgres@", f"//{role}@")
+    writer = AuditStore.open(Secret(url))
+    yield admin, writer, url
+    writer.dispose()
+    with admin.engine.begin() as conn:
+        conn.execute(text(f"DROP OWNED BY {role}"))
+        conn.execute(text(f"DROP ROLE {role}"))
+    admin.dispose()
+
+
+def test_a_failed_sealing_pass_keeps_the_events_and_says_so(
+    writer_without_seal_rights: tuple[AuditStore, AuditStore, str],
+) -> None:
+    admin, writer, _ = writer_without_seal_rights
+    logs = io.StringIO()
+    configure_logging(json=True, stream=logs)
+
+    write_events(writer, 2, seal=False)
+    deadline = time.monotonic() + 30
+    while "audit_seal_deferred" not in logs.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.close()
+
+    assert "audit_seal_deferred" in logs.getvalue()
+    assert [event.seq for event in admin.events()] == [None, None]
+    admin.seal()
+    assert [event.seq for event in admin.events()] == [1, 2]
+    assert admin.verify_chain().intact
+
+
 def test_events_left_unsealed_by_a_crash_are_sealed_by_the_next_writer(store: AuditStore) -> None:
     insert_unsealed_event(store)
     write_events(store, 1)
@@ -233,3 +281,17 @@ def test_audit_prune_is_refused_without_force(tmp_path: Path, pg_url: str) -> No
     assert result.returncode == 2
     assert "repeat with --force" in result.stderr
     assert len(store.events()) == 3
+
+
+def test_audit_verify_by_a_role_that_cannot_seal_names_the_refusal(
+    tmp_path: Path, writer_without_seal_rights: tuple[AuditStore, AuditStore, str]
+) -> None:
+    admin, _, url = writer_without_seal_rights
+    write_events(admin, 1, seal=False)
+
+    result = cli(tmp_path, url, "audit", "verify")
+
+    assert result.returncode == 1
+    assert "permission denied for table audit_chain_head" in result.stderr
+    assert "check that rotator's database role may read and write its tables" in result.stderr
+    assert "Traceback" not in result.stderr

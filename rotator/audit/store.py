@@ -39,7 +39,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit import migrations
 from rotator.audit.records import TERMINAL_STATES, PolicyState
@@ -220,6 +220,12 @@ class AuditStore:
             raise AuditStoreError(
                 f"cannot use the audit database ({scrub(str(exc.orig)).strip()}); check "
                 "database.url and that the database is running"
+            ) from None
+        except ProgrammingError as exc:
+            raise AuditStoreError(
+                f"the audit database refused rotator's statement ({scrub(str(exc.orig)).strip()}); "
+                "run 'rotator db upgrade' and check that rotator's database role may read and "
+                "write its tables"
             ) from None
 
     @contextmanager
