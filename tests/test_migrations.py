@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import inspect
 
 from rotator.audit import migrations
+from rotator.audit.connections import make_engine
 from rotator.audit.records import SCHEMA_REVISION
-from rotator.audit.store import make_engine
 from rotator.errors import SchemaOutOfDate
 from rotator.secret import Secret
 

@@ -31,9 +31,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
@@ -42,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit import migrations
+from rotator.audit.connections import make_engine
 from rotator.audit.records import TERMINAL_STATES, PolicyState
 from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
 from rotator.errors import AuditStoreError, SecretLeakError
@@ -155,29 +154,6 @@ def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]
             raise SecretLeakError(f"audit detail {key!r} is a Secret; audit rows never hold one")
         clean[key] = scrub(value) if isinstance(value, str) else value
     return clean
-
-
-def make_engine(url: Secret, *, workers: int = 4) -> Engine:
-    """A SQLAlchemy engine for ``url``; SQLite gets WAL and a busy timeout for concurrency.
-
-    Each worker holds one connection for its policy lock and needs another for its
-    transactions, so the pool is sized for two per worker.
-    """
-    raw = url.reveal()
-    if raw.startswith("sqlite"):
-        engine = create_engine(raw, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        return engine
-    return create_engine(
-        raw, pool_pre_ping=True, pool_size=2 * workers + 2, max_overflow=2 * workers + 2
-    )
 
 
 class AuditStore:

@@ -1,0 +1,73 @@
+"""How rotator connects to its audit database: the SQLAlchemy engine and its pool.
+
+SQLite (local trials) gets WAL and a busy timeout so several processes can
+share the file. PostgreSQL gets a pool sized for the workers, and a liveness
+check on checkout only for connections that sat idle: a connection used a
+moment ago is alive, and checking it anyway would cost a round trip on each of
+the dozen checkouts a rotation makes. One idle longer may have been closed by a
+database restart, a failover or a proxy's idle timeout; it is pinged first and
+replaced if dead. A connection that dies between two close uses fails that one
+statement, which the rotation protocol treats like any other failed step (its
+state is already persisted; the step is retried), and SQLAlchemy then replaces
+every connection older than the failure.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
+
+from rotator.secret import Secret
+
+#: Seconds a pooled PostgreSQL connection may sit unused before it is pinged on checkout.
+PING_AFTER_IDLE = 1.0
+_IDLE_SINCE = "rotator.idle_since"
+
+
+def make_engine(url: Secret, *, workers: int = 4) -> Engine:
+    """A SQLAlchemy engine for ``url``.
+
+    Each worker holds one connection for its policy lock and needs another for its
+    transactions, so the PostgreSQL pool is sized for two per worker.
+    """
+    raw = url.reveal()
+    if raw.startswith("sqlite"):
+        return _sqlite_engine(raw)
+    engine = create_engine(
+        raw, pool_size=2 * workers + 2, max_overflow=2 * workers + 2, pool_use_lifo=True
+    )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _sqlite_engine(raw: str) -> Engine:
+    engine = create_engine(raw, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _stamp(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and checks out another.
+            raise DisconnectionError("pooled audit database connection is gone") from exc

@@ -1,0 +1,58 @@
+"""The audit database's connection pool survives connections the server closes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from rotator.audit import migrations
+from rotator.audit.connections import PING_AFTER_IDLE
+from rotator.audit.store import AuditStore
+from rotator.errors import AuditStoreError
+from rotator.secret import Secret
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[AuditStore]:
+    opened = AuditStore.open(Secret(pg_url))
+    migrations.upgrade(opened.engine)
+    yield opened
+    opened.close()
+
+
+def close_every_other_session(pg_url: str) -> None:
+    """What a database restart, a failover or a proxy's idle timeout does to pooled connections."""
+    with psycopg.connect(pg_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def test_a_connection_closed_while_idle_is_replaced_unnoticed(
+    store: AuditStore, pg_url: str
+) -> None:
+    store.record_event("p", "mint", "succeeded")
+    close_every_other_session(pg_url)
+    time.sleep(PING_AFTER_IDLE + 0.2)
+
+    store.record_event("p", "store", "succeeded")
+
+    assert [e.step for e in store.events(policy="p")] == ["mint", "store"]
+
+
+def test_a_connection_closed_right_after_use_fails_one_statement_then_recovers(
+    store: AuditStore, pg_url: str
+) -> None:
+    store.record_event("p", "mint", "succeeded")
+    time.sleep(0.3)  # the sealing pass after that commit is over; nothing else uses the pool
+    close_every_other_session(pg_url)
+
+    with pytest.raises(AuditStoreError, match="cannot use the audit database"):
+        store.record_event("p", "store", "succeeded")
+    store.record_event("p", "store", "succeeded")
+
+    assert [e.step for e in store.events(policy="p")] == ["mint", "store"]
