@@ -146,6 +146,14 @@ _APPENDED = "rotator.audit.appended"
 
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
 
+# Statements built once, values passed as parameters: building one per call (and its cache
+# key over literal values) cost more CPU than executing it.
+_INSERT_EVENT = insert(audit_events)
+_INSERT_ROTATION = insert(rotations)
+_UPDATE_ROTATION = update(rotations).where(rotations.c.id == bindparam("b_id"))
+_INSERT_POLICY_STATE = insert(policy_state)
+_UPDATE_POLICY_STATE = update(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
+
 
 def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]:
     clean: dict[str, DetailValue] = {}
@@ -245,7 +253,7 @@ class AuditStore:
 
     @staticmethod
     def _append(connection: Connection, values: dict[str, Any]) -> None:
-        connection.execute(insert(audit_events).values(**values))
+        connection.execute(_INSERT_EVENT, values)
         connection.info[_APPENDED] = True
 
     # -- sealing ----------------------------------------------------------------
@@ -476,9 +484,7 @@ class AuditStore:
         self, record: RotationRecord, *, details: Mapping[str, DetailValue]
     ) -> None:
         with self.transaction() as connection:
-            connection.execute(
-                insert(rotations).values(**{f: getattr(record, f) for f in _ROTATION_FIELDS})
-            )
+            connection.execute(_INSERT_ROTATION, {f: getattr(record, f) for f in _ROTATION_FIELDS})
             self.record_event(
                 record.policy,
                 "plan",
@@ -510,9 +516,7 @@ class AuditStore:
             changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
         changes["updated_at"] = utcnow()
         with self.transaction() as connection:
-            connection.execute(
-                update(rotations).where(rotations.c.id == rotation.id).values(**changes)
-            )
+            connection.execute(_UPDATE_ROTATION, {"b_id": rotation.id, **changes})
             self.record_event(
                 rotation.policy,
                 step,
@@ -618,11 +622,9 @@ class AuditStore:
 
     @staticmethod
     def _upsert_policy_state(connection: Connection, policy: str, values: dict[str, Any]) -> None:
-        changed = connection.execute(
-            update(policy_state).where(policy_state.c.policy == policy).values(**values)
-        ).rowcount
+        changed = connection.execute(_UPDATE_POLICY_STATE, {"b_policy": policy, **values}).rowcount
         if not changed:
-            connection.execute(insert(policy_state).values(policy=policy, **values))
+            connection.execute(_INSERT_POLICY_STATE, {"policy": policy, **values})
 
     def dispose(self) -> None:
         self.engine.dispose()
