@@ -145,6 +145,8 @@ _APPENDED = "rotator.audit.appended"
 
 
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
+# Selected in AuditEvent's field order, so a row builds an event positionally (long histories).
+_EVENT_COLUMNS = tuple(audit_events.c[f.name] for f in fields(AuditEvent))
 
 # Statements built once, values passed as parameters: building one per call (and its cache
 # key over literal values) cost more CPU than executing it.
@@ -446,7 +448,7 @@ class AuditStore:
         outcome: str | None = None,
         limit: int | None = None,
     ) -> list[AuditEvent]:
-        query = select(audit_events).order_by(audit_events.c.id)
+        query = select(*_EVENT_COLUMNS).order_by(audit_events.c.id)
         if policy is not None:
             query = query.where(audit_events.c.policy == policy)
         if rotation_id is not None:
@@ -462,7 +464,7 @@ class AuditStore:
         with self.transaction() as connection:
             # .all() fetches the rows in one driver call; iterating fetches them one by one.
             rows = connection.execute(query).all()
-        return [AuditEvent(**row._asdict()) for row in rows]
+        return [AuditEvent(*row) for row in rows]
 
     def set_attention(
         self, policy: str, reason: str | None, *, details: Mapping[str, DetailValue]
