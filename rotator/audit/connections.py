@@ -36,6 +36,8 @@ def make_engine(url: Secret, *, workers: int = 4) -> Engine:
     raw = url.reveal()
     if raw.startswith("sqlite"):
         return _sqlite_engine(raw)
+    # LIFO hands out the connection used last, so busy workers keep reusing warm connections
+    # (no ping) and only the spare ones age past PING_AFTER_IDLE.
     engine = create_engine(
         raw, pool_size=2 * workers + 2, max_overflow=2 * workers + 2, pool_use_lifo=True
     )
