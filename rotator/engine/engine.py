@@ -20,7 +20,7 @@ from rotator.config.loader import Config, Policy
 from rotator.durations import format_duration
 from rotator.engine.lock import PolicyLocks
 from rotator.engine.protocol import RotationContext, RotationRun
-from rotator.engine.schedule import due_window
+from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import ConfigError, RotationFailed, VaultError, VendorError
 from rotator.metrics import ROTATION_DURATION, ROTATIONS
@@ -189,7 +189,7 @@ class Engine:
                 )
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
-                return Outcome(name, Result.NOT_DUE, f"next due {window.start.isoformat()}")
+                return not_due(name, window)
             return self._plan_and_run(policy, trigger="schedule", emergency=False)
 
     def adopt(self, name: str, key_id: str | None = None) -> Outcome:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from rotator.audit.records import SCHEMA_REVISION
 from rotator.audit.snapshot import read_snapshot
 from rotator.config.loader import Config
-from rotator.engine.schedule import due_window
-from rotator.engine.states import Outcome, Result
+from rotator.engine.schedule import due_window, not_due
+from rotator.engine.states import Outcome
 
 
 def idle_outcomes(config: Config, now: datetime | None = None) -> list[Outcome] | None:
@@ -34,5 +34,5 @@ def idle_outcomes(config: Config, now: datetime | None = None) -> list[Outcome] 
         window = due_window(name, config.policies[name].schedule, state, now)
         if window.contains(now):
             return None
-        outcomes.append(Outcome(name, Result.NOT_DUE, f"next due {window.start.isoformat()}"))
+        outcomes.append(not_due(name, window))
     return outcomes

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from rotator.audit.records import PolicyState
 from rotator.config.model import ScheduleConfig
+from rotator.engine.states import Outcome, Result
 
 NEVER_ROTATED = datetime.min.replace(tzinfo=UTC)
 
@@ -69,3 +70,8 @@ def next_due(
 ) -> datetime:
     """When ``policy`` is next due (``NEVER_ROTATED``: at once)."""
     return due_window(policy, schedule, state, now).start
+
+
+def not_due(policy: str, window: DueWindow) -> Outcome:
+    """What a scheduled run reports for ``policy`` while ``window`` has not opened."""
+    return Outcome(policy, Result.NOT_DUE, f"next due {window.start.isoformat()}")
