@@ -170,3 +170,22 @@ def test_rotate_due_with_nothing_due_imports_neither_the_engine_nor_logging(
 
     assert "not_due" in result.stdout, result.stderr
     assert result.stdout.strip().endswith("exit 0 heavy []")
+
+
+def test_a_database_password_never_reaches_the_output_of_rotate_due(tmp_path: Path) -> None:
+    password = "db-password-0123456789"
+    url = f"postgresql+psycopg://rotator:{password}@127.0.0.1:{free_port()}/rotator"
+    config = tmp_path / "rotator.yaml"
+    config.write_text(config_with(url))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "rotator", "rotate", "due", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "cannot use the audit database" in result.stderr
+    assert password not in result.stdout + result.stderr
