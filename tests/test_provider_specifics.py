@@ -200,3 +200,24 @@ def test_latitude_rotates_its_own_key_kept_in_vault(rig_factory: RigFactory) -> 
     assert not rig.emulator.accepts(spec.slot.selector, MANAGEMENT_TOKEN)
     assert rig.emulator.accepts(spec.slot.selector, rig.vault_secret("own"))
     assert own.id not in rig.live_keys("own")
+
+
+@pytest.mark.parametrize("key_type", ["github", "slack"])
+def test_agentex_keys_looked_up_by_name_are_refused(key_type: str) -> None:
+    message = refused(
+        f"""
+        p: {{provider: agentex, key: {{agent_name: b, api_key_type: {key_type}}},
+            schedule: {{every: 30d}}, vault: {{path: a}}}}
+        """
+    )
+    assert (
+        f"policies.p.key.api_key_type: {key_type} keys are found by the server by name" in message
+    )
+    assert "rotator rotates internal and external keys" in message
+
+
+def test_agentex_key_names_may_be_as_long_as_the_servers_column() -> None:
+    from rotator.providers.scale_agentex import MAX_NAME_LENGTH, ScaleAgentexProvider
+
+    assert MAX_NAME_LENGTH == 256
+    assert ScaleAgentexProvider.capabilities.max_name_length == 256

@@ -148,6 +148,10 @@ class Emulator(ABC):
     def error(self, status: int, message: str) -> Response:
         """A response in the vendor's documented error shape."""
 
+    def unauthorized(self, message: str) -> Response:
+        """The answer to a call without a valid management token."""
+        return self.error(401, message)
+
     def authenticated(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
         return header.removeprefix("Bearer ") in self.tokens
@@ -314,7 +318,7 @@ class EmulatorServer:
             match = pattern.match(request.path)
             if match and route.method == request.method:
                 if not self.emulator.authenticated(request):
-                    return self.emulator.error(401, "Unable to authenticate you.")
+                    return self.emulator.unauthorized("Unable to authenticate you.")
                 routed = Request(**{**request.__dict__, "path_params": match.groupdict()})
                 with self.emulator.lock:
                     return route.handler(routed)

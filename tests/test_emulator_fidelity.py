@@ -1,0 +1,106 @@
+"""The emulators answer as the vendors' real servers do, each behaviour behind a switch.
+
+Facts and their sources are in docs/providers.md. Each test names the real
+behaviour; switching it off gives the kinder reading of the published spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from rotator.sandbox.scale_agentex import ScaleAgentexEmulator
+from rotator.sandbox.server import EmulatorServer
+
+TOKEN = "fidelity-management-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def agentex() -> Iterator[tuple[ScaleAgentexEmulator, httpx.Client]]:
+    emulator = ScaleAgentexEmulator({TOKEN})
+    with EmulatorServer(emulator) as server, httpx.Client(base_url=server.vendor_url) as client:
+        yield emulator, client
+
+
+AgentexRig = tuple[ScaleAgentexEmulator, httpx.Client]
+
+
+def test_agentex_validation_errors_use_the_servers_own_body(agentex: AgentexRig) -> None:
+    emulator, client = agentex
+    _, agent = emulator.add_agent()
+
+    response = client.post("/agent_api_keys", json={"agent_name": agent}, headers=AUTH)
+
+    assert response.status_code == 422
+    assert response.json()["status_code"] == 10422
+    assert set(response.json()) == {"status_code", "message", "data"}
+
+
+@pytest.mark.parametrize("agents", [{}, {"agent_id": "a", "agent_name": "b"}])
+def test_agentex_both_or_neither_agent_is_a_400(
+    agentex: AgentexRig, agents: dict[str, str]
+) -> None:
+    _, client = agentex
+
+    response = client.post("/agent_api_keys", json={"name": "k", **agents}, headers=AUTH)
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"message", "code", "data"}
+
+
+def test_agentex_delete_of_a_missing_key_answers_200(agentex: AgentexRig) -> None:
+    _, client = agentex
+
+    response = client.delete("/agent_api_keys/no-such-key", headers=AUTH)
+
+    assert response.status_code == 200
+    assert isinstance(response.json(), str)
+
+
+def test_agentex_unauthenticated_calls_get_a_detail_body(agentex: AgentexRig) -> None:
+    _, client = agentex
+
+    response = client.get("/agent_api_keys", params={"agent_name": "x"})
+
+    assert response.status_code == 401
+    assert list(response.json()) == ["detail"]
+
+
+def test_agentex_deleted_key_keeps_working_until_the_cache_expires(agentex: AgentexRig) -> None:
+    emulator, client = agentex
+    agent_id, _ = emulator.add_agent()
+    key = emulator.add_key(agent_id, "k", "external", None)
+    assert emulator.check_agent_key(key.api_key)
+
+    client.delete(f"/agent_api_keys/{key.id}", headers=AUTH)
+
+    assert emulator.check_agent_key(key.api_key)
+    emulator.advance_clock(301)
+    assert not emulator.check_agent_key(key.api_key)
+
+
+def test_agentex_refused_key_stays_refused_until_the_cache_expires(agentex: AgentexRig) -> None:
+    emulator, _ = agentex
+    agent_id, _ = emulator.add_agent()
+    assert not emulator.check_agent_key("a" * 64)
+
+    emulator.add_key(agent_id, "k", "external", "a" * 64)
+
+    assert not emulator.check_agent_key("a" * 64)
+    emulator.advance_clock(301)
+    assert emulator.check_agent_key("a" * 64)
+
+
+def test_agentex_fidelity_switches_restore_the_specs_reading(agentex: AgentexRig) -> None:
+    emulator, client = agentex
+    emulator.fidelity.delete_missing_ok = False
+    emulator.fidelity.agent_choice_400 = False
+
+    missing = client.delete("/agent_api_keys/no-such-key", headers=AUTH)
+    neither = client.post("/agent_api_keys", json={"name": "k"}, headers=AUTH)
+
+    assert missing.status_code == 404
+    assert neither.status_code == 422
