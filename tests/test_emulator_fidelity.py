@@ -7,22 +7,33 @@ behaviour; switching it off gives the kinder reading of the published spec.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 import httpx
 import pytest
 
+from rotator.sandbox.h2ogpte import H2oGpteEmulator
 from rotator.sandbox.scale_agentex import ScaleAgentexEmulator
-from rotator.sandbox.server import EmulatorServer
+from rotator.sandbox.server import Emulator, EmulatorServer
 
 TOKEN = "fidelity-management-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-def agentex() -> Iterator[tuple[ScaleAgentexEmulator, httpx.Client]]:
-    emulator = ScaleAgentexEmulator({TOKEN})
+E = TypeVar("E", bound=Emulator)
+
+
+@contextmanager
+def served(emulator: E) -> Iterator[tuple[E, httpx.Client]]:
     with EmulatorServer(emulator) as server, httpx.Client(base_url=server.vendor_url) as client:
         yield emulator, client
+
+
+@pytest.fixture
+def agentex() -> Iterator[tuple[ScaleAgentexEmulator, httpx.Client]]:
+    with served(ScaleAgentexEmulator({TOKEN})) as pair:
+        yield pair
 
 
 AgentexRig = tuple[ScaleAgentexEmulator, httpx.Client]
@@ -104,3 +115,59 @@ def test_agentex_fidelity_switches_restore_the_specs_reading(agentex: AgentexRig
 
     assert missing.status_code == 404
     assert neither.status_code == 422
+
+
+@pytest.fixture
+def h2o() -> Iterator[tuple[H2oGpteEmulator, httpx.Client]]:
+    with served(H2oGpteEmulator({TOKEN})) as pair:
+        yield pair
+
+
+H2oRig = tuple[H2oGpteEmulator, httpx.Client]
+
+
+@pytest.mark.parametrize("call", ["deactivate", "expire"])
+def test_h2o_changing_an_inactive_key_is_a_409(h2o: H2oRig, call: str) -> None:
+    emulator, client = h2o
+    user_id, _ = emulator.add_user()
+    key = emulator.add_key(user_id, "k", is_active=False)
+
+    if call == "deactivate":
+        response = client.post(f"/admin/api_keys/deactivate/{key.id}", headers=AUTH)
+    else:
+        body = {"expires_in": "30 days"}
+        response = client.patch(f"/admin/api_keys/expire/{key.id}", json=body, headers=AUTH)
+
+    assert response.status_code == 409
+
+
+def test_h2o_delete_of_a_missing_key_is_not_a_404(h2o: H2oRig) -> None:
+    _, client = h2o
+
+    response = client.delete("/admin/api_keys/no-such-key", headers=AUTH)
+
+    assert response.status_code in (400, 409)  # the statuses the SDK declares for delete
+
+
+@pytest.mark.parametrize(("expires_in", "status"), [("90 seconds", 400), ("2 minutes", 204)])
+def test_h2o_expiry_takes_only_the_documented_units(
+    h2o: H2oRig, expires_in: str, status: int
+) -> None:
+    emulator, client = h2o
+    user_id, _ = emulator.add_user()
+    key = emulator.add_key(user_id, "k")
+
+    body = {"expires_in": expires_in}
+    response = client.patch(f"/admin/api_keys/expire/{key.id}", json=body, headers=AUTH)
+
+    assert response.status_code == status
+
+
+def test_h2o_key_created_without_a_name_is_listed_with_a_string_name(h2o: H2oRig) -> None:
+    emulator, client = h2o
+    user_id, _ = emulator.add_user()
+
+    client.post("/admin/api_keys", json={"user_id": user_id}, headers=AUTH)
+
+    [info] = client.get("/admin/api_keys", headers=AUTH).json()
+    assert info["name"] == ""

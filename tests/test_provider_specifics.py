@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from rotator.config.loader import parse_config
-from rotator.errors import ConfigError
+from rotator.errors import ConfigError, VendorError
+from rotator.providers.registry import emulator_class, provider_class
+from rotator.sandbox.server import Emulator, EmulatorServer
+from rotator.secret import Secret
 from tests.support.rig import MANAGEMENT_TOKEN, Rig
 
 RigFactory = Callable[[str], Rig]
@@ -40,6 +44,117 @@ def refused(policy: str) -> str:
 @pytest.fixture(autouse=True)
 def _token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T", "token-value-123")
+
+
+Client = tuple[Emulator, EmulatorServer, Any]
+
+
+@pytest.fixture
+def client() -> Iterator[Callable[[str], Client]]:
+    """An emulator served on loopback and, in process, the provider pointed at it."""
+    opened: list[tuple[EmulatorServer, Any]] = []
+
+    def build(vendor: str) -> Client:
+        emulator = emulator_class(vendor)({MANAGEMENT_TOKEN})
+        server = EmulatorServer(emulator).start()
+        cls = provider_class(vendor)
+        settings = cls.settings_model.model_validate(
+            {"type": vendor, "token": Secret(MANAGEMENT_TOKEN), "base_url": server.vendor_url}
+        )
+        provider = cls(settings, Secret(MANAGEMENT_TOKEN))
+        opened.append((server, provider))
+        return emulator, server, provider
+
+    yield build
+    for server, provider in opened:
+        provider.close()
+        server.stop()
+
+
+def selector(vendor: str, **key: Any) -> Any:
+    return provider_class(vendor).selector_model.model_validate(key)
+
+
+def test_h2o_without_username_is_refused() -> None:
+    message = refused(
+        """
+        p: {provider: h2o, key: {user_id: u}, schedule: {every: 30d}, vault: {path: a}}
+        """
+    )
+    assert "policies.p.key.username: this required key is missing" in message
+
+
+def test_h2o_revoke_finishes_after_a_crash_between_deactivate_and_delete(
+    client: Callable[[str], Client],
+) -> None:
+    emulator, _, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+    emulator.keys[slot.key_id].is_active = False  # type: ignore[attr-defined]
+
+    provider.revoke_key(selector("h2ogpte", **slot.selector), slot.key_id)
+
+    assert slot.key_id not in emulator.keys  # type: ignore[attr-defined]
+
+
+def test_h2o_revoke_of_a_key_already_gone_succeeds(client: Callable[[str], Client]) -> None:
+    emulator, _, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+    emulator.remove_key(slot.selector, slot.key_id)
+
+    provider.revoke_key(selector("h2ogpte", **slot.selector), slot.key_id)
+
+
+def test_h2o_revoke_refused_while_the_key_lives_raises(client: Callable[[str], Client]) -> None:
+    emulator, server, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+    server.fail("POST", "/deactivate/", status=400)
+
+    with pytest.raises(VendorError, match="400"):
+        provider.revoke_key(selector("h2ogpte", **slot.selector), slot.key_id)
+    assert emulator.accepts(slot.selector, slot.secret)
+
+
+def test_h2o_grace_expiry_is_sent_in_whole_minutes(client: Callable[[str], Client]) -> None:
+    emulator, _, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+
+    provider.prepare_grace(
+        selector("h2ogpte", **slot.selector), slot.key_id, datetime.now(UTC) + timedelta(seconds=90)
+    )
+
+    expiry = emulator.expiry_of(slot.key_id)  # type: ignore[attr-defined]
+    assert expiry is not None
+    assert timedelta(seconds=100) < expiry - datetime.now(UTC) <= timedelta(minutes=2)
+
+
+def test_h2o_grace_expiry_refused_by_the_vendor_is_only_a_warning(
+    client: Callable[[str], Client],
+) -> None:
+    emulator, server, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+    server.fail("PATCH", "/expire/", status=400)
+
+    provider.prepare_grace(
+        selector("h2ogpte", **slot.selector), slot.key_id, datetime.now(UTC) + timedelta(hours=1)
+    )
+
+    assert emulator.expiry_of(slot.key_id) is None  # type: ignore[attr-defined]
+
+
+def test_h2o_new_key_keeps_the_old_keys_collection_and_inactivity_interval(
+    client: Callable[[str], Client],
+) -> None:
+    emulator, _, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+    old = emulator.keys[slot.key_id]  # type: ignore[attr-defined]
+    old.collection_id, old.inactivity_interval = "col-1", 30
+
+    minted = provider.create_key(
+        selector("h2ogpte", **slot.selector), "n", None, replacing=slot.key_id
+    )
+
+    new = emulator.keys[minted.key.key_id]  # type: ignore[attr-defined]
+    assert (new.collection_id, new.inactivity_interval) == ("col-1", 30)
 
 
 def test_h2o_without_user_id_is_refused() -> None:
@@ -221,3 +336,14 @@ def test_agentex_key_names_may_be_as_long_as_the_servers_column() -> None:
 
     assert MAX_NAME_LENGTH == 256
     assert ScaleAgentexProvider.capabilities.max_name_length == 256
+
+
+def test_regenerate_without_a_key_id_warns_to_adopt_one() -> None:
+    config = load(
+        """
+        p: {provider: latitude, key: {}, strategy: regenerate, schedule: {every: 30d},
+            vault: {path: a}}
+        """
+    )
+    [warning] = [w for w in config.warnings if "names none" in w]  # type: ignore[attr-defined]
+    assert "set key.api_key_id or run 'rotator adopt POLICY --key-id ID'" in warning

@@ -61,6 +61,7 @@ class DigitalOceanGradientProvider(
     type_name = "digitalocean_gradient"
     settings_model = DigitalOceanGradientSettings
     selector_model = DigitalOceanGradientSelector
+    key_id_field = "api_key_uuid"
     capabilities = Capabilities(
         strategies=frozenset({Strategy.REGENERATE, Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
@@ -138,9 +139,6 @@ class DigitalOceanGradientProvider(
             "verify": f"GET {path} (the new key {subject} must be listed)",
         }
         return calls.get(operation) or super().describe_call(operation, selector, subject)
-
-    def configured_key_id(self, selector: DigitalOceanGradientSelector) -> str | None:
-        return selector.api_key_uuid
 
 
 def _vendor_key(info: dict[str, Any]) -> VendorKey:

@@ -84,6 +84,7 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     type_name = "latitudesh"
     settings_model = LatitudeshSettings
     selector_model = LatitudeshSelector
+    key_id_field = "api_key_id"
     capabilities = Capabilities(
         strategies=frozenset({Strategy.REGENERATE, Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
@@ -148,9 +149,6 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         except VendorError:
             return False
         return True
-
-    def configured_key_id(self, selector: LatitudeshSelector) -> str | None:
-        return selector.api_key_id
 
     def preflight(
         self, selector: LatitudeshSelector, key_id: str | None, *, self_rotating: bool

@@ -122,6 +122,7 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
     type_name = "scale_agentex"
     settings_model = ScaleAgentexSettings
     selector_model = ScaleAgentexSelector
+    key_id_field = "api_key_id"
     capabilities = Capabilities(
         strategies=frozenset({Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
@@ -187,9 +188,6 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
         except VendorNotFound:
             return False
         return bool(found) and found.get("id") == minted.key.key_id
-
-    def configured_key_id(self, selector: ScaleAgentexSelector) -> str | None:
-        return selector.api_key_id
 
     def describe_call(
         self, operation: str, selector: ScaleAgentexSelector, subject: str = ""
