@@ -12,7 +12,7 @@ import pytest
 
 from rotator.config.loader import parse_config
 from rotator.errors import ConfigError, VendorError
-from rotator.providers.registry import emulator_class, provider_class
+from rotator.providers.registry import VENDORS, emulator_class, provider_class
 from rotator.sandbox.server import Emulator, EmulatorServer
 from rotator.secret import Secret
 from tests.support.rig import MANAGEMENT_TOKEN, Rig
@@ -94,24 +94,6 @@ def test_h2o_revoke_finishes_after_a_crash_between_deactivate_and_delete(
     provider.revoke_key(selector("h2ogpte", **slot.selector), slot.key_id)
 
     assert slot.key_id not in emulator.keys  # type: ignore[attr-defined]
-
-
-def test_h2o_revoke_of_a_key_already_gone_succeeds(client: Callable[[str], Client]) -> None:
-    emulator, _, provider = client("h2ogpte")
-    slot = emulator.seed_slot()
-    emulator.remove_key(slot.selector, slot.key_id)
-
-    provider.revoke_key(selector("h2ogpte", **slot.selector), slot.key_id)
-
-
-def test_h2o_revoke_refused_while_the_key_lives_raises(client: Callable[[str], Client]) -> None:
-    emulator, server, provider = client("h2ogpte")
-    slot = emulator.seed_slot()
-    server.fail("POST", "/deactivate/", status=400)
-
-    with pytest.raises(VendorError, match="400"):
-        provider.revoke_key(selector("h2ogpte", **slot.selector), slot.key_id)
-    assert emulator.accepts(slot.selector, slot.secret)
 
 
 def test_h2o_grace_expiry_is_sent_in_whole_minutes(client: Callable[[str], Client]) -> None:
@@ -347,3 +329,31 @@ def test_regenerate_without_a_key_id_warns_to_adopt_one() -> None:
     )
     [warning] = [w for w in config.warnings if "names none" in w]  # type: ignore[attr-defined]
     assert "set key.api_key_id or run 'rotator adopt POLICY --key-id ID'" in warning
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_revoke_refused_for_a_key_already_gone_is_done(
+    client: Callable[[str], Client], vendor: str
+) -> None:
+    emulator, server, provider = client(vendor)
+    slot = emulator.seed_slot()
+    emulator.remove_key(slot.selector, slot.key_id)
+    method, path = type(emulator).operations["revoke"]
+    server.fail(method, path, status=409)
+
+    provider.revoke_key(selector(vendor, **slot.selector), slot.key_id)
+
+    assert slot.key_id not in emulator.live_key_ids(slot.selector)
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_revoke_refused_while_the_key_lives_raises(
+    client: Callable[[str], Client], vendor: str
+) -> None:
+    emulator, server, provider = client(vendor)
+    slot = emulator.seed_slot()
+    server.fail("POST" if vendor == "h2ogpte" else "DELETE", ".", status=409)
+
+    with pytest.raises(VendorError, match="409"):
+        provider.revoke_key(selector(vendor, **slot.selector), slot.key_id)
+    assert slot.key_id in emulator.live_key_ids(slot.selector)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from rotator.errors import VendorError, VendorNotFound
+from rotator.errors import VendorError
 from rotator.providers.base import (
     Capabilities,
     KeySelector,
@@ -119,10 +119,8 @@ class DigitalOceanGradientProvider(
         return _minted(response, "regenerate")
 
     def revoke_key(self, selector: DigitalOceanGradientSelector, key_id: str) -> None:
-        try:
-            self._http.request("DELETE", f"{self._keys_path(selector)}/{key_id}")
-        except VendorNotFound:
-            return
+        path = f"{self._keys_path(selector)}/{key_id}"
+        self.revoke_step(selector, key_id, lambda: self._http.request("DELETE", path))
 
     def verify_key(self, selector: DigitalOceanGradientSelector, minted: MintedKey) -> bool:
         return any(key.key_id == minted.key.key_id for key in self.list_keys(selector))

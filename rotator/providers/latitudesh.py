@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from rotator.errors import RotationFailed, VendorError, VendorNotFound
+from rotator.errors import RotationFailed, VendorError
 from rotator.providers.base import (
     Capabilities,
     KeySelector,
@@ -138,10 +138,8 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         return _minted(response, "rotate")
 
     def revoke_key(self, selector: LatitudeshSelector, key_id: str) -> None:
-        try:
-            self._request("DELETE", f"/auth/api_keys/{key_id}")
-        except VendorNotFound:
-            return
+        path = f"/auth/api_keys/{key_id}"
+        self.revoke_step(selector, key_id, lambda: self._request("DELETE", path))
 
     def verify_key(self, selector: LatitudeshSelector, minted: MintedKey) -> bool:
         try:

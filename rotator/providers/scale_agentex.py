@@ -177,10 +177,8 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
         return MintedKey(_vendor_key(created), secret)
 
     def revoke_key(self, selector: ScaleAgentexSelector, key_id: str) -> None:
-        try:
-            self._http.request("DELETE", f"/agent_api_keys/{key_id}")
-        except VendorNotFound:
-            return
+        path = f"/agent_api_keys/{key_id}"
+        self.revoke_step(selector, key_id, lambda: self._http.request("DELETE", path))
 
     def verify_key(self, selector: ScaleAgentexSelector, minted: MintedKey) -> bool:
         try:
