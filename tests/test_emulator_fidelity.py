@@ -6,6 +6,7 @@ behaviour; switching it off gives the kinder reading of the published spec.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from rotator.sandbox.h2ogpte import H2oGpteEmulator
+from rotator.sandbox.latitudesh import LatitudeshEmulator
 from rotator.sandbox.scale_agentex import ScaleAgentexEmulator
 from rotator.sandbox.server import Emulator, EmulatorServer
 
@@ -171,3 +173,37 @@ def test_h2o_key_created_without_a_name_is_listed_with_a_string_name(h2o: H2oRig
 
     [info] = client.get("/admin/api_keys", headers=AUTH).json()
     assert info["name"] == ""
+
+
+@pytest.fixture
+def latitude() -> Iterator[tuple[LatitudeshEmulator, httpx.Client]]:
+    with served(LatitudeshEmulator({TOKEN})) as pair:
+        yield pair
+
+
+LatitudeRig = tuple[LatitudeshEmulator, httpx.Client]
+NEW_KEY = {"data": {"type": "api_keys", "attributes": {"name": "k"}}}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"), [("application/vnd.api+json", 415), ("application/json", 201)]
+)
+def test_latitude_bodies_must_be_declared_json(
+    latitude: LatitudeRig, content_type: str, status: int
+) -> None:
+    _, client = latitude
+    headers = {"Authorization": TOKEN, "Content-Type": content_type}
+
+    response = client.post("/auth/api_keys", content=json.dumps(NEW_KEY), headers=headers)
+
+    assert response.status_code == status
+
+
+def test_latitude_key_with_allowed_ips_is_refused_from_elsewhere(latitude: LatitudeRig) -> None:
+    emulator, client = latitude
+    key = emulator.add_key("k", allowed_ips=["203.0.113.7"])
+
+    response = client.get("/auth/api_keys", headers={"Authorization": key.token})
+
+    assert response.status_code == 401
+    assert emulator.accepts({}, key.token)  # consumers on 203.0.113.7 are fine

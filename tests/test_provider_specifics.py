@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from rotator.config.loader import parse_config
-from rotator.errors import ConfigError, VendorError
+from rotator.errors import ConfigError, VendorError, VendorUnavailable
 from rotator.providers.registry import VENDORS, emulator_class, provider_class
 from rotator.sandbox.server import Emulator, EmulatorServer
 from rotator.secret import Secret
@@ -357,3 +357,43 @@ def test_revoke_refused_while_the_key_lives_raises(
     with pytest.raises(VendorError, match="409"):
         provider.revoke_key(selector(vendor, **slot.selector), slot.key_id)
     assert slot.key_id in emulator.live_key_ids(slot.selector)
+
+
+def test_latitude_sends_json_as_the_sdks_do(client: Callable[[str], Client]) -> None:
+    _, _, provider = client("latitudesh")
+
+    minted = provider.create_key(selector("latitudesh"), "n", None, replacing=None)
+
+    assert minted.key.key_id.startswith("tok_")
+
+
+def test_latitude_key_restricted_by_ip_is_verified_by_listing(rig_factory: RigFactory) -> None:
+    rig = rig_factory("latitudesh")
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="1h")
+
+    result = rig.run("rotate", "now", "app", "--json")
+
+    assert json.loads(result.stdout)["result"] == "waiting", result.stdout
+    assert rig.vendor_accepts("app", rig.vault_secret("app"))
+    assert spec.slot.key_id in rig.live_keys("app")
+
+
+def test_latitude_plan_says_how_an_ip_restricted_key_is_verified(rig_factory: RigFactory) -> None:
+    rig = rig_factory("latitudesh")
+    rig.add_policy("app", strategy="create_then_delete")
+
+    result = rig.run("plan", "app")
+
+    assert "with allowed_ips: listed, using the management token" in result.stdout, result.stdout
+
+
+def test_latitude_vendor_down_during_verify_is_a_retry_not_a_failed_check(
+    client: Callable[[str], Client],
+) -> None:
+    _, server, provider = client("latitudesh")
+    chosen = selector("latitudesh")
+    minted = provider.create_key(chosen, "n", None, replacing=None)
+    server.fail("GET", "/auth/api_keys", status=503, times=100)
+
+    with pytest.raises(VendorUnavailable):
+        provider.verify_key(chosen, minted)

@@ -30,6 +30,8 @@ class Request:
     headers: Mapping[str, str]
     body: bytes
     path_params: Mapping[str, str] = field(default_factory=dict)
+    #: The caller's IP address, for vendors that restrict keys by IP.
+    client: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -359,6 +361,7 @@ class EmulatorServer:
                     query=parse_qs(parts.query),
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=self.rfile.read(length) if length else b"",
+                    client=str(self.client_address[0]),
                 )
                 response = server.serve(request)
                 if response is None:
