@@ -12,6 +12,7 @@ import pytest
 
 from rotator.config.loader import parse_config
 from rotator.errors import ConfigError, VendorError, VendorUnavailable
+from rotator.providers.base import MintedKey
 from rotator.providers.registry import VENDORS, emulator_class, provider_class
 from rotator.sandbox.server import Emulator, EmulatorServer
 from rotator.secret import Secret
@@ -397,3 +398,13 @@ def test_latitude_vendor_down_during_verify_is_a_retry_not_a_failed_check(
 
     with pytest.raises(VendorUnavailable):
         provider.verify_key(chosen, minted)
+
+
+def test_latitude_new_token_refused_is_a_failed_check(client: Callable[[str], Client]) -> None:
+    _, _, provider = client("latitudesh")
+    chosen = selector("latitudesh")
+    minted = provider.create_key(chosen, "n", None, replacing=None)
+
+    refused_token = MintedKey(minted.key, Secret("not-the-token"))
+
+    assert provider.verify_key(chosen, refused_token) is False
