@@ -7,6 +7,7 @@ behaviour; switching it off gives the kinder reading of the published spec.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -14,6 +15,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from rotator.sandbox.digitalocean_gradient import DigitalOceanGradientEmulator
 from rotator.sandbox.h2ogpte import H2oGpteEmulator
 from rotator.sandbox.latitudesh import LatitudeshEmulator
 from rotator.sandbox.scale_agentex import ScaleAgentexEmulator
@@ -207,3 +209,50 @@ def test_latitude_key_with_allowed_ips_is_refused_from_elsewhere(latitude: Latit
 
     assert response.status_code == 401
     assert emulator.accepts({}, key.token)  # consumers on 203.0.113.7 are fine
+
+
+@pytest.fixture
+def digitalocean() -> Iterator[tuple[DigitalOceanGradientEmulator, httpx.Client]]:
+    with served(DigitalOceanGradientEmulator({TOKEN}, burst_limit=2, hourly_limit=3)) as pair:
+        yield pair
+
+
+DigitalOceanRig = tuple[DigitalOceanGradientEmulator, httpx.Client]
+RATELIMIT_HEADERS = {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
+
+
+@pytest.mark.parametrize("headers", [AUTH, {}], ids=["authenticated", "refused"])
+def test_digitalocean_every_response_carries_ratelimit_headers(
+    digitalocean: DigitalOceanRig, headers: dict[str, str]
+) -> None:
+    _, client = digitalocean
+
+    response = client.get("/v2/gen-ai/agents/no-such-agent/api_keys", headers=headers)
+
+    assert response.status_code in (401, 404)
+    assert set(response.headers) >= RATELIMIT_HEADERS
+
+
+def test_digitalocean_burst_limit_says_retry_after(digitalocean: DigitalOceanRig) -> None:
+    emulator, client = digitalocean
+    path = f"/v2/gen-ai/agents/{emulator.add_agent()}/api_keys"
+
+    answers = [client.get(path, headers=AUTH) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert "retry-after" in answers[-1].headers
+
+
+def test_digitalocean_hourly_limit_says_only_when_it_resets(
+    digitalocean: DigitalOceanRig,
+) -> None:
+    emulator, client = digitalocean
+    emulator.burst_limit = 100
+    path = f"/v2/gen-ai/agents/{emulator.add_agent()}/api_keys"
+
+    answers = [client.get(path, headers=AUTH) for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert "retry-after" not in answers[-1].headers
+    assert answers[-1].headers["ratelimit-remaining"] == "0"
+    assert int(answers[-1].headers["ratelimit-reset"]) > time.time() + 3500

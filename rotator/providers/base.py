@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rotator.config.credentials import Credential
 from rotator.errors import VendorError
+from rotator.providers.ratelimit import RateLimit
 from rotator.secret import Secret
 
 
@@ -58,6 +59,8 @@ class ProviderSettings(BaseModel):
     token: Credential
     base_url: str | None = None
     timeout: float = Field(default=30.0, gt=0, description="seconds for each HTTP call")
+    #: Calls to this vendor account are paced to this rate; ``null`` turns pacing off.
+    rate_limit: RateLimit | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -4,10 +4,16 @@ Contract: tests/contracts/digitalocean-gradient-agent-api-keys.openapi.yaml
 (cut from digitalocean/openapi). Keys belong to an agent; both flows exist:
 ``PUT .../regenerate`` replaces the secret in place, or a new key is created
 and the old one deleted after the grace period.
+
+Rate limits: calls are paced to the burst limit (250 a minute) per account; a
+429 with ``retry-after`` (burst) is waited out, and one without it (the hourly
+limit of 5,000) is waited out until ``ratelimit-reset`` when that is within the
+retry cap, else the step fails and is retried at the reset time.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -22,17 +28,22 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
+from rotator.providers.ratelimit import RateLimit
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
     import httpx
 
 DEFAULT_BASE_URL = "https://api.digitalocean.com"
+#: DigitalOcean documents no limit on agent key names; a conservative guess.
+MAX_NAME_LENGTH = 64
 
 
 class DigitalOceanGradientSettings(ProviderSettings):
     type: Literal["digitalocean_gradient"]
     per_page: int = Field(default=100, ge=1, le=200)
+    #: The documented burst limit; the hourly one (5,000) is met by waiting for its reset.
+    rate_limit: RateLimit | None = RateLimit(requests=250, per=timedelta(minutes=1))
 
 
 class DigitalOceanGradientSelector(KeySelector):
@@ -51,6 +62,7 @@ class DigitalOceanGradientProvider(
         type: digitalocean_gradient
         token: "${DIGITALOCEAN_TOKEN}"    # scopes genai:create, read, update, delete
         # base_url: https://api.digitalocean.com
+        # rate_limit: {requests: 250, per: 1m}   # the default: DigitalOcean's burst limit
     policies:
       support-bot:
         provider: do-prod
@@ -66,7 +78,7 @@ class DigitalOceanGradientProvider(
         strategies=frozenset({Strategy.REGENERATE, Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
         verification="the vendor lists the new key as live (no call uses the key itself)",
-        max_name_length=64,
+        max_name_length=MAX_NAME_LENGTH,
     )
     vendor_name = "DigitalOcean"
     default_base_url = DEFAULT_BASE_URL
