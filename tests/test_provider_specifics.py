@@ -408,3 +408,20 @@ def test_latitude_new_token_refused_is_a_failed_check(client: Callable[[str], Cl
     refused_token = MintedKey(minted.key, Secret("not-the-token"))
 
     assert provider.verify_key(chosen, refused_token) is False
+
+
+def test_validate_online_fails_a_regenerate_policy_with_no_adopted_key(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    spec = rig.add_policy("app", strategy="regenerate")
+    del spec.slot.selector["api_key_uuid"]
+    rig.write_config()
+
+    before = rig.run("validate", "--online")
+    rig.run("adopt", "app", "--key-id", spec.slot.key_id)
+    after = rig.run("validate", "--online")
+
+    assert before.returncode == 2
+    assert "rotator adopt app --key-id" in before.stdout
+    assert after.returncode == 0, after.stdout
