@@ -94,8 +94,9 @@ class DigitalOceanGradientEmulator(Emulator):
             self.agents.setdefault(agent_uuid, {})
         return agent_uuid
 
-    def add_key(self, agent_uuid: str, name: str) -> _Key:
-        key = _Key(str(uuid.uuid4()), name, secrets.token_urlsafe(32), timestamp(), "4242")
+    def add_key(self, agent_uuid: str, name: str, key_uuid: str | None = None) -> _Key:
+        key_uuid = key_uuid or str(uuid.uuid4())
+        key = _Key(key_uuid, name, secrets.token_urlsafe(32), timestamp(), "4242")
         with self.lock:
             self.agents[agent_uuid][key.uuid] = key
         return key
@@ -104,6 +105,13 @@ class DigitalOceanGradientEmulator(Emulator):
         agent = self.add_agent()
         key = self.add_key(agent, "existing production key")
         return Slot({"agent_uuid": agent, "api_key_uuid": key.uuid}, key.uuid, key.secret)
+
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        agent = self.add_agent(selector["agent_uuid"])
+        if not selector.get("api_key_uuid"):
+            return Slot(dict(selector), "", "")
+        key = self.add_key(agent, "existing key", selector["api_key_uuid"])
+        return Slot(dict(selector), key.uuid, key.secret)
 
     def accepts(self, selector: Mapping[str, Any], secret: str) -> bool:
         with self.lock:

@@ -100,15 +100,17 @@ class H2oGpteEmulator(Emulator):
         self.keys: dict[str, _Key] = {}
         self.fidelity = H2oFidelity()
 
-    def add_user(self) -> tuple[str, str]:
-        user_id = str(uuid.uuid4())
+    def add_user(self, user_id: str | None = None, username: str | None = None) -> tuple[str, str]:
+        user_id = user_id or str(uuid.uuid4())
         with self.lock:
-            self.users[user_id] = f"user-{user_id[:8]}"
+            self.users[user_id] = username or f"user-{user_id[:8]}"
         return user_id, self.users[user_id]
 
-    def add_key(self, user_id: str, name: str | None, **options: Any) -> _Key:
+    def add_key(
+        self, user_id: str, name: str | None, key_id: str | None = None, **options: Any
+    ) -> _Key:
         key = _Key(
-            id=str(uuid.uuid4()),
+            id=key_id or str(uuid.uuid4()),
             user_id=user_id,
             username=self.users[user_id],
             name=name,
@@ -126,6 +128,13 @@ class H2oGpteEmulator(Emulator):
         return Slot(
             {"user_id": user_id, "username": username, "api_key_id": key.id}, key.id, key.secret
         )
+
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        user_id, _ = self.add_user(selector["user_id"], selector.get("username"))
+        if not selector.get("api_key_id"):
+            return Slot(dict(selector), "", "")
+        key = self.add_key(user_id, "existing key", selector["api_key_id"])
+        return Slot(dict(selector), key.id, key.secret)
 
     def _slot_keys(self, selector: Mapping[str, Any]) -> list[_Key]:
         return [k for k in self.keys.values() if k.user_id == selector["user_id"]]

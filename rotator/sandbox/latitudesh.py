@@ -84,8 +84,11 @@ class LatitudeshEmulator(Emulator):
         self.keys: dict[str, _Key] = {}
         self.fidelity = LatitudeFidelity()
 
-    def add_key(self, name: str | None, token: str | None = None, **options: Any) -> _Key:
-        key = _Key(f"tok_{secrets.token_hex(7)}", name, token or _new_token(), **options)
+    def add_key(
+        self, name: str | None, token: str | None = None, key_id: str | None = None, **options: Any
+    ) -> _Key:
+        key_id = key_id or f"tok_{secrets.token_hex(7)}"
+        key = _Key(key_id, name, token or _new_token(), **options)
         with self.lock:
             self.keys[key.id] = key
         return key
@@ -93,6 +96,12 @@ class LatitudeshEmulator(Emulator):
     def seed_slot(self) -> Slot:
         key = self.add_key("existing key", read_only=True, allowed_ips=["203.0.113.7"])
         return Slot({"api_key_id": key.id}, key.id, key.token)
+
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        if not selector.get("api_key_id"):
+            return Slot(dict(selector), "", "")
+        key = self.add_key("existing key", key_id=selector["api_key_id"])
+        return Slot(dict(selector), key.id, key.token)
 
     def accepts(self, selector: Mapping[str, Any], secret: str) -> bool:
         with self.lock:

@@ -89,15 +89,22 @@ class ScaleAgentexEmulator(Emulator):
     def _now(self) -> float:
         return time.monotonic() + self.clock_offset
 
-    def add_agent(self) -> tuple[str, str]:
-        agent_id = str(uuid.uuid4())
+    def add_agent(self, agent_id: str | None = None, name: str | None = None) -> tuple[str, str]:
+        agent_id = agent_id or str(uuid.uuid4())
         with self.lock:
-            self.agents[agent_id] = f"agent-{agent_id[:8]}"
+            self.agents[agent_id] = name or f"agent-{agent_id[:8]}"
         return agent_id, self.agents[agent_id]
 
-    def add_key(self, agent_id: str, name: str, api_key_type: str, value: str | None) -> _Key:
+    def add_key(
+        self,
+        agent_id: str,
+        name: str,
+        api_key_type: str,
+        value: str | None,
+        key_id: str | None = None,
+    ) -> _Key:
         key = _Key(
-            str(uuid.uuid4()),
+            key_id or str(uuid.uuid4()),
             agent_id,
             name,
             api_key_type,
@@ -112,6 +119,14 @@ class ScaleAgentexEmulator(Emulator):
         agent_id, agent_name = self.add_agent()
         key = self.add_key(agent_id, "existing key", "external", None)
         return Slot({"agent_name": agent_name, "api_key_id": key.id}, key.id, key.api_key)
+
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        agent_id, _ = self.add_agent(selector.get("agent_id"), selector.get("agent_name"))
+        if not selector.get("api_key_id"):
+            return Slot(dict(selector), "", "")
+        key_type = selector.get("api_key_type", "external")
+        key = self.add_key(agent_id, "existing key", key_type, None, selector["api_key_id"])
+        return Slot(dict(selector), key.id, key.api_key)
 
     def _agent_of(self, selector: Mapping[str, Any]) -> str | None:
         if selector.get("agent_id"):

@@ -171,6 +171,15 @@ class Emulator(ABC):
         """Create a key slot holding one existing key, as a user's account would have."""
 
     @abstractmethod
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        """Create what a policy's ``key:`` selector names, with the very ids it names.
+
+        The slot's key is the one the selector names (``key_id`` empty when it
+        names none), so a configuration written for a real account, such as
+        config.example.yaml, can run against the emulator unchanged.
+        """
+
+    @abstractmethod
     def accepts(self, selector: Mapping[str, Any], secret: str) -> bool:
         """Whether ``secret`` currently authenticates as a key of the slot."""
 
