@@ -185,7 +185,8 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
         calls = {
             "list": f"GET /admin/api_keys?offset=&limit=&filter={selector.username} (every page)",
             "create": f'POST /admin/api_keys {{"user_id": "{selector.user_id}", '
-            f'"name": "{subject}"}}',
+            f'"name": "{subject}"}} (collection_id and inactivity_interval: the policy\'s, '
+            "else the replaced key's)",
             "prepare_grace": f"PATCH /admin/api_keys/expire/{subject} "
             '{"expires_in": "<grace left, in whole minutes> minutes"}',
             "revoke": f"POST /admin/api_keys/deactivate/{subject}, then "
