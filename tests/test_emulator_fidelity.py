@@ -256,3 +256,13 @@ def test_digitalocean_hourly_limit_says_only_when_it_resets(
     assert "retry-after" not in answers[-1].headers
     assert answers[-1].headers["ratelimit-remaining"] == "0"
     assert int(answers[-1].headers["ratelimit-reset"]) > time.time() + 3500
+
+
+def test_digitalocean_single_page_list_carries_no_links(digitalocean: DigitalOceanRig) -> None:
+    emulator, client = digitalocean
+    path = f"/v2/gen-ai/agents/{emulator.add_agent()}/api_keys"
+
+    body = client.get(path, headers=AUTH).json()
+
+    assert "links" not in body
+    assert body["meta"]["pages"] == 1

@@ -232,14 +232,14 @@ class DigitalOceanGradientEmulator(Emulator):
         if page > 1:
             links["first"] = f"{path}?page=1&per_page={per_page}"
             links["previous"] = f"{path}?page={page - 1}&per_page={per_page}"
-        return Response(
-            200,
-            {
-                "api_key_infos": [key.info(with_secret=False) for key in chunk],
-                "links": {"pages": links},
-                "meta": {"page": page, "pages": pages, "total": len(items)},
-            },
-        )
+        body: dict[str, Any] = {
+            "api_key_infos": [key.info(with_secret=False) for key in chunk],
+            "meta": {"page": page, "pages": pages, "total": len(items)},
+        }
+        if links:
+            # A list that fits one page carries no links at all (contracts README).
+            body["links"] = {"pages": links}
+        return Response(200, body)
 
     def _create(self, request: Request) -> Response:
         keys = self._agent(request)
