@@ -8,6 +8,8 @@ rotation or an unreachable dependency).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class RotatorError(Exception):
     """Base class: something rotator could not do, with an actionable message."""
@@ -51,10 +53,17 @@ class VendorConflict(VendorError):
 
 
 class VendorRateLimited(VendorError):
-    """The vendor asked us to slow down (429); ``retry_after`` is in seconds when known."""
+    """The vendor asked us to slow down (429); ``retry_after`` is in seconds when known.
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    ``retry_at`` is set when the vendor said when its budget resets (an hourly limit):
+    a step that fails on it is not retried before then.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, retry_at: datetime | None = None
+    ) -> None:
         self.retry_after = retry_after
+        self.retry_at = retry_at
         super().__init__(message, status=429, retryable=True)
 
 

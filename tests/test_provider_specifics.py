@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from rotator.config.loader import parse_config
-from rotator.errors import ConfigError
+from rotator.errors import ConfigError, VendorError, VendorUnavailable
+from rotator.providers.base import MintedKey
+from rotator.providers.registry import VENDORS, emulator_class, provider_class
+from rotator.sandbox.server import Emulator, EmulatorServer
+from rotator.secret import Secret
 from tests.support.rig import MANAGEMENT_TOKEN, Rig
 
 RigFactory = Callable[[str], Rig]
@@ -40,6 +45,99 @@ def refused(policy: str) -> str:
 @pytest.fixture(autouse=True)
 def _token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("T", "token-value-123")
+
+
+Client = tuple[Emulator, EmulatorServer, Any]
+
+
+@pytest.fixture
+def client() -> Iterator[Callable[[str], Client]]:
+    """An emulator served on loopback and, in process, the provider pointed at it."""
+    opened: list[tuple[EmulatorServer, Any]] = []
+
+    def build(vendor: str) -> Client:
+        emulator = emulator_class(vendor)({MANAGEMENT_TOKEN})
+        server = EmulatorServer(emulator).start()
+        cls = provider_class(vendor)
+        settings = cls.settings_model.model_validate(
+            {"type": vendor, "token": Secret(MANAGEMENT_TOKEN), "base_url": server.vendor_url}
+        )
+        provider = cls(settings, Secret(MANAGEMENT_TOKEN))
+        opened.append((server, provider))
+        return emulator, server, provider
+
+    yield build
+    for server, provider in opened:
+        provider.close()
+        server.stop()
+
+
+def selector(vendor: str, **key: Any) -> Any:
+    return provider_class(vendor).selector_model.model_validate(key)
+
+
+def test_h2o_without_username_is_refused() -> None:
+    message = refused(
+        """
+        p: {provider: h2o, key: {user_id: u}, schedule: {every: 30d}, vault: {path: a}}
+        """
+    )
+    assert "policies.p.key.username: this required key is missing" in message
+
+
+def test_h2o_revoke_finishes_after_a_crash_between_deactivate_and_delete(
+    client: Callable[[str], Client],
+) -> None:
+    emulator, _, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+    emulator.keys[slot.key_id].is_active = False  # type: ignore[attr-defined]
+
+    provider.revoke_key(selector("h2ogpte", **slot.selector), slot.key_id)
+
+    assert slot.key_id not in emulator.keys  # type: ignore[attr-defined]
+
+
+def test_h2o_grace_expiry_is_sent_in_whole_minutes(client: Callable[[str], Client]) -> None:
+    emulator, _, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+
+    provider.prepare_grace(
+        selector("h2ogpte", **slot.selector), slot.key_id, datetime.now(UTC) + timedelta(seconds=90)
+    )
+
+    expiry = emulator.expiry_of(slot.key_id)  # type: ignore[attr-defined]
+    assert expiry is not None
+    assert timedelta(seconds=100) < expiry - datetime.now(UTC) <= timedelta(minutes=2)
+
+
+def test_h2o_grace_expiry_refused_by_the_vendor_is_only_a_warning(
+    client: Callable[[str], Client],
+) -> None:
+    emulator, server, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+    server.fail("PATCH", "/expire/", status=400)
+
+    provider.prepare_grace(
+        selector("h2ogpte", **slot.selector), slot.key_id, datetime.now(UTC) + timedelta(hours=1)
+    )
+
+    assert emulator.expiry_of(slot.key_id) is None  # type: ignore[attr-defined]
+
+
+def test_h2o_new_key_keeps_the_old_keys_collection_and_inactivity_interval(
+    client: Callable[[str], Client],
+) -> None:
+    emulator, _, provider = client("h2ogpte")
+    slot = emulator.seed_slot()
+    old = emulator.keys[slot.key_id]  # type: ignore[attr-defined]
+    old.collection_id, old.inactivity_interval = "col-1", 30
+
+    minted = provider.create_key(
+        selector("h2ogpte", **slot.selector), "n", None, replacing=slot.key_id
+    )
+
+    new = emulator.keys[minted.key.key_id]  # type: ignore[attr-defined]
+    assert (new.collection_id, new.inactivity_interval) == ("col-1", 30)
 
 
 def test_h2o_without_user_id_is_refused() -> None:
@@ -200,3 +298,130 @@ def test_latitude_rotates_its_own_key_kept_in_vault(rig_factory: RigFactory) -> 
     assert not rig.emulator.accepts(spec.slot.selector, MANAGEMENT_TOKEN)
     assert rig.emulator.accepts(spec.slot.selector, rig.vault_secret("own"))
     assert own.id not in rig.live_keys("own")
+
+
+@pytest.mark.parametrize("key_type", ["github", "slack"])
+def test_agentex_keys_looked_up_by_name_are_refused(key_type: str) -> None:
+    message = refused(
+        f"""
+        p: {{provider: agentex, key: {{agent_name: b, api_key_type: {key_type}}},
+            schedule: {{every: 30d}}, vault: {{path: a}}}}
+        """
+    )
+    assert (
+        f"policies.p.key.api_key_type: {key_type} keys are found by the server by name" in message
+    )
+    assert "rotator rotates internal and external keys" in message
+
+
+def test_agentex_key_names_may_be_as_long_as_the_servers_column() -> None:
+    from rotator.providers.scale_agentex import MAX_NAME_LENGTH, ScaleAgentexProvider
+
+    assert MAX_NAME_LENGTH == 256
+    assert ScaleAgentexProvider.capabilities.max_name_length == 256
+
+
+def test_regenerate_without_a_key_id_warns_to_adopt_one() -> None:
+    config = load(
+        """
+        p: {provider: latitude, key: {}, strategy: regenerate, schedule: {every: 30d},
+            vault: {path: a}}
+        """
+    )
+    [warning] = [w for w in config.warnings if "names none" in w]  # type: ignore[attr-defined]
+    assert "set key.api_key_id or run 'rotator adopt POLICY --key-id ID'" in warning
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_revoke_refused_for_a_key_already_gone_is_done(
+    client: Callable[[str], Client], vendor: str
+) -> None:
+    emulator, server, provider = client(vendor)
+    slot = emulator.seed_slot()
+    emulator.remove_key(slot.selector, slot.key_id)
+    method, path = type(emulator).operations["revoke"]
+    server.fail(method, path, status=409)
+
+    provider.revoke_key(selector(vendor, **slot.selector), slot.key_id)
+
+    assert slot.key_id not in emulator.live_key_ids(slot.selector)
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_revoke_refused_while_the_key_lives_raises(
+    client: Callable[[str], Client], vendor: str
+) -> None:
+    emulator, server, provider = client(vendor)
+    slot = emulator.seed_slot()
+    server.fail("POST" if vendor == "h2ogpte" else "DELETE", ".", status=409)
+
+    with pytest.raises(VendorError, match="409"):
+        provider.revoke_key(selector(vendor, **slot.selector), slot.key_id)
+    assert slot.key_id in emulator.live_key_ids(slot.selector)
+
+
+def test_latitude_sends_json_as_the_sdks_do(client: Callable[[str], Client]) -> None:
+    _, _, provider = client("latitudesh")
+
+    minted = provider.create_key(selector("latitudesh"), "n", None, replacing=None)
+
+    assert minted.key.key_id.startswith("tok_")
+
+
+def test_latitude_key_restricted_by_ip_is_verified_by_listing(rig_factory: RigFactory) -> None:
+    rig = rig_factory("latitudesh")
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="1h")
+
+    result = rig.run("rotate", "now", "app", "--json")
+
+    assert json.loads(result.stdout)["result"] == "waiting", result.stdout
+    assert rig.vendor_accepts("app", rig.vault_secret("app"))
+    assert spec.slot.key_id in rig.live_keys("app")
+
+
+def test_latitude_plan_says_how_an_ip_restricted_key_is_verified(rig_factory: RigFactory) -> None:
+    rig = rig_factory("latitudesh")
+    rig.add_policy("app", strategy="create_then_delete")
+
+    result = rig.run("plan", "app")
+
+    assert "with allowed_ips: listed, using the management token" in result.stdout, result.stdout
+
+
+def test_latitude_vendor_down_during_verify_is_a_retry_not_a_failed_check(
+    client: Callable[[str], Client],
+) -> None:
+    _, server, provider = client("latitudesh")
+    chosen = selector("latitudesh")
+    minted = provider.create_key(chosen, "n", None, replacing=None)
+    server.fail("GET", "/auth/api_keys", status=503, times=100)
+
+    with pytest.raises(VendorUnavailable):
+        provider.verify_key(chosen, minted)
+
+
+def test_latitude_new_token_refused_is_a_failed_check(client: Callable[[str], Client]) -> None:
+    _, _, provider = client("latitudesh")
+    chosen = selector("latitudesh")
+    minted = provider.create_key(chosen, "n", None, replacing=None)
+
+    refused_token = MintedKey(minted.key, Secret("not-the-token"))
+
+    assert provider.verify_key(chosen, refused_token) is False
+
+
+def test_validate_online_fails_a_regenerate_policy_with_no_adopted_key(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    spec = rig.add_policy("app", strategy="regenerate")
+    del spec.slot.selector["api_key_uuid"]
+    rig.write_config()
+
+    before = rig.run("validate", "--online")
+    rig.run("adopt", "app", "--key-id", spec.slot.key_id)
+    after = rig.run("validate", "--online")
+
+    assert before.returncode == 2
+    assert "rotator adopt app --key-id" in before.stdout
+    assert after.returncode == 0, after.stdout

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from rotator.cli.options import config_option, load
+
+if TYPE_CHECKING:
+    from rotator.config.loader import Config
+    from rotator.vault import VaultStore
 
 
 @click.command()
@@ -127,6 +132,12 @@ def online_checks(config_path: str | None) -> bool:
             report(True, f"provider {name}: credential {credential} resolves")
         except RotatorError as exc:
             report(False, f"provider {name}: credential", str(exc))
+    for name, known in _keys_to_regenerate(config, vault).items():
+        report(
+            known is not None,
+            f"policy {name}: key to regenerate",
+            known or f"none named nor adopted; run 'rotator adopt {name} --key-id ID'",
+        )
     checked_providers: set[str] = set()
     for name, policy in sorted(config.policies.items()):
         caps = vault.capabilities(policy.vault.normalized_path)
@@ -150,3 +161,36 @@ def online_checks(config_path: str | None) -> bool:
         finally:
             provider.close()
     return passed
+
+
+def _keys_to_regenerate(config: Config, vault: VaultStore) -> dict[str, str | None]:
+    """Each regenerate policy whose selector names no key: the key id rotator knows, if any."""
+    from rotator.audit.store import AuditStore
+    from rotator.errors import RotatorError
+    from rotator.providers.base import Strategy
+    from rotator.vault_metadata import metadata_key
+
+    unnamed = {
+        name: policy
+        for name, policy in sorted(config.policies.items())
+        if policy.strategy is Strategy.REGENERATE
+        and policy.provider_class.selector_key_id(policy.selector) is None
+    }
+    if not unnamed:
+        return {}
+    found: dict[str, str | None] = {}
+    store = AuditStore.open(config.database_url)
+    try:
+        for name, policy in unnamed.items():
+            try:
+                state = store.policy_state(name)
+            except RotatorError:
+                state = None  # the database check above already reported why
+            known = state.current_key_id if state else None
+            if not known:
+                field = metadata_key(policy.vault.field, "key_id")
+                known = vault.custom_metadata(policy.vault.normalized_path).get(field) or None
+            found[name] = known
+    finally:
+        store.dispose()
+    return found

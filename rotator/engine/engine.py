@@ -299,7 +299,8 @@ class Engine:
         if policy.strategy is Strategy.REGENERATE and not old_key_id:
             raise RotationFailed(
                 f"policy {policy.name}: regenerate needs the id of the key to regenerate; "
-                "name it in the policy's key: selector"
+                f"name it in the policy's key: selector or run 'rotator adopt {policy.name} "
+                "--key-id ID'"
             )
         self.provider_for(policy).preflight(
             policy.selector, old_key_id, self_rotating=policy.self_rotating

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.engine.states import Outcome, Result, State
-from rotator.errors import RotationFailed, RotatorError, VaultCasConflict, VendorConflict
+from rotator.errors import (
+    RotationFailed,
+    RotatorError,
+    VaultCasConflict,
+    VendorConflict,
+    VendorRateLimited,
+)
 from rotator.log import get_logger
 from rotator.providers.base import MintedKey, Provider, Strategy, VendorKey
 from rotator.secret import Secret
@@ -133,7 +139,7 @@ class RotationRun:
             attempts=attempts,
             last_error=message,
             needs_attention=attention,
-            next_attempt_at=self.ctx.clock() + retry_delay(attempts),
+            next_attempt_at=self._next_attempt(exc, attempts),
         )
         log.error(
             "rotation step failed",
@@ -151,6 +157,13 @@ class RotationRun:
             rotation_id=self.rotation.id,
             state=self.rotation.state,
         )
+
+    def _next_attempt(self, exc: Exception, attempts: int) -> datetime:
+        """The backoff for ``attempts``, but never before a vendor said its budget resets."""
+        after_backoff = self.ctx.clock() + retry_delay(attempts)
+        if isinstance(exc, VendorRateLimited) and exc.retry_at is not None:
+            return max(after_backoff, exc.retry_at)
+        return after_backoff
 
     def _advance(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,6 +21,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rotator.config.credentials import Credential
+from rotator.errors import VendorError
+from rotator.providers.ratelimit import RateLimit
 from rotator.secret import Secret
 
 
@@ -43,7 +46,7 @@ class Capabilities:
     caller_chooses_secret: bool = False
     #: How long a revoked key may still be accepted (vendor-side caches).
     revocation_lag: timedelta = timedelta(0)
-    #: Longest key name the vendor accepts.
+    #: Longest key name the vendor accepts (each vendor module says where its number comes from).
     max_name_length: int = 64
 
 
@@ -56,6 +59,8 @@ class ProviderSettings(BaseModel):
     token: Credential
     base_url: str | None = None
     timeout: float = Field(default=30.0, gt=0, description="seconds for each HTTP call")
+    #: Calls to this vendor account are paced to this rate; ``null`` turns pacing off.
+    rate_limit: RateLimit | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -89,6 +94,8 @@ class VendorKey:
     created_at: datetime | None = None
     last_used_at: datetime | None = None
     expires_at: datetime | None = None
+    #: False once the vendor has deactivated the key but not yet deleted it.
+    active: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -116,6 +123,8 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
     settings_model: ClassVar[type[ProviderSettings]]
     selector_model: ClassVar[type[KeySelector]]
     capabilities: ClassVar[Capabilities]
+    #: The selector field naming the key to rotate first, if the vendor's selector has one.
+    key_id_field: ClassVar[str | None] = None
 
     def __init__(self, settings: SettingsT, token: Secret) -> None:
         self.settings = settings
@@ -144,6 +153,36 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
     def revoke_key(self, selector: SelectorT, key_id: str) -> None:
         """Make ``key_id`` unusable and delete it; a key that is already gone is success."""
 
+    def find_key(self, selector: SelectorT, key_id: str) -> VendorKey | None:
+        """``key_id`` as the vendor lists it now, inactive or not; ``None`` when it is gone."""
+        return next((key for key in self.list_keys(selector) if key.key_id == key_id), None)
+
+    def revoke_step(
+        self,
+        selector: SelectorT,
+        key_id: str,
+        call: Callable[[], object],
+        *,
+        done_when_inactive: bool = False,
+    ) -> None:
+        """Run one step of a revoke; when the vendor refuses it, ask the slot whether it is done.
+
+        A repeated revoke (after a crash, or a lost answer) meets vendors that answer
+        404, 409 or 400 for a key already gone or already deactivated. Whatever the
+        status, a key that is no longer listed (or, for a deactivate step, is listed
+        inactive) means the step is done; otherwise the vendor's error stands.
+        """
+        try:
+            call()
+        except VendorError as refused:
+            try:
+                key = self.find_key(selector, key_id)
+            except VendorError:
+                raise refused from None
+            if key is None or (done_when_inactive and not key.active):
+                return
+            raise
+
     def verify_key(self, selector: SelectorT, minted: MintedKey) -> bool:
         """Whether the new key is usable, as far as the vendor lets us check."""
         raise NotImplementedError(f"{self.type_name} offers no way to verify a key")
@@ -161,7 +200,14 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
 
     def configured_key_id(self, selector: SelectorT) -> str | None:
         """The key id the policy names explicitly, if its selector has one."""
-        return None
+        return self.selector_key_id(selector)
+
+    @classmethod
+    def selector_key_id(cls, selector: KeySelector) -> str | None:
+        if cls.key_id_field is None:
+            return None
+        value = getattr(selector, cls.key_id_field)
+        return str(value) if value is not None else None
 
     def key_name(self, selector: SelectorT, policy: str, rotation_id: str) -> str:
         """The name of a key rotator creates, recognisable later by ``is_ours``."""
@@ -195,6 +241,13 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
                 "regenerate replaces the secret in place: the old key stops working at once, "
                 "so consumers fail until they read the new one from Vault (no overlap)"
             )
+            if cls.selector_key_id(selector) is None:
+                field_hint = f"set key.{cls.key_id_field} or " if cls.key_id_field else ""
+                warnings.append(
+                    "regenerate needs the id of the key to regenerate and this policy names "
+                    f"none: {field_hint}run 'rotator adopt POLICY --key-id ID' before the "
+                    "first rotation"
+                )
         lag = cls.capabilities.revocation_lag
         if strategy is Strategy.CREATE_THEN_DELETE and grace_period < lag:
             warnings.append(

@@ -4,15 +4,21 @@ Contract: tests/contracts/digitalocean-gradient-agent-api-keys.openapi.yaml
 (cut from digitalocean/openapi). Keys belong to an agent; both flows exist:
 ``PUT .../regenerate`` replaces the secret in place, or a new key is created
 and the old one deleted after the grace period.
+
+Rate limits: calls are paced to the burst limit (250 a minute) per account; a
+429 with ``retry-after`` (burst) is waited out, and one without it (the hourly
+limit of 5,000) is waited out until ``ratelimit-reset`` when that is within the
+retry cap, else the step fails and is retried at the reset time.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from rotator.errors import VendorError, VendorNotFound
+from rotator.errors import VendorError
 from rotator.providers.base import (
     Capabilities,
     KeySelector,
@@ -22,17 +28,22 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
+from rotator.providers.ratelimit import RateLimit
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
     import httpx
 
 DEFAULT_BASE_URL = "https://api.digitalocean.com"
+#: DigitalOcean documents no limit on agent key names; a conservative guess.
+MAX_NAME_LENGTH = 64
 
 
 class DigitalOceanGradientSettings(ProviderSettings):
     type: Literal["digitalocean_gradient"]
     per_page: int = Field(default=100, ge=1, le=200)
+    #: The documented burst limit; the hourly one (5,000) is met by waiting for its reset.
+    rate_limit: RateLimit | None = RateLimit(requests=250, per=timedelta(minutes=1))
 
 
 class DigitalOceanGradientSelector(KeySelector):
@@ -51,6 +62,7 @@ class DigitalOceanGradientProvider(
         type: digitalocean_gradient
         token: "${DIGITALOCEAN_TOKEN}"    # scopes genai:create, read, update, delete
         # base_url: https://api.digitalocean.com
+        # rate_limit: {requests: 250, per: 1m}   # the default: DigitalOcean's burst limit
     policies:
       support-bot:
         provider: do-prod
@@ -61,11 +73,12 @@ class DigitalOceanGradientProvider(
     type_name = "digitalocean_gradient"
     settings_model = DigitalOceanGradientSettings
     selector_model = DigitalOceanGradientSelector
+    key_id_field = "api_key_uuid"
     capabilities = Capabilities(
         strategies=frozenset({Strategy.REGENERATE, Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
         verification="the vendor lists the new key as live (no call uses the key itself)",
-        max_name_length=64,
+        max_name_length=MAX_NAME_LENGTH,
     )
     vendor_name = "DigitalOcean"
     default_base_url = DEFAULT_BASE_URL
@@ -118,10 +131,8 @@ class DigitalOceanGradientProvider(
         return _minted(response, "regenerate")
 
     def revoke_key(self, selector: DigitalOceanGradientSelector, key_id: str) -> None:
-        try:
-            self._http.request("DELETE", f"{self._keys_path(selector)}/{key_id}")
-        except VendorNotFound:
-            return
+        path = f"{self._keys_path(selector)}/{key_id}"
+        self.revoke_step(selector, key_id, lambda: self._http.request("DELETE", path))
 
     def verify_key(self, selector: DigitalOceanGradientSelector, minted: MintedKey) -> bool:
         return any(key.key_id == minted.key.key_id for key in self.list_keys(selector))
@@ -138,9 +149,6 @@ class DigitalOceanGradientProvider(
             "verify": f"GET {path} (the new key {subject} must be listed)",
         }
         return calls.get(operation) or super().describe_call(operation, selector, subject)
-
-    def configured_key_id(self, selector: DigitalOceanGradientSelector) -> str | None:
-        return selector.api_key_uuid
 
 
 def _vendor_key(info: dict[str, Any]) -> VendorKey:

@@ -6,18 +6,27 @@ secret once; list pages by ``offset``/``limit`` until a short page; expiry,
 deactivate and delete answer 204. Only ``create_then_delete`` exists. After
 the new key is in Vault, the old key's expiry is set to the end of the grace
 period, so the vendor itself ends the overlap even if rotator is down; after
-grace the old key is deactivated (irreversible), then deleted. No call that
-uses only the new key is documented, so this provider does not verify.
+grace the old key is deactivated (irreversible), then deleted; either step,
+when refused, asks the listing whether it is already done (the SDK declares
+409 for deactivating an inactive key and no 404 for delete). Expiry is sent in
+whole minutes, the smallest unit the SDK documents; a vendor that refuses it
+leaves the overlap to rotator's own grace period. No call that uses only the
+new key is documented, so this provider does not verify.
+
+``APIKeyInfo`` carries a username but no user id, so ``username`` is required:
+without it the slot would be every user's keys.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
 from rotator.errors import VendorError, VendorNotFound
+from rotator.log import get_logger
 from rotator.providers.base import (
     Capabilities,
     KeySelector,
@@ -30,7 +39,14 @@ from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.secret import Secret
 
 DEFAULT_BASE_URL = "https://h2ogpte.genai.h2o.ai/api/v1"
-_INTERVAL = r"^\d+ (second|minute|hour|day|week|month|year)s?$"
+#: The SDK documents intervals as whole units ("30 minutes", "30 days"), never seconds.
+_INTERVAL = r"^\d+ (minute|hour|day|week|month|year)s?$"
+#: The SDK documents no limit on key names; a conservative guess.
+MAX_NAME_LENGTH = 100
+#: Settings of the replaced key that a new key keeps unless the policy sets them.
+_INHERITED = ("collection_id", "inactivity_interval")
+
+log = get_logger("rotator.providers.h2ogpte")
 
 
 class H2oGpteSettings(ProviderSettings):
@@ -40,7 +56,7 @@ class H2oGpteSettings(ProviderSettings):
 
 class H2oGpteSelector(KeySelector):
     user_id: str = Field(min_length=1, description="the user the keys belong to")
-    username: str | None = Field(default=None, description="narrows listing (vendor filter)")
+    username: str = Field(min_length=1, description="whose keys: the listing carries no user id")
     api_key_id: str | None = Field(default=None, description="the key to replace first")
     collection_id: str | None = None
     inactivity_interval: int | None = Field(default=None, ge=1, description="days")
@@ -60,10 +76,10 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
         provider: h2o
         key:
           user_id: "5a1f..."          # required by the vendor
-          username: analyst           # optional: narrows key listing
+          username: analyst           # required: the listing names keys by username only
           api_key_id: "c0ffee..."     # optional: the key replaced first
-          collection_id: "7d2e..."    # optional: scope the new key to a collection
-          inactivity_interval: 30     # optional, days
+          collection_id: "7d2e..."    # optional (default: the replaced key's collection)
+          inactivity_interval: 30     # optional, days (default: the replaced key's)
           expires_in: "90 days"       # optional: vendor-side expiry of each new key
         strategy: create_then_delete
     """
@@ -71,29 +87,36 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
     type_name = "h2ogpte"
     settings_model = H2oGpteSettings
     selector_model = H2oGpteSelector
+    key_id_field = "api_key_id"
     capabilities = Capabilities(
         strategies=frozenset({Strategy.CREATE_THEN_DELETE}),
         can_verify=False,
         verification="none: H2O GPTe documents no call that uses only the new key",
-        max_name_length=100,
+        max_name_length=MAX_NAME_LENGTH,
     )
     vendor_name = "H2O GPTe"
     default_base_url = DEFAULT_BASE_URL
     error_fields = ("error_type", "message")
 
     def list_keys(self, selector: H2oGpteSelector) -> list[VendorKey]:
+        return [key for key in self._all_keys(selector) if key.active]
+
+    def find_key(self, selector: H2oGpteSelector, key_id: str) -> VendorKey | None:
+        return next((key for key in self._all_keys(selector) if key.key_id == key_id), None)
+
+    def _all_keys(self, selector: H2oGpteSelector) -> list[VendorKey]:
+        """The user's keys, deactivated ones included (the vendor filter is a substring)."""
         keys: list[VendorKey] = []
         offset, limit = 0, self.settings.page_size
         while True:
-            params: dict[str, str | int] = {"offset": offset, "limit": limit}
-            if selector.username:
-                params["filter"] = selector.username
+            params: dict[str, str | int] = {
+                "offset": offset,
+                "limit": limit,
+                "filter": selector.username,
+            }
             page = self._http.request("GET", "/admin/api_keys", params=params).json() or []
             keys.extend(
-                _vendor_key(info)
-                for info in page
-                if info.get("is_active", True)
-                and (not selector.username or info.get("username") == selector.username)
+                _vendor_key(info) for info in page if info.get("username") == selector.username
             )
             if len(page) < limit:
                 return keys
@@ -103,8 +126,11 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
         self, selector: H2oGpteSelector, name: str, secret: Secret | None, *, replacing: str | None
     ) -> MintedKey:
         body: dict[str, Any] = {"user_id": selector.user_id, "name": name}
+        old = self.find_key(selector, replacing) if replacing else None
         for field in ("collection_id", "expires_in", "inactivity_interval"):
             value = getattr(selector, field)
+            if value is None and old is not None and field in _INHERITED:
+                value = old.extra.get(field)
             if value is not None:
                 body[field] = value
         result = self._http.request("POST", "/admin/api_keys", json=body).json() or {}
@@ -119,35 +145,50 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
     def prepare_grace(
         self, selector: H2oGpteSelector, old_key_id: str, grace_ends: datetime
     ) -> None:
-        seconds = int((grace_ends - datetime.now(grace_ends.tzinfo)).total_seconds())
+        seconds = (grace_ends - datetime.now(grace_ends.tzinfo)).total_seconds()
         if seconds <= 0:
             return
+        minutes = math.ceil(seconds / 60)
         try:
             self._http.request(
                 "PATCH",
                 f"/admin/api_keys/expire/{old_key_id}",
-                json={"expires_in": f"{seconds} seconds"},
+                json={"expires_in": f"{minutes} minutes"},
             )
         except VendorNotFound:
             return
+        except VendorError as exc:
+            if exc.status not in (400, 409):
+                raise
+            # The new key is already in Vault: a refused expiry only loses the vendor-side
+            # backstop; rotator still revokes the old key when the grace period ends.
+            log.warning(
+                "vendor refused the old key's expiry; rotator's grace period still applies",
+                key_id=old_key_id,
+                error=str(exc),
+            )
 
     def revoke_key(self, selector: H2oGpteSelector, key_id: str) -> None:
-        try:
-            self._http.request("POST", f"/admin/api_keys/deactivate/{key_id}", idempotent=True)
-            self._http.request("DELETE", f"/admin/api_keys/{key_id}")
-        except VendorNotFound:
-            return
-
-    def configured_key_id(self, selector: H2oGpteSelector) -> str | None:
-        return selector.api_key_id
+        self.revoke_step(
+            selector,
+            key_id,
+            lambda: self._http.request(
+                "POST", f"/admin/api_keys/deactivate/{key_id}", idempotent=True
+            ),
+            done_when_inactive=True,
+        )
+        self.revoke_step(
+            selector, key_id, lambda: self._http.request("DELETE", f"/admin/api_keys/{key_id}")
+        )
 
     def describe_call(self, operation: str, selector: H2oGpteSelector, subject: str = "") -> str:
         calls = {
-            "list": "GET /admin/api_keys?offset=&limit= (every page"
-            + (f", filter={selector.username})" if selector.username else ")"),
+            "list": f"GET /admin/api_keys?offset=&limit=&filter={selector.username} (every page)",
             "create": f'POST /admin/api_keys {{"user_id": "{selector.user_id}", '
-            f'"name": "{subject}"}}',
-            "prepare_grace": f"PATCH /admin/api_keys/expire/{subject} (expires at grace end)",
+            f'"name": "{subject}"}} (collection_id and inactivity_interval: the policy\'s, '
+            "else the replaced key's)",
+            "prepare_grace": f"PATCH /admin/api_keys/expire/{subject} "
+            '{"expires_in": "<grace left, in whole minutes> minutes"}',
             "revoke": f"POST /admin/api_keys/deactivate/{subject}, then "
             f"DELETE /admin/api_keys/{subject}",
         }
@@ -161,9 +202,12 @@ def _vendor_key(info: dict[str, Any]) -> VendorKey:
         created_at=parse_timestamp(info.get("created_at")),
         last_used_at=parse_timestamp(info.get("last_used_at")),
         expires_at=parse_timestamp(info.get("expires_at")),
+        active=bool(info.get("is_active", True)),
         extra={
             "username": info.get("username"),
             "total_calls": info.get("total_calls"),
             "hint": info.get("hint"),
+            "collection_id": info.get("collection_id"),
+            "inactivity_interval": info.get("inactivity_interval"),
         },
     )

@@ -2,9 +2,11 @@
 
 Each vendor module supplies how to authenticate and how to read its error
 body; this module turns status codes into rotator's ``VendorError`` family and
-retries what is safe to retry: 429 (honouring ``Retry-After``) always, 5xx and
-network failures only for idempotent calls, because a repeated ``POST`` could
-mint a second key.
+retries what is safe to retry: 429 (honouring ``Retry-After``, or else the
+``RateLimit-Reset`` of an exhausted hourly budget, when either is within the
+retry cap) always, 5xx and network failures only for idempotent calls,
+because a repeated ``POST`` could mint a second key. Every call first takes a
+token from the account's limiter (``ratelimit.py``) when one is configured.
 
 httpx, stamina and the metrics registry are imported when a client is made or
 a call fails, not with this module: validating a configuration imports every
@@ -14,8 +16,9 @@ due never makes a vendor call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rotator.errors import (
@@ -27,6 +30,7 @@ from rotator.errors import (
     VendorUnavailable,
 )
 from rotator.providers.base import Provider, SelectorT, SettingsT
+from rotator.providers.ratelimit import Limiter, limiter_for
 from rotator.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -51,10 +55,12 @@ class VendorHttp:
         read_error: ErrorReader,
         attempts: int = 5,
         retry_timeout: float = 60.0,
+        limiter: Limiter | None = None,
     ) -> None:
         import httpx
 
         self.vendor = vendor
+        self._limiter = limiter
         self._auth = auth
         self._read_error = read_error
         self._attempts = attempts
@@ -83,7 +89,10 @@ class VendorHttp:
 
         def backoff(exc: Exception) -> bool | float:
             if isinstance(exc, VendorRateLimited):
-                return exc.retry_after if exc.retry_after is not None else True
+                if exc.retry_after is None:
+                    return True
+                # A wait past the cap is the engine's to schedule (``retry_at``), not ours.
+                return exc.retry_after if exc.retry_after <= self._retry_timeout else False
             if isinstance(exc, VendorUnavailable):
                 return safe_to_repeat or exc.never_sent
             return False
@@ -107,6 +116,8 @@ class VendorHttp:
         import httpx
 
         where = f"{self.vendor} {method} {path}"
+        if self._limiter is not None:
+            self._limiter.acquire()
         try:
             response = self._client.request(
                 method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
@@ -132,7 +143,7 @@ class VendorHttp:
         if status == 409:
             return VendorConflict(message, status=status)
         if status == 429:
-            return VendorRateLimited(message, retry_after=_retry_after(response))
+            return _rate_limited(message, response)
         if status >= 500:
             return VendorUnavailable(message, status=status)
         return VendorError(message, status=status)
@@ -160,14 +171,32 @@ def _unavailable(where: str, exc: httpx.TransportError) -> VendorUnavailable:
     return VendorUnavailable(f"{where}: connection failed ({scrub(str(exc))})")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
+def _rate_limited(message: str, response: httpx.Response) -> VendorRateLimited:
+    """A 429: a burst limit says ``Retry-After``; an exhausted hourly budget its reset time."""
+    retry_after = _retry_after(response)
+    if retry_after is not None:
+        return VendorRateLimited(message, retry_after=retry_after)
+    reset = _number(response.headers.get("ratelimit-reset"))
+    if reset is None or reset <= 0:
+        return VendorRateLimited(message)
+    retry_at = datetime.fromtimestamp(reset, UTC)
+    return VendorRateLimited(
+        f"{message}; the hourly request budget is spent until {retry_at:%Y-%m-%d %H:%M:%S} UTC",
+        retry_after=max(0.0, reset - time.time()),
+        retry_at=retry_at,
+    )
+
+
+def _number(value: str | None) -> float | None:
     try:
-        return max(0.0, float(value))
+        return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = _number(response.headers.get("retry-after"))
+    return None if value is None else max(0.0, value)
 
 
 def json_error_reader(*fields: str) -> ErrorReader:
@@ -218,6 +247,9 @@ class HttpProvider(Provider[SettingsT, SelectorT]):
             timeout=settings.timeout,
             read_error=self.read_error,
             headers=self.extra_headers,
+            limiter=limiter_for(self.vendor_name, base_url, token, settings.rate_limit)
+            if settings.rate_limit is not None
+            else None,
         )
 
     def auth_headers(self, token: Secret) -> dict[str, str]:

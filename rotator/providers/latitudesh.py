@@ -5,7 +5,13 @@ as ``Authorization: <token>`` with no scheme (configurable); ``PUT
 /auth/api_keys/{id}`` rotates in place and kills the old token at once;
 ``POST`` creates a key that coexists with the old one, which is deleted after
 grace. The secret is at ``data.attributes.token`` only in create and rotate
-answers. Verification calls the API with the new token itself.
+answers. Bodies go out as ``application/json``, as both SDKs send them.
+
+Verification calls the API with the new token itself, unless the key has
+``allowed_ips``: then a call from rotator's host could be refused by IP while
+every consumer is fine, so the key is verified by listing it with the
+management token instead. A vendor that is down during verification fails the
+step (retried later); only a refusal of the new token is a failed check.
 
 Rotating the key rotator itself uses is supported, not guessed at: point the
 provider's token at ``vault:PATH#FIELD`` and the policy at that same Vault
@@ -21,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from rotator.errors import RotationFailed, VendorError, VendorNotFound
+from rotator.errors import RotationFailed, VendorAuthError, VendorError
 from rotator.providers.base import (
     Capabilities,
     KeySelector,
@@ -38,6 +44,11 @@ if TYPE_CHECKING:
 
 DEFAULT_BASE_URL = "https://api.latitude.sh"
 JSON_API = "application/vnd.api+json"
+#: What the SDKs send as Content-Type (latitudesh-python-sdk serializes bodies as "json";
+#: latitudesh-go's NewRequest sets application/json).
+JSON = "application/json"
+#: Latitude.sh documents no limit on key names; a conservative guess.
+MAX_NAME_LENGTH = 64
 
 
 class LatitudeshSettings(ProviderSettings):
@@ -84,11 +95,13 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     type_name = "latitudesh"
     settings_model = LatitudeshSettings
     selector_model = LatitudeshSelector
+    key_id_field = "api_key_id"
     capabilities = Capabilities(
         strategies=frozenset({Strategy.REGENERATE, Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
-        verification="the new token authenticates (GET /auth/api_keys sent with it)",
-        max_name_length=64,
+        verification="the new token authenticates (GET /auth/api_keys sent with it); a key "
+        "with allowed_ips: listed, using the management token (rotator's host may not be allowed)",
+        max_name_length=MAX_NAME_LENGTH,
     )
     vendor_name = "Latitude.sh"
     default_base_url = DEFAULT_BASE_URL
@@ -99,7 +112,7 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         return {"Authorization": f"{scheme} {token.reveal()}" if scheme else token.reveal()}
 
     def _request(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
-        headers = {"Content-Type": JSON_API} if body is not None else {}
+        headers = {"Content-Type": JSON} if body is not None else {}
         return self._http.request(method, path, json=body, headers=headers, **kw)
 
     def _keys(self) -> list[dict[str, Any]]:
@@ -137,20 +150,20 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         return _minted(response, "rotate")
 
     def revoke_key(self, selector: LatitudeshSelector, key_id: str) -> None:
-        try:
-            self._request("DELETE", f"/auth/api_keys/{key_id}")
-        except VendorNotFound:
-            return
+        path = f"/auth/api_keys/{key_id}"
+        self.revoke_step(selector, key_id, lambda: self._request("DELETE", path))
 
     def verify_key(self, selector: LatitudeshSelector, minted: MintedKey) -> bool:
+        listed = self.find_key(selector, minted.key.key_id)
+        if listed is None:
+            return False
+        if listed.extra.get("allowed_ips"):
+            return True
         try:
             self._http.request("GET", "/auth/api_keys", headers=self.auth_headers(minted.secret))
-        except VendorError:
+        except VendorAuthError:
             return False
         return True
-
-    def configured_key_id(self, selector: LatitudeshSelector) -> str | None:
-        return selector.api_key_id
 
     def preflight(
         self, selector: LatitudeshSelector, key_id: str | None, *, self_rotating: bool
@@ -175,7 +188,8 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
             f'{{"data": {{"type": "api_keys", "attributes": {{"name": "{subject}", read_only and '
             "allowed_ips copied from the old key}}}}",
             "regenerate": f"PUT /auth/api_keys/{subject} (the old token dies at once)",
-            "verify": "GET /auth/api_keys authenticated with the new token",
+            "verify": "GET /auth/api_keys authenticated with the new token; a key with "
+            "allowed_ips: listed, using the management token",
             "revoke": f"DELETE /auth/api_keys/{subject}",
         }
         return calls.get(operation) or super().describe_call(operation, selector, subject)

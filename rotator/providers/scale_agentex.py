@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rotator.errors import VendorError, VendorNotFound
 from rotator.providers.base import (
@@ -33,6 +33,15 @@ if TYPE_CHECKING:
     import httpx
 
 ApiKeyType = Literal["internal", "external", "github", "slack"]
+#: The server stores names as VARCHAR(256) (scale-agentex ``agent_api_keys`` table).
+MAX_NAME_LENGTH = 256
+#: Key types the server finds by NAME (agent_api_keys use case): a github key must be named
+#: after the repository's full name, a slack key after the app's api_app_id. A key renamed
+#: ``rotator-...`` is never used, and a second key with the right name is a 409.
+_LOOKED_UP_BY_NAME = {
+    "github": "the repository's full name",
+    "slack": "the Slack app's api_app_id",
+}
 
 
 class ScaleAgentexSettings(ProviderSettings):
@@ -46,6 +55,18 @@ class ScaleAgentexSelector(KeySelector):
     agent_name: str | None = None
     api_key_type: ApiKeyType = "external"
     api_key_id: str | None = Field(default=None, description="the key to replace first")
+
+    @field_validator("api_key_type")
+    @classmethod
+    def _rotatable_type(cls, value: ApiKeyType) -> ApiKeyType:
+        if value in _LOOKED_UP_BY_NAME:
+            raise ValueError(
+                f"{value} keys are found by the server by name ({_LOOKED_UP_BY_NAME[value]}), "
+                "so a new key under a new name would never be used and a second key under the "
+                "same name is refused; rotate it by hand. rotator rotates internal and "
+                "external keys"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_agent(self) -> ScaleAgentexSelector:
@@ -71,8 +92,10 @@ def read_agentex_error(response: httpx.Response) -> str:
             for item in body["detail"]
             if isinstance(item, dict)
         )
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
+    if isinstance(body, dict) and (body.get("message") or body.get("detail")):
+        # {"message", "code", "data"} from the route handlers (422s too); {"detail"} from
+        # the authentication middleware.
+        return str(body.get("message") or body["detail"])
     return str(body)
 
 
@@ -89,7 +112,7 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
         provider: agentex
         key:
           agent_name: triage                 # or agent_id: "0b9f..." (exactly one)
-          api_key_type: external             # internal | external | github | slack
+          api_key_type: external             # internal | external (github/slack: by hand)
           name_prefix: triage-key            # optional
           api_key_id: "4c1d..."              # optional: the key replaced first
         strategy: create_then_delete         # the only flow Agentex offers
@@ -99,13 +122,14 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
     type_name = "scale_agentex"
     settings_model = ScaleAgentexSettings
     selector_model = ScaleAgentexSelector
+    key_id_field = "api_key_id"
     capabilities = Capabilities(
         strategies=frozenset({Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
         verification="the vendor returns the new key by id (GET /agent_api_keys/{id})",
         caller_chooses_secret=True,
         revocation_lag=timedelta(minutes=5),
-        max_name_length=100,
+        max_name_length=MAX_NAME_LENGTH,
     )
     vendor_name = "Agentex"
 
@@ -153,10 +177,8 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
         return MintedKey(_vendor_key(created), secret)
 
     def revoke_key(self, selector: ScaleAgentexSelector, key_id: str) -> None:
-        try:
-            self._http.request("DELETE", f"/agent_api_keys/{key_id}")
-        except VendorNotFound:
-            return
+        path = f"/agent_api_keys/{key_id}"
+        self.revoke_step(selector, key_id, lambda: self._http.request("DELETE", path))
 
     def verify_key(self, selector: ScaleAgentexSelector, minted: MintedKey) -> bool:
         try:
@@ -164,9 +186,6 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
         except VendorNotFound:
             return False
         return bool(found) and found.get("id") == minted.key.key_id
-
-    def configured_key_id(self, selector: ScaleAgentexSelector) -> str | None:
-        return selector.api_key_id
 
     def describe_call(
         self, operation: str, selector: ScaleAgentexSelector, subject: str = ""

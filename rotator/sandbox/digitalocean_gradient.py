@@ -2,8 +2,12 @@
 
 Follows tests/contracts/digitalocean-gradient-agent-api-keys.openapi.yaml:
 ``{"api_key_info": ...}`` bodies, page/per_page pagination with ``links`` and
-``meta``, ``{"id", "message"}`` errors, and ``ratelimit-*`` headers on every
-response (250 calls a minute; over it, 429 with ``retry-after``).
+``meta``, ``{"id", "message"}`` errors, and both documented rate limits: the
+burst limit (250 calls a minute; over it, 429 with ``retry-after``) and the
+hourly limit (5,000 calls an hour; over it, 429 without ``retry-after``).
+Every response carries ``ratelimit-limit``, ``ratelimit-remaining`` and
+``ratelimit-reset`` (epoch seconds when the oldest counted call expires), which
+describe the hourly limit.
 """
 
 from __future__ import annotations
@@ -62,11 +66,25 @@ class DigitalOceanGradientEmulator(Emulator):
     default_per_page = 20
     max_per_page = 200
 
-    def __init__(self, tokens: set[str] | None = None, *, rate_limit_per_minute: int = 250) -> None:
+    def __init__(
+        self,
+        tokens: set[str] | None = None,
+        *,
+        burst_limit: int = 250,
+        burst_window: float = 60.0,
+        hourly_limit: int = 5000,
+    ) -> None:
         super().__init__(tokens)
         self.agents: dict[str, dict[str, _Key]] = {}
-        self.rate_limit = rate_limit_per_minute
-        self._window: list[float] = []
+        self.burst_limit = burst_limit
+        self.burst_window = burst_window
+        self.hourly_limit = hourly_limit
+        #: Seconds added to the wall clock, so a test can age the calls counted so far.
+        self.clock_offset = 0.0
+        #: How many calls were answered 429 (burst or hourly).
+        self.limited = 0
+        #: Times of the calls counted in the last hour (the latest are the burst window).
+        self._calls: list[float] = []
 
     # -- state helpers ----------------------------------------------------------
 
@@ -76,8 +94,9 @@ class DigitalOceanGradientEmulator(Emulator):
             self.agents.setdefault(agent_uuid, {})
         return agent_uuid
 
-    def add_key(self, agent_uuid: str, name: str) -> _Key:
-        key = _Key(str(uuid.uuid4()), name, secrets.token_urlsafe(32), timestamp(), "4242")
+    def add_key(self, agent_uuid: str, name: str, key_uuid: str | None = None) -> _Key:
+        key_uuid = key_uuid or str(uuid.uuid4())
+        key = _Key(key_uuid, name, secrets.token_urlsafe(32), timestamp(), "4242")
         with self.lock:
             self.agents[agent_uuid][key.uuid] = key
         return key
@@ -86,6 +105,13 @@ class DigitalOceanGradientEmulator(Emulator):
         agent = self.add_agent()
         key = self.add_key(agent, "existing production key")
         return Slot({"agent_uuid": agent, "api_key_uuid": key.uuid}, key.uuid, key.secret)
+
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        agent = self.add_agent(selector["agent_uuid"])
+        if not selector.get("api_key_uuid"):
+            return Slot(dict(selector), "", "")
+        key = self.add_key(agent, "existing key", selector["api_key_uuid"])
+        return Slot(dict(selector), key.uuid, key.secret)
 
     def accepts(self, selector: Mapping[str, Any], secret: str) -> bool:
         with self.lock:
@@ -128,26 +154,43 @@ class DigitalOceanGradientEmulator(Emulator):
         header = request.headers.get("authorization", "")
         return header.startswith("Bearer ") and header.removeprefix("Bearer ") in self.tokens
 
+    def _recent(self, now: float) -> list[float]:
+        with self.lock:
+            self._calls = [t for t in self._calls if now - t < 3600]
+            return list(self._calls)
+
+    def _now(self) -> float:
+        return time.time() + self.clock_offset
+
     def decorate(self, request: Request, response: Response) -> None:
-        now = time.time()
-        self._window = [t for t in self._window if now - t < 60]
-        remaining = max(0, self.rate_limit - len(self._window))
+        now = self._now()
+        calls = self._recent(now)
+        reset = calls[0] + 3600 if calls else now
         response.headers.update(
             {
-                "ratelimit-limit": str(self.rate_limit),
-                "ratelimit-remaining": str(remaining),
-                "ratelimit-reset": str(int(now) + 60),
+                "ratelimit-limit": str(self.hourly_limit),
+                "ratelimit-remaining": str(max(0, self.hourly_limit - len(calls))),
+                # Epoch seconds on the vendor's clock; a moved test clock is moved back here
+                # so a client computes the same wait the emulator will enforce.
+                "ratelimit-reset": str(math.ceil(reset - self.clock_offset)),
             }
         )
 
     def _count_call(self) -> Response | None:
-        now = time.time()
-        self._window = [t for t in self._window if now - t < 60]
-        if len(self._window) >= self.rate_limit:
+        now = self._now()
+        calls = self._recent(now)
+        if len(calls) >= self.hourly_limit:
+            self.limited += 1
+            return self.error(429, "API rate limit exceeded.")
+        burst = [t for t in calls if now - t < self.burst_window]
+        if len(burst) >= self.burst_limit:
+            self.limited += 1
             response = self.error(429, "API rate limit exceeded.")
-            response.headers["retry-after"] = str(math.ceil(60 - (now - self._window[0])))
+            wait = self.burst_window - (now - burst[0])
+            response.headers["retry-after"] = str(max(1, math.ceil(wait)))
             return response
-        self._window.append(now)
+        with self.lock:
+            self._calls.append(now)
         return None
 
     def _agent(self, request: Request) -> dict[str, _Key] | Response:
@@ -189,14 +232,14 @@ class DigitalOceanGradientEmulator(Emulator):
         if page > 1:
             links["first"] = f"{path}?page=1&per_page={per_page}"
             links["previous"] = f"{path}?page={page - 1}&per_page={per_page}"
-        return Response(
-            200,
-            {
-                "api_key_infos": [key.info(with_secret=False) for key in chunk],
-                "links": {"pages": links},
-                "meta": {"page": page, "pages": pages, "total": len(items)},
-            },
-        )
+        body: dict[str, Any] = {
+            "api_key_infos": [key.info(with_secret=False) for key in chunk],
+            "meta": {"page": page, "pages": pages, "total": len(items)},
+        }
+        if links:
+            # A list that fits one page carries no links at all (contracts README).
+            body["links"] = {"pages": links}
+        return Response(200, body)
 
     def _create(self, request: Request) -> Response:
         keys = self._agent(request)

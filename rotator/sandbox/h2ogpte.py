@@ -4,6 +4,8 @@ Follows the official SDK's models: 201 ``{"secret_key", "api_key"}`` on create,
 a bare list paged by ``offset``/``limit`` with a username ``filter``, 204 on
 deactivate/delete/expire, and ``{"code", "message", "error_type"}`` errors.
 A key authenticates while it is active and not past its ``expires_at``.
+Where the SDK declares a stricter answer than the seed docs, ``H2oFidelity``
+holds it as a switch, on by default (sources in docs/providers.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,21 @@ from rotator.sandbox.server import Emulator, Request, Response, Route, Slot, tim
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 _UNITS |= {"month": 30 * 86400, "year": 365 * 86400}
 _INTERVAL = re.compile(r"^(\d+) (second|minute|hour|day|week|month|year)s?$")
+#: The SDK documents expiry only as whole units such as "30 minutes" and "30 days".
+_DOCUMENTED_UNITS = frozenset(_UNITS) - {"second"}
 _ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 409: "conflict"}
+
+
+@dataclass
+class H2oFidelity:
+    """The SDK-declared behaviours (all on by default); turn one off for the seed docs' reading."""
+
+    #: Deactivating or expiring an inactive key is a 409 (declared for both calls).
+    inactive_conflict: bool = True
+    #: The SDK declares no 404 for delete: a missing key answers this status instead.
+    delete_missing_status: int = 409
+    #: Only the whole-unit intervals the SDK documents; "N seconds" is a 400.
+    documented_units_only: bool = True
 
 
 @dataclass
@@ -43,7 +59,7 @@ class _Key:
         return {
             "id": self.id,
             "username": self.username,
-            "name": self.name,
+            "name": self.name or "",
             "hint": "..." + self.secret[-4:],
             "created_at": self.created_at,
             "expires_at": self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -62,9 +78,9 @@ class _Key:
         return self.is_active and (self.expires_at is None or self.expires_at > datetime.now(UTC))
 
 
-def _interval(text: Any) -> timedelta | None:
+def _interval(text: Any, units: frozenset[str] | set[str]) -> timedelta | None:
     match = _INTERVAL.match(text) if isinstance(text, str) else None
-    if not match:
+    if not match or match.group(2) not in units:
         return None
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
@@ -82,16 +98,19 @@ class H2oGpteEmulator(Emulator):
         super().__init__(tokens)
         self.users: dict[str, str] = {}
         self.keys: dict[str, _Key] = {}
+        self.fidelity = H2oFidelity()
 
-    def add_user(self) -> tuple[str, str]:
-        user_id = str(uuid.uuid4())
+    def add_user(self, user_id: str | None = None, username: str | None = None) -> tuple[str, str]:
+        user_id = user_id or str(uuid.uuid4())
         with self.lock:
-            self.users[user_id] = f"user-{user_id[:8]}"
+            self.users[user_id] = username or f"user-{user_id[:8]}"
         return user_id, self.users[user_id]
 
-    def add_key(self, user_id: str, name: str | None, **options: Any) -> _Key:
+    def add_key(
+        self, user_id: str, name: str | None, key_id: str | None = None, **options: Any
+    ) -> _Key:
         key = _Key(
-            id=str(uuid.uuid4()),
+            id=key_id or str(uuid.uuid4()),
             user_id=user_id,
             username=self.users[user_id],
             name=name,
@@ -109,6 +128,13 @@ class H2oGpteEmulator(Emulator):
         return Slot(
             {"user_id": user_id, "username": username, "api_key_id": key.id}, key.id, key.secret
         )
+
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        user_id, _ = self.add_user(selector["user_id"], selector.get("username"))
+        if not selector.get("api_key_id"):
+            return Slot(dict(selector), "", "")
+        key = self.add_key(user_id, "existing key", selector["api_key_id"])
+        return Slot(dict(selector), key.id, key.secret)
 
     def _slot_keys(self, selector: Mapping[str, Any]) -> list[_Key]:
         return [k for k in self.keys.values() if k.user_id == selector["user_id"]]
@@ -173,7 +199,7 @@ class H2oGpteEmulator(Emulator):
             return self.error(404, f"user {user_id} not found")
         expires = None
         if body.get("expires_in") is not None:
-            interval = _interval(body["expires_in"])
+            interval = self._interval(body["expires_in"])
             if interval is None:
                 return self.error(400, "expires_in must be an interval such as '30 days'")
             expires = datetime.now(UTC) + interval
@@ -186,35 +212,45 @@ class H2oGpteEmulator(Emulator):
         )
         return Response(201, {"secret_key": key.secret, "api_key": key.info()})
 
-    def _find(self, request: Request) -> _Key | Response:
+    def _interval(self, text: Any) -> timedelta | None:
+        units = _DOCUMENTED_UNITS if self.fidelity.documented_units_only else set(_UNITS)
+        return _interval(text, units)
+
+    def _find(self, request: Request, missing: int = 404) -> _Key | Response:
         key = self.keys.get(request.path_params["key_id"])
         if key is None:
-            return self.error(404, "API key not found")
+            return self.error(missing, "API key not found")
+        return key
+
+    def _active(self, request: Request) -> _Key | Response:
+        key = self._find(request)
+        if not isinstance(key, Response) and not key.is_active and self.fidelity.inactive_conflict:
+            return self.error(409, "API key is already inactive")
         return key
 
     def _deactivate(self, request: Request) -> Response:
-        key = self._find(request)
+        key = self._active(request)
         if isinstance(key, Response):
             return key
         key.is_active = False
         return Response(204)
 
     def _delete(self, request: Request) -> Response:
-        key = self._find(request)
+        key = self._find(request, missing=self.fidelity.delete_missing_status)
         if isinstance(key, Response):
             return key
         del self.keys[key.id]
         return Response(204)
 
     def _expire(self, request: Request) -> Response:
-        key = self._find(request)
+        key = self._active(request)
         if isinstance(key, Response):
             return key
         expires_in = (request.json() or {}).get("expires_in")
         if expires_in is None:
             key.expires_at = None
             return Response(204)
-        interval = _interval(expires_in)
+        interval = self._interval(expires_in)
         if interval is None:
             return self.error(400, "expires_in must be an interval such as '30 days'")
         key.expires_at = datetime.now(UTC) + interval

@@ -1,10 +1,13 @@
 """Emulator of Latitude.sh's ``/auth/api_keys`` endpoints (JSON:API).
 
-Bodies are ``{"data": ...}`` in ``application/vnd.api+json``; the token is
-shown only in create (201) and rotate (200) answers; a rotated token stops
-working at once; errors are ``{"errors": [{"code", "status", "title",
-"detail"}]}``. ``Authorization`` carries the bare token, as the SDKs send it.
-Any live key's token authenticates, so rotating rotator's own key is real.
+Bodies are ``{"data": ...}``, answered in ``application/vnd.api+json`` and
+sent by the SDKs as ``application/json``; the token is shown only in create
+(201) and rotate (200) answers; a rotated token stops working at once; errors
+are ``{"errors": [{"code", "status", "title", "detail"}]}``. ``Authorization``
+carries the bare token, as the SDKs send it. Any live key's token
+authenticates, from one of its ``allowed_ips`` when it has them, so rotating
+rotator's own key is real. Behaviours stricter than a lenient server are
+switches in ``LatitudeFidelity``, on by default.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from rotator.sandbox.server import Emulator, Request, Response, Route, Slot, tim
 
 JSON_API = "application/vnd.api+json"
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Entity"}
+_TITLES |= {415: "Unsupported Media Type"}
 _TITLES |= {429: "Too Many Requests", 500: "Internal Server Error"}
 USER = {"id": "user_k8zo0X5ym2ZvB", "email": "ops@example.com"}
 
@@ -50,6 +54,18 @@ class _Key:
         return {"id": self.id, "type": "api_keys", "attributes": attributes}
 
 
+@dataclass
+class LatitudeFidelity:
+    """Strict behaviours (all on by default); turn one off for a lenient server."""
+
+    #: A request with a body must say ``Content-Type: application/json`` (what both SDKs
+    #: send), else 415.
+    json_content_type: bool = True
+    #: A key with ``allowed_ips`` authenticates only from those addresses; from elsewhere it
+    #: is refused as unauthenticated (the real status is not documented).
+    enforce_allowed_ips: bool = True
+
+
 def _new_token() -> str:
     return secrets.token_hex(32)
 
@@ -66,9 +82,13 @@ class LatitudeshEmulator(Emulator):
     def __init__(self, tokens: set[str] | None = None) -> None:
         super().__init__(tokens)
         self.keys: dict[str, _Key] = {}
+        self.fidelity = LatitudeFidelity()
 
-    def add_key(self, name: str | None, token: str | None = None, **options: Any) -> _Key:
-        key = _Key(f"tok_{secrets.token_hex(7)}", name, token or _new_token(), **options)
+    def add_key(
+        self, name: str | None, token: str | None = None, key_id: str | None = None, **options: Any
+    ) -> _Key:
+        key_id = key_id or f"tok_{secrets.token_hex(7)}"
+        key = _Key(key_id, name, token or _new_token(), **options)
         with self.lock:
             self.keys[key.id] = key
         return key
@@ -76,6 +96,12 @@ class LatitudeshEmulator(Emulator):
     def seed_slot(self) -> Slot:
         key = self.add_key("existing key", read_only=True, allowed_ips=["203.0.113.7"])
         return Slot({"api_key_id": key.id}, key.id, key.token)
+
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        if not selector.get("api_key_id"):
+            return Slot(dict(selector), "", "")
+        key = self.add_key("existing key", key_id=selector["api_key_id"])
+        return Slot(dict(selector), key.id, key.token)
 
     def accepts(self, selector: Mapping[str, Any], secret: str) -> bool:
         with self.lock:
@@ -97,9 +123,20 @@ class LatitudeshEmulator(Emulator):
 
     def authenticated(self, request: Request) -> bool:
         presented = request.headers.get("authorization", "")
+        if not presented:
+            return False
+        if presented in self.tokens:
+            return True
         with self.lock:
-            live = {k.token for k in self.keys.values()}
-        return bool(presented) and (presented in self.tokens or presented in live)
+            return any(
+                secrets.compare_digest(k.token, presented) and self._from_allowed_ip(k, request)
+                for k in self.keys.values()
+            )
+
+    def _from_allowed_ip(self, key: _Key, request: Request) -> bool:
+        return not (self.fidelity.enforce_allowed_ips and key.allowed_ips) or (
+            request.client in key.allowed_ips
+        )
 
     def routes(self) -> list[Route]:
         return [
@@ -126,6 +163,9 @@ class LatitudeshEmulator(Emulator):
         return Response(status, body, content_type=JSON_API)
 
     def _data(self, request: Request, *, with_id: str | None = None) -> dict[str, Any] | Response:
+        declared = request.headers.get("content-type", "").split(";")[0].strip()
+        if self.fidelity.json_content_type and declared != "application/json":
+            return self.error(415, f"Content-Type {declared or 'none'} is not application/json")
         try:
             body = request.json() or {}
         except ValueError:

@@ -30,6 +30,8 @@ class Request:
     headers: Mapping[str, str]
     body: bytes
     path_params: Mapping[str, str] = field(default_factory=dict)
+    #: The caller's IP address, for vendors that restrict keys by IP.
+    client: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -148,6 +150,10 @@ class Emulator(ABC):
     def error(self, status: int, message: str) -> Response:
         """A response in the vendor's documented error shape."""
 
+    def unauthorized(self, message: str) -> Response:
+        """The answer to a call without a valid management token."""
+        return self.error(401, message)
+
     def authenticated(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
         return header.removeprefix("Bearer ") in self.tokens
@@ -163,6 +169,15 @@ class Emulator(ABC):
     @abstractmethod
     def seed_slot(self) -> Slot:
         """Create a key slot holding one existing key, as a user's account would have."""
+
+    @abstractmethod
+    def seed_selector(self, selector: Mapping[str, Any]) -> Slot:
+        """Create what a policy's ``key:`` selector names, with the very ids it names.
+
+        The slot's key is the one the selector names (``key_id`` empty when it
+        names none), so a configuration written for a real account, such as
+        config.example.yaml, can run against the emulator unchanged.
+        """
 
     @abstractmethod
     def accepts(self, selector: Mapping[str, Any], secret: str) -> bool:
@@ -314,7 +329,7 @@ class EmulatorServer:
             match = pattern.match(request.path)
             if match and route.method == request.method:
                 if not self.emulator.authenticated(request):
-                    return self.emulator.error(401, "Unable to authenticate you.")
+                    return self.emulator.unauthorized("Unable to authenticate you.")
                 routed = Request(**{**request.__dict__, "path_params": match.groupdict()})
                 with self.emulator.lock:
                     return route.handler(routed)
@@ -355,6 +370,7 @@ class EmulatorServer:
                     query=parse_qs(parts.query),
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=self.rfile.read(length) if length else b"",
+                    client=str(self.client_address[0]),
                 )
                 response = server.serve(request)
                 if response is None:
