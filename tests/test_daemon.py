@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -11,9 +13,14 @@ from itertools import pairwise
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from rotator.config.loader import load_config
+from rotator.scheduler import Daemon
 from tests.support.rig import Rig
 from tests.support.servers import free_port
+from tests.support.vault_proxy import VaultProxy
+from tests.support.webhook import WebhookReceiver
 
 RigFactory = Callable[[str], Rig]
 VENDOR = "digitalocean_gradient"
@@ -28,15 +35,23 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
 class RunningDaemon:
     def __init__(self, rig: Rig) -> None:
         self.rig = rig
         self.port = free_port()
-        rig.extra_config = f"""
-        daemon: {{port: {self.port}, host: 127.0.0.1, tick: 1s, shutdown_timeout: 5s}}
-        """
+        rig.extra_config = self.daemon_settings()
         rig.write_config()
         self.process: subprocess.Popen[str] | None = None
+        self.stderr = ""
+
+    def daemon_settings(self, host: str | None = "127.0.0.1") -> str:
+        bind = f"host: {host}, " if host else ""
+        return f"""
+        daemon: {{port: {self.port}, {bind}tick: 1s, shutdown_timeout: 5s, request_timeout: 2s}}
+        """
 
     def start(self) -> RunningDaemon:
         self.process = self.rig.spawn("daemon")
@@ -55,13 +70,42 @@ class RunningDaemon:
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
 
+    def get_with_headers(self, path: str, headers: dict[str, str]) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", headers=headers, timeout=5)
+
+    def metrics(self) -> Samples:
+        """Every sample on /metrics, by name and label set."""
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(self.get("/metrics").text)
+            for sample in family.samples
+        }
+
+    def reload(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
     def stop(self) -> tuple[int, float]:
         assert self.process is not None
         started = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=30)
-        self.process.communicate()
+        self.stderr = self.process.communicate()[1]
         return code, time.monotonic() - started
+
+    def log_events(self) -> list[dict[str, object]]:
+        """The JSON log lines the stopped daemon wrote."""
+        return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
+
+
+def series(samples: Samples, name: str, **labels: str) -> list[float]:
+    """Values of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return [v for (n, have), v in samples.items() if n == name and wanted <= have]
+
+
+def label_sets(samples: Samples, name: str) -> list[dict[str, str]]:
+    return [dict(have) for (n, have) in samples if n == name]
 
 
 @pytest.fixture
@@ -152,26 +196,35 @@ def test_rotate_due_and_the_daemon_take_turns_without_doubling(
     assert_never_early(rig, "app", every)
 
 
-def test_sighup_reloads_a_valid_configuration_and_keeps_the_old_on_error(
-    daemon_rig: tuple[Rig, RunningDaemon],
+BROKEN_CONFIGURATIONS = {
+    "misspelt-key": lambda good: good.replace("schedule:", "shedule:"),
+    "recursive-alias": lambda good: good + "recursive: &x [*x]\n",
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BROKEN_CONFIGURATIONS))
+def test_sighup_reloads_a_valid_configuration_and_keeps_the_old_on_any_error(
+    daemon_rig: tuple[Rig, RunningDaemon], breakage: str
 ) -> None:
     rig, daemon = daemon_rig
     rig.add_policy("first", strategy="create_then_delete", grace="0s")
     daemon.start()
     wait_until(lambda: rig.completed_rotations("first") == 1)
-    assert daemon.process is not None
 
     good = rig.config_path.read_text()
-    rig.config_path.write_text(good.replace("schedule:", "shedule:"))
-    daemon.process.send_signal(signal.SIGHUP)
+    rig.config_path.write_text(BROKEN_CONFIGURATIONS[breakage](good))
+    daemon.reload()
     time.sleep(1.5)
     assert daemon.healthy()
 
+    rig.config_path.write_text(good)
     rig.add_policy("second", strategy="create_then_delete", grace="0s")
-    daemon.process.send_signal(signal.SIGHUP)
+    daemon.reload()
     wait_until(lambda: rig.completed_rotations("second") == 1, timeout=15)
     code, _ = daemon.stop()
     assert code == 0
+    refused = [e for e in daemon.log_events() if "reload refused" in str(e["event"])]
+    assert len(refused) == 1
 
 
 def test_the_daemon_refuses_an_out_of_date_schema(
@@ -185,3 +238,289 @@ def test_the_daemon_refuses_an_out_of_date_schema(
 
     assert result.returncode == 1
     assert "run 'rotator db upgrade'" in result.stderr
+
+
+# -- start-up ---------------------------------------------------------------------
+
+
+def test_a_second_daemon_on_a_used_port_says_so_in_one_line_and_exits_2(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", daemon.port))
+        taken.listen()
+
+        result = rig.run("daemon", timeout=30)
+
+    assert result.returncode == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert f"127.0.0.1:{daemon.port}" in line
+    assert "daemon.port" in line
+    assert "Traceback" not in result.stderr
+
+
+# -- /metrics ---------------------------------------------------------------------
+
+
+def test_metrics_have_no_created_series(daemon_rig: tuple[Rig, RunningDaemon]) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete", grace="0s")
+    daemon.start()
+    wait_until(lambda: rig.completed_rotations("app") == 1)
+
+    text = daemon.get("/metrics").text
+
+    assert "_created" not in text
+
+
+def test_rotations_and_vendor_errors_are_labelled_with_the_provider_name_and_its_type(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete", grace="0s")
+    rig.server.fail("POST", "api_keys$", status=400, times=1)
+    daemon.start()
+    wait_until(lambda: bool(series(daemon.metrics(), "rotator_rotations_total", outcome="failed")))
+
+    samples = daemon.metrics()
+
+    expected = {"provider": "sandbox", "provider_type": VENDOR}
+    [rotation_labels] = label_sets(samples, "rotator_rotations_total")
+    assert rotation_labels == {**expected, "policy": "app", "outcome": "failed"}
+    [error_labels] = label_sets(samples, "rotator_vendor_call_errors_total")
+    assert error_labels == {**expected, "status": "400"}
+    assert all(
+        {"provider", "provider_type"} <= set(labels)
+        for labels in label_sets(samples, "rotator_rotation_duration_seconds_count")
+    )
+
+
+@pytest.fixture
+def in_grace(daemon_rig: tuple[Rig, RunningDaemon]) -> tuple[Rig, RunningDaemon]:
+    """A daemon whose only policy's first rotation waits in a one-hour grace period."""
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete", grace="1h")
+    daemon.start()
+
+    def waiting() -> bool:
+        store = rig.store()
+        active = store.active_rotation("app")
+        store.dispose()
+        return active is not None and active.state == "grace"
+
+    wait_until(waiting)
+    time.sleep(2)  # a few sweeps over the rotation waiting in grace
+    return rig, daemon
+
+
+def test_a_run_leaving_a_rotation_in_grace_is_not_counted_as_a_rotation(
+    in_grace: tuple[Rig, RunningDaemon],
+) -> None:
+    _, daemon = in_grace
+
+    assert series(daemon.metrics(), "rotator_rotations_total") == []
+
+
+def test_a_policy_in_its_first_grace_period_has_a_key_age(
+    in_grace: tuple[Rig, RunningDaemon],
+) -> None:
+    _, daemon = in_grace
+
+    [age] = series(daemon.metrics(), "rotator_key_age_seconds", policy="app")
+
+    assert 0 <= age < 30
+
+
+def test_metrics_give_each_policy_its_last_success_and_next_due_time(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="1h")
+    daemon.start()
+    wait_until(lambda: rig.completed_rotations("app") == 1)
+    store = rig.store()
+    [rotation] = store.rotations_for("app")
+    store.dispose()
+    assert rotation.completed_at is not None
+
+    samples = daemon.metrics()
+
+    [last] = series(samples, "rotator_last_success_timestamp_seconds", policy="app")
+    [due] = series(samples, "rotator_next_due_timestamp_seconds", policy="app")
+    assert last == pytest.approx(rotation.completed_at.timestamp(), abs=0.01)
+    assert due == pytest.approx(rotation.completed_at.timestamp() + 3600, abs=0.01)
+
+
+# -- reload -----------------------------------------------------------------------
+
+
+def test_sighup_counts_nothing_twice(daemon_rig: tuple[Rig, RunningDaemon]) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete", grace="0s")
+    rig.server.fail("POST", "api_keys$", status=400, times=100)
+    daemon.start()
+    wait_until(lambda: bool(series(daemon.metrics(), "rotator_rotations_total", outcome="failed")))
+
+    for _ in range(3):
+        daemon.reload()
+        time.sleep(1.5)
+
+    store = rig.store()
+    [rotation] = store.rotations_for("app")
+    store.dispose()
+    assert series(daemon.metrics(), "rotator_rotations_total", outcome="failed") == [
+        rotation.attempts
+    ]
+
+
+def test_sighup_sends_notifications_to_the_new_webhook_url(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    old, new = WebhookReceiver(), WebhookReceiver()
+    settings = daemon.daemon_settings()
+    hooks = "notifications: {{webhooks: {{ops: {{url: {url}, events: [completed]}}}}}}\n"
+    rig.extra_config = settings + hooks.format(url=old.url)
+    rig.add_policy("first", strategy="create_then_delete", grace="0s")
+    daemon.start()
+    wait_until(lambda: len(old.received) == 1)
+
+    rig.extra_config = settings + hooks.format(url=new.url)
+    rig.add_policy("second", strategy="create_then_delete", grace="0s")
+    daemon.reload()
+    wait_until(lambda: rig.completed_rotations("second") == 1)
+    time.sleep(0.5)
+    old.stop()
+    new.stop()
+
+    assert [m["policy"] for m in old.received] == ["first"]
+    assert [m["policy"] for m in new.received] == ["second"]
+
+
+def test_sighup_uses_the_new_vault_address(daemon_rig: tuple[Rig, RunningDaemon]) -> None:
+    rig, daemon = daemon_rig
+    old, new = VaultProxy(rig.openbao.address), VaultProxy(rig.openbao.address)
+    rig.vault_address = old.address
+    rig.add_policy("first", strategy="create_then_delete", grace="0s")
+    daemon.start()
+    wait_until(lambda: rig.completed_rotations("first") == 1)
+
+    rig.vault_address = new.address
+    rig.add_policy("second", strategy="create_then_delete", grace="0s")
+    old.stop()  # the old address no longer answers
+    daemon.reload()
+    wait_until(lambda: rig.completed_rotations("second") == 1, timeout=20)
+    new.stop()
+
+    assert any("second" in path for _, path in new.calls)
+
+
+# -- scheduling -----------------------------------------------------------------------
+
+
+def test_a_fire_skipped_while_the_previous_run_goes_on_is_logged_once_at_info(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("slow", strategy="create_then_delete", grace="0s", every="1h")
+    hold = rig.server.hold("POST", "api_keys$", after=False, resume=True)
+    daemon.start()
+    hold.wait_arrived()
+    time.sleep(3)  # sweeps every second find the run still going
+    hold.release()
+    wait_until(lambda: rig.completed_rotations("slow") >= 1)
+    daemon.stop()
+
+    skipped = [e for e in daemon.log_events() if e.get("policy") == "slow" and "skip" in str(e)]
+    assert len(skipped) == 1
+    assert skipped[0]["level"] == "info"
+
+
+# -- the HTTP endpoint ------------------------------------------------------------------
+
+
+def test_healthz_answers_within_a_second_while_400_requests_hang_half_sent(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete")
+    daemon.start()
+    hanging = []
+    try:
+        for _ in range(400):
+            sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+            hanging.append(sock)
+
+        started = time.monotonic()
+        response = httpx.get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=1)
+        took = time.monotonic() - started
+    finally:
+        for sock in hanging:
+            sock.close()
+
+    assert response.status_code == 200
+    assert took < 1
+
+
+def test_a_connection_that_stops_half_way_is_closed_after_the_request_timeout(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete")
+    daemon.start()
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        started = time.monotonic()
+
+        answer = sock.recv(1024)  # b"" once the server closes it
+
+        assert time.monotonic() - started < 5  # request_timeout: 2s, checked every second
+    assert b"200" not in answer
+
+
+def test_an_oversized_request_is_refused(daemon_rig: tuple[Rig, RunningDaemon]) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete")
+    daemon.start()
+
+    response = daemon.get_with_headers("/healthz", {"X-Padding": "x" * 40_000})
+
+    assert response.status_code == 431
+
+
+def test_without_a_host_setting_the_daemon_listens_on_loopback_only(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    rig.extra_config = daemon.daemon_settings(host=None)
+    rig.add_policy("app", strategy="create_then_delete")
+    daemon.start()
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.2:{daemon.port}/healthz", timeout=2)
+
+
+def test_healthz_turns_503_when_the_scheduler_stops(
+    rig_factory: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = rig_factory(VENDOR)
+    port = free_port()
+    rig.extra_config = f"daemon: {{port: {port}, host: 127.0.0.1, tick: 1s}}\n"
+    rig.add_policy("app", strategy="create_then_delete")
+    for name, value in rig.env.items():
+        monkeypatch.setenv(name, value)
+    daemon = Daemon(rig.config_path, load_config(rig.config_path))
+    daemon.start()
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+
+        daemon.scheduler.shutdown(wait=False)
+
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        assert answer.status_code == 503
+        assert "scheduler" in answer.json()["reason"]
+    finally:
+        daemon.shutdown()
