@@ -116,7 +116,7 @@ class StateCollector(Collector):
         )
         due = per_policy(
             "rotator_next_due_timestamp_seconds",
-            "Unix time the policy is next due (now for a policy due at once).",
+            "Unix time the policy is (or was, if overdue) next due; now for one due at once.",
         )
         interval = per_policy(
             "rotator_rotation_interval_seconds",
@@ -141,7 +141,7 @@ class StateCollector(Collector):
             if p.last_success is not None:
                 since.add_metric([p.policy], (now - p.last_success).total_seconds())
                 last.add_metric([p.policy], p.last_success.timestamp())
-            due.add_metric([p.policy], max(p.next_due, now).timestamp())
+            due.add_metric([p.policy], p.next_due.timestamp())
             interval.add_metric([p.policy], p.interval_seconds)
             window.add_metric([p.policy], p.window_seconds)
             if p.grace_until is not None:

@@ -15,7 +15,7 @@ from rotator.audit.store import RotationRecord
 from rotator.config.loader import Policy
 from rotator.config.model import ScheduleConfig
 from rotator.engine.engine import Engine
-from rotator.engine.schedule import due_window, next_fire
+from rotator.engine.schedule import NEVER_ROTATED, due_window, next_fire
 from rotator.engine.states import State
 from rotator.metrics import PolicyReading, Reading
 
@@ -51,6 +51,8 @@ def _policy(
     schedule = policy.schedule
     key_since = state and (state.last_rotated_at or state.adopted_at)
     next_due = due_window(policy.name, schedule, state, now).start
+    if next_due == NEVER_ROTATED:
+        next_due = now  # due at once
     grace_until = None
     if active is not None and active.state == State.GRACE and active.grace_until:
         # The new key is in Vault since grace began; the schedule counts from its end.
