@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 CHART = DEPLOY / "helm/rotator"
+WORKFLOW = ROOT / ".github/workflows/image.yml"
 KUBERNETES_VERSION = "1.30.0"
 RigFactory = Callable[[str], Rig]
 Manifest = dict[str, Any]
@@ -413,6 +414,50 @@ def test_the_image_runs_as_a_non_root_user_without_build_tools() -> None:
     assert "slim" in final_stage.splitlines()[0]
     for tool in ("gcc", "build-essential", "apt-get install"):
         assert tool not in final_stage
+
+
+def test_the_base_image_is_pinned_by_digest_with_a_note_on_bumping_it() -> None:
+    dockerfile = (DEPLOY / "docker/Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert bases
+    assert all(re.fullmatch(r"python:[\w.-]+@sha256:[0-9a-f]{64}", base) for base in bases)
+    assert "docker buildx imagetools inspect" in dockerfile
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "hadolint"), str(DEPLOY / "docker/Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_workflow_is_a_valid_github_workflow() -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(WORKFLOW),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_workflow_builds_both_architectures_pushes_to_ghcr_with_an_sbom() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = workflow["jobs"]["image"]["steps"]
+    [build] = [s for s in steps if s.get("uses", "").startswith("docker/build-push-action")]
+    assert build["with"]["platforms"] == "linux/amd64,linux/arm64"
+    assert build["with"]["file"] == "deploy/docker/Dockerfile"
+    assert build["with"]["sbom"] is True
+    assert workflow["env"]["IMAGE"].startswith("ghcr.io/")
+    assert any(s.get("uses", "").startswith("anchore/sbom-action") for s in steps)
+    [meta] = [s for s in steps if s.get("uses", "").startswith("docker/metadata-action")]
+    assert "type=semver,pattern={{version}}" in meta["with"]["tags"]
 
 
 def test_the_vault_policy_is_enough_for_a_rotation_and_no_more(
