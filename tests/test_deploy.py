@@ -4,6 +4,7 @@ kubectl, valid for Kubernetes and hardened; the container image; a Vault policy 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +38,7 @@ SETTINGS = {
     "daemon-monitoring": {"mode": "daemon", "monitoring.enabled": "true"},
     "cronjob": {"mode": "cronjob"},
     "cronjob-monitoring": {"mode": "cronjob", "monitoring.enabled": "true"},
+    "cronjob-network-policy": {"mode": "cronjob", "networkPolicy.enabled": "true"},
     "daemon-everything": {
         "mode": "daemon",
         "monitoring.enabled": "true",
@@ -53,7 +55,11 @@ SETTINGS = {
 def tools() -> dict[str, str]:
     """helm and kubectl, fetched once by scripts/k8s-tools."""
     out = subprocess.run(
-        [str(ROOT / "scripts/k8s-tools")], check=True, capture_output=True, text=True
+        [str(ROOT / "scripts/k8s-tools")],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
     ).stdout
     return dict(line.split("=", 1) for line in out.split())
 
