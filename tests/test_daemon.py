@@ -356,19 +356,45 @@ def test_a_fire_skipped_while_the_previous_run_goes_on_is_logged_once_at_info(
 # -- the HTTP endpoint ------------------------------------------------------------------
 
 
+def half_sent_requests(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections, each with a request started and never finished."""
+    hanging = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        hanging.append(sock)
+    return hanging
+
+
+def test_connections_beyond_max_connections_wait_until_the_timeout_frees_one(
+    daemon_rig: tuple[Rig, RunningDaemon],
+) -> None:
+    rig, daemon = daemon_rig
+    rig.extra_config = daemon.daemon_settings(extra=", max_connections: 3")
+    rig.add_policy("app", strategy="create_then_delete")
+    daemon.start()
+    url = f"http://127.0.0.1:{daemon.port}/healthz"
+    hanging = half_sent_requests(daemon.port, 3)
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(url, timeout=0.5)
+
+        answer = httpx.get(url, timeout=10)  # request_timeout (2s) closes the idle three
+    finally:
+        for sock in hanging:
+            sock.close()
+
+    assert answer.status_code == 200
+
+
 def test_healthz_answers_within_a_second_while_400_requests_hang_half_sent(
     daemon_rig: tuple[Rig, RunningDaemon],
 ) -> None:
     rig, daemon = daemon_rig
     rig.add_policy("app", strategy="create_then_delete")
     daemon.start()
-    hanging = []
+    hanging = half_sent_requests(daemon.port, 400)
     try:
-        for _ in range(400):
-            sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
-            hanging.append(sock)
-
         started = time.monotonic()
         response = httpx.get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=1)
         took = time.monotonic() - started
