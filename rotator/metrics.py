@@ -88,7 +88,8 @@ class Reading:
 
     policies: list[PolicyReading]
     ready: dict[str, bool]
-    unsealed_events: int
+    #: None when the audit database could not be read.
+    unsealed_events: int | None
     oldest_unsealed: datetime | None
 
 
@@ -157,6 +158,10 @@ class StateCollector(Collector):
         )
         for check, ok in sorted(reading.ready.items()):
             ready.add_metric([check], float(ok))
+        yield ready
+        if reading.unsealed_events is None:
+            return
+        yield from (age, since, last, due, interval, window, grace, attention, total)
         unsealed = GaugeMetricFamily(
             "rotator_audit_unsealed_events", "Audit events not yet sealed into the hash chain."
         )
@@ -167,5 +172,4 @@ class StateCollector(Collector):
         )
         oldest = reading.oldest_unsealed
         lag.add_metric([], max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
-        yield from (age, since, last, due, interval, window, grace, attention, total)
-        yield from (ready, unsealed, lag)
+        yield from (unsealed, lag)

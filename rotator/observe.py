@@ -17,21 +17,34 @@ from rotator.config.model import ScheduleConfig
 from rotator.engine.engine import Engine
 from rotator.engine.schedule import NEVER_ROTATED, due_window, next_fire
 from rotator.engine.states import State
+from rotator.errors import AuditStoreError
+from rotator.log import get_logger
 from rotator.metrics import PolicyReading, Reading
+
+log = get_logger("rotator.metrics")
 
 
 def read(engine: Engine, ready: Callable[[], dict[str, bool]], now: datetime) -> Reading:
-    """The gauges' values for every configured policy of ``engine``, as of ``now``."""
+    """The gauges' values for every configured policy of ``engine``, as of ``now``.
+
+    With the database down only the readiness checks are reported (the database one at 0),
+    so a scrape still succeeds, the counters stay visible and the alert on readiness fires.
+    """
+    checks = ready()
     store = engine.store
-    states = store.all_policy_states()
-    active = {r.policy: r for r in store.unfinished_rotations()}
-    unsealed, oldest = store.unsealed_backlog()
+    try:
+        states = store.all_policy_states()
+        active = {r.policy: r for r in store.unfinished_rotations()}
+        unsealed, oldest = store.unsealed_backlog()
+    except AuditStoreError as exc:
+        log.warning("metrics: the audit database cannot be read", error=str(exc))
+        return Reading(policies=[], ready=checks, unsealed_events=None, oldest_unsealed=None)
     return Reading(
         policies=[
             _policy(policy, states.get(name), active.get(name), now)
             for name, policy in engine.config.policies.items()
         ],
-        ready=ready(),
+        ready=checks,
         unsealed_events=unsealed,
         oldest_unsealed=oldest,
     )

@@ -13,9 +13,9 @@ import pytest
 
 from rotator.config.loader import load_config
 from rotator.scheduler import Daemon
-from tests.support.daemon import RunningDaemon, label_sets, series, wait_until
+from tests.support.daemon import RunningDaemon, label_sets, samples_of, series, wait_until
 from tests.support.rig import Rig
-from tests.support.servers import free_port
+from tests.support.servers import PostgresServer, free_port
 from tests.support.vault_proxy import VaultProxy
 from tests.support.webhook import WebhookReceiver
 
@@ -266,6 +266,27 @@ def test_metrics_give_each_policy_its_last_success_and_next_due_time(
     [due] = series(samples, "rotator_next_due_timestamp_seconds", policy="app")
     assert last == pytest.approx(rotation.completed_at.timestamp(), abs=0.01)
     assert due == pytest.approx(rotation.completed_at.timestamp() + 3600, abs=0.01)
+
+
+def test_metrics_still_answer_with_the_database_check_at_0_while_the_database_is_down(
+    daemon_rig: tuple[Rig, RunningDaemon], postgres: PostgresServer
+) -> None:
+    rig, daemon = daemon_rig
+    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="1h")
+    daemon.start()
+    wait_until(lambda: rig.completed_rotations("app") == 1)
+    database = rig.database_url.rsplit("/", 1)[1]
+
+    postgres.refuse_connections(database)
+    try:
+        response = daemon.get("/metrics")
+    finally:
+        postgres.refuse_connections(database, refuse=False)
+
+    assert response.status_code == 200
+    samples = samples_of(response.text)
+    assert series(samples, "rotator_ready", check="database") == [0.0]
+    assert series(samples, "rotator_rotations_total", outcome="completed") == [1.0]
 
 
 # -- reload -----------------------------------------------------------------------

@@ -65,11 +65,7 @@ class RunningDaemon:
 
     def metrics(self) -> Samples:
         """Every sample on /metrics, by name and label set."""
-        return {
-            (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(self.get("/metrics").text)
-            for sample in family.samples
-        }
+        return samples_of(self.get("/metrics").text)
 
     def reload(self) -> None:
         assert self.process is not None
@@ -86,6 +82,15 @@ class RunningDaemon:
     def log_events(self) -> list[dict[str, object]]:
         """The JSON log lines the stopped daemon wrote."""
         return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
+
+
+def samples_of(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition, by name and label set."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def series(samples: Samples, name: str, **labels: str) -> list[float]:
