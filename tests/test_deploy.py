@@ -38,7 +38,11 @@ SETTINGS = {
     "daemon-monitoring": {"mode": "daemon", "monitoring.enabled": "true"},
     "cronjob": {"mode": "cronjob"},
     "cronjob-monitoring": {"mode": "cronjob", "monitoring.enabled": "true"},
-    "cronjob-network-policy": {"mode": "cronjob", "networkPolicy.enabled": "true"},
+    "cronjob-network-policy": {
+        "mode": "cronjob",
+        "networkPolicy.enabled": "true",
+        "networkPolicy.extraEgress[0].to[0].podSelector.matchLabels.app": "vault",
+    },
     "daemon-everything": {
         "mode": "daemon",
         "monitoring.enabled": "true",
@@ -167,8 +171,9 @@ def test_helm_lint_and_install_refuse_values_against_the_schema(
     [
         ({"vault.auth.method": "token"}, "vault.auth.token.existingSecret is required"),
         ({"config.inline.daemon.port": "9000"}, "set the value daemon.port instead"),
+        ({"networkPolicy.enabled": "true"}, "networkPolicy.vault.cidrs: list Vault's CIDRs"),
     ],
-    ids=["missing-secret", "port-in-config"],
+    ids=["missing-secret", "port-in-config", "network-policy-without-vault"],
 )
 def test_helm_install_refuses_inconsistent_values_saying_what_to_set(
     values: dict[str, str], message: str
