@@ -80,7 +80,7 @@ class _SkippedFireFilter(logging.Filter):
 
 
 #: The sweep may be late by this much beyond a few ticks before the daemon counts as stuck.
-SWEEP_SLACK = timedelta(seconds=30)
+SWEEP_SLACK = timedelta(seconds=10)
 
 
 class Daemon:

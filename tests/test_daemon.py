@@ -465,9 +465,11 @@ def test_without_a_host_setting_the_daemon_listens_on_loopback_only(
         httpx.get(f"http://127.0.0.2:{daemon.port}/healthz", timeout=2)
 
 
-def test_healthz_turns_503_when_the_scheduler_stops(
+@pytest.fixture
+def in_process(
     rig_factory: RigFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[tuple[Daemon, str]]:
+    """A daemon started in this process (tick 1s), and the URL of its /healthz."""
     rig = rig_factory(VENDOR)
     port = free_port()
     rig.extra_config = f"daemon: {{port: {port}, host: 127.0.0.1, tick: 1s}}\n"
@@ -476,13 +478,28 @@ def test_healthz_turns_503_when_the_scheduler_stops(
         monkeypatch.setenv(name, value)
     daemon = Daemon(rig.config_path, load_config(rig.config_path))
     daemon.start()
-    try:
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    assert httpx.get(healthz).status_code == 200
+    yield daemon, healthz
+    daemon.shutdown()
 
-        daemon.scheduler.shutdown(wait=False)
 
-        answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
-        assert answer.status_code == 503
-        assert "scheduler" in answer.json()["reason"]
-    finally:
-        daemon.shutdown()
+def test_healthz_turns_503_when_the_scheduler_stops(in_process: tuple[Daemon, str]) -> None:
+    daemon, healthz = in_process
+
+    daemon.scheduler.shutdown(wait=False)
+
+    answer = httpx.get(healthz)
+    assert answer.status_code == 503
+    assert "scheduler is not running" in answer.json()["reason"]
+
+
+def test_healthz_turns_503_when_the_sweep_stops_coming_round(
+    in_process: tuple[Daemon, str],
+) -> None:
+    daemon, healthz = in_process
+
+    daemon.scheduler.pause()  # the scheduler object stays up; nothing fires any more
+
+    wait_until(lambda: httpx.get(healthz).status_code == 503, timeout=3 * 1 + 10 + 5)  # three ticks and the slack
+    assert "sweep has not run" in httpx.get(healthz).json()["reason"]
