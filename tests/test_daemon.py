@@ -501,5 +501,6 @@ def test_healthz_turns_503_when_the_sweep_stops_coming_round(
 
     daemon.scheduler.pause()  # the scheduler object stays up; nothing fires any more
 
-    wait_until(lambda: httpx.get(healthz).status_code == 503, timeout=3 * 1 + 10 + 5)  # three ticks and the slack
+    three_ticks_and_the_slack = 3 * 1 + 10
+    wait_until(lambda: httpx.get(healthz).status_code == 503, timeout=three_ticks_and_the_slack + 5)
     assert "sweep has not run" in httpx.get(healthz).json()["reason"]
