@@ -99,6 +99,8 @@ class Daemon:
         self._idle = threading.Condition()
         self._loop_failure: str | None = None
         self._last_sweep = datetime.now(UTC)
+        # The sweep's period as started: a reload changes it only on restart.
+        self._tick = settings.tick
         # Policies whose run is going on and whose skipped fire was already logged.
         self._skip_logged: set[str] = set()
         # When each policy is next due, as last read from the database. It can only be early
@@ -249,9 +251,13 @@ class Daemon:
         """Serve HTTP, schedule every policy and the sweep, and start the scheduler."""
         self._http.start()
         self._schedule_policies(self.engine.config, self.engine.store.all_policy_states())
-        tick = self.engine.config.daemon.tick.total_seconds()
         self.scheduler.add_job(
-            self._sweep, "interval", seconds=tick, id="sweep", name="sweep", executor="sweep"
+            self._sweep,
+            "interval",
+            seconds=self._tick.total_seconds(),
+            id="sweep",
+            name="sweep",
+            executor="sweep",
         )
         self._last_sweep = datetime.now(UTC)
         self.scheduler.start()
@@ -326,7 +332,7 @@ class Daemon:
         if not self.scheduler.running:
             return "the scheduler is not running"
         late = datetime.now(UTC) - self._last_sweep
-        if late > 3 * self.engine.config.daemon.tick + SWEEP_SLACK:
+        if late > 3 * self._tick + SWEEP_SLACK:
             return f"the sweep has not run for {int(late.total_seconds())}s"
         return None
 
