@@ -1,71 +1,175 @@
 """Prometheus metrics (prometheus-client), served by the daemon at ``/metrics``.
 
 Counters and the duration histogram are updated as rotations run; the
-per-policy gauges are read from the audit database at scrape time, so they
-are right whichever process did the rotating.
+per-policy gauges are read from the audit database at scrape time (by
+``rotator.observe``), so they are right whichever process did the rotating.
+
+Label vocabulary, the same on every series: ``policy`` (a policy name),
+``provider`` (the configured provider NAME, i.e. the account, ``do-prod``) and
+``provider_type`` (the vendor, ``digitalocean_gradient``). The dashboard and
+the alert rules in ``deploy/`` use exactly the names defined here; a test
+checks them against a running daemon.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+# ``*_created`` series double the series count and no dashboard or alert reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 ROTATIONS = Counter(
     "rotator_rotations_total",
-    "Rotation runs by policy, provider and outcome.",
-    ["policy", "provider", "outcome"],
+    "Rotation attempts by how they ended: completed, failed (retried later), rolled_back, "
+    "needs_attention. A run that leaves a rotation waiting in grace is not one: the rotation "
+    "is counted when it completes.",
+    ["policy", "provider", "provider_type", "outcome"],
 )
 ROTATION_DURATION = Histogram(
     "rotator_rotation_duration_seconds",
-    "Wall time of one rotation run (one policy, until done, waiting or failed).",
-    ["provider"],
+    "Wall time of one rotation run (one policy, until done, waiting in grace or failed).",
+    ["provider", "provider_type"],
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 VENDOR_ERRORS = Counter(
     "rotator_vendor_call_errors_total",
-    "Failed vendor API calls by vendor and HTTP status ('network' when none).",
-    ["vendor", "status"],
+    "Failed vendor API calls by provider and HTTP status ('network' when none).",
+    ["provider", "provider_type", "status"],
 )
 
+#: (provider name, provider type) of the rotation running in this thread, for vendor errors.
+_PROVIDER: ContextVar[tuple[str, str] | None] = ContextVar("rotator_provider", default=None)
 
-StateRow = tuple[str, datetime | None, datetime | None, bool]
+
+@contextmanager
+def provider_labels(name: str, provider_type: str) -> Iterator[None]:
+    """Label the vendor errors counted inside this block with the provider ``name``."""
+    token = _PROVIDER.set((name, provider_type))
+    try:
+        yield
+    finally:
+        _PROVIDER.reset(token)
+
+
+def count_vendor_error(vendor: str, status: str) -> None:
+    """Count one failed vendor call (outside a rotation the provider name is unknown: "")."""
+    name, provider_type = _PROVIDER.get() or ("", vendor)
+    VENDOR_ERRORS.labels(name, provider_type, status).inc()
+
+
+@dataclass(frozen=True)
+class PolicyReading:
+    """What the gauges say about one configured policy, as of one scrape."""
+
+    policy: str
+    #: Since when the key in Vault is current (None: not known, never rotated nor adopted).
+    key_since: datetime | None
+    last_success: datetime | None
+    next_due: datetime
+    interval_seconds: float
+    #: How long after its due time a rotation may still start (0: no window).
+    window_seconds: float
+    #: When the old key of a rotation waiting in grace is to be revoked.
+    grace_until: datetime | None
+    needs_attention: bool
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Everything the scrape-time gauges report."""
+
+    policies: list[PolicyReading]
+    ready: dict[str, bool]
+    #: None when the audit database could not be read.
+    unsealed_events: int | None
+    oldest_unsealed: datetime | None
 
 
 class StateCollector(Collector):
-    """Per-policy gauges computed from the audit database when Prometheus scrapes.
+    """Gauges computed when Prometheus scrapes, from ``read()`` at that moment."""
 
-    ``read_state`` returns, per policy: since when its key is current, its last
-    completed rotation, and whether a rotation of it needs attention.
-    """
-
-    def __init__(self, read_state: Callable[[], list[StateRow]]) -> None:
-        self._read_state = read_state
+    def __init__(self, read: Callable[[], Reading], clock: Callable[[], datetime]) -> None:
+        self._read = read
+        self._clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        now = datetime.now(UTC)
-        age = GaugeMetricFamily(
-            "rotator_key_age_seconds", "Age of the policy's current key.", labels=["policy"]
+        reading = self._read()
+        now = self._clock()
+
+        def per_policy(name: str, doc: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=["policy"])
+
+        age = per_policy("rotator_key_age_seconds", "Age of the policy's current key in Vault.")
+        since = per_policy(
+            "rotator_seconds_since_last_success", "Seconds since the last completed rotation."
         )
-        since = GaugeMetricFamily(
-            "rotator_seconds_since_last_success",
-            "Seconds since the policy's last completed rotation.",
-            labels=["policy"],
+        last = per_policy(
+            "rotator_last_success_timestamp_seconds",
+            "Unix time of the policy's last completed rotation.",
         )
-        attention = GaugeMetricFamily(
-            "rotator_rotations_needing_attention", "Rotations stopped until someone acts."
+        due = per_policy(
+            "rotator_next_due_timestamp_seconds",
+            "Unix time the policy is (or was, if overdue) next due; now for one due at once.",
+        )
+        interval = per_policy(
+            "rotator_rotation_interval_seconds",
+            "The policy's schedule interval ('every', or the time between two cron fires).",
+        )
+        window = per_policy(
+            "rotator_schedule_window_seconds",
+            "How long after its due time a rotation may start (0: no window).",
+        )
+        grace = per_policy(
+            "rotator_grace_until_timestamp_seconds",
+            "Unix time the old key of a rotation waiting in grace is to be revoked.",
+        )
+        attention = per_policy(
+            "rotator_policy_needs_attention",
+            "1 while the policy is stopped until someone acts (see 'rotator status').",
         )
         flagged = 0
-        for policy, key_since, last_success, needs_attention in self._read_state():
-            if key_since is not None:
-                age.add_metric([policy], (now - key_since).total_seconds())
-            if last_success is not None:
-                since.add_metric([policy], (now - last_success).total_seconds())
-            flagged += int(needs_attention)
-        attention.add_metric([], flagged)
-        yield age
-        yield since
-        yield attention
+        for p in reading.policies:
+            if p.key_since is not None:
+                age.add_metric([p.policy], max((now - p.key_since).total_seconds(), 0.0))
+            if p.last_success is not None:
+                since.add_metric([p.policy], (now - p.last_success).total_seconds())
+                last.add_metric([p.policy], p.last_success.timestamp())
+            due.add_metric([p.policy], p.next_due.timestamp())
+            interval.add_metric([p.policy], p.interval_seconds)
+            window.add_metric([p.policy], p.window_seconds)
+            if p.grace_until is not None:
+                grace.add_metric([p.policy], p.grace_until.timestamp())
+            attention.add_metric([p.policy], float(p.needs_attention))
+            flagged += int(p.needs_attention)
+        total = GaugeMetricFamily(
+            "rotator_rotations_needing_attention", "Policies stopped until someone acts."
+        )
+        total.add_metric([], flagged)
+        ready = GaugeMetricFamily(
+            "rotator_ready", "1 when the daemon's readiness check passes.", labels=["check"]
+        )
+        for check, ok in sorted(reading.ready.items()):
+            ready.add_metric([check], float(ok))
+        yield ready
+        if reading.unsealed_events is None:
+            return
+        yield from (age, since, last, due, interval, window, grace, attention, total)
+        unsealed = GaugeMetricFamily(
+            "rotator_audit_unsealed_events", "Audit events not yet sealed into the hash chain."
+        )
+        unsealed.add_metric([], reading.unsealed_events)
+        lag = GaugeMetricFamily(
+            "rotator_audit_seal_lag_seconds",
+            "Age of the oldest audit event not yet sealed (0 when all are sealed).",
+        )
+        oldest = reading.oldest_unsealed
+        lag.add_metric([], max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+        yield from (unsealed, lag)

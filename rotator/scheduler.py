@@ -8,39 +8,48 @@ periodic sweep advances rotations waiting in grace, retries failed ones when
 their backoff has passed, and wakes policies that became due while no job was
 about to fire. A bounded thread pool rotates several policies at once.
 
-SIGHUP reloads the configuration (checked first; on error the old one stays).
-SIGTERM/SIGINT stop new work, let running rotations finish within
-``daemon.shutdown_timeout`` and exit 0; whatever is cut off resumes from the
-database on the next start.
+A fire that finds the policy's previous run still going is skipped (one
+run per policy at a time); that is logged once per policy and busy spell, at
+INFO, with the policy's name.
+
+SIGHUP reloads the configuration: every error in the new one (not only a
+validation error) keeps the running one; on success everything derived from
+it (providers, the Vault client, webhooks, jobs) is rebuilt. SIGTERM/SIGINT stop
+new work, let running rotations finish within ``daemon.shutdown_timeout`` and
+exit 0; whatever is cut off resumes from the database on the next start.
+
+The HTTP endpoint (``rotator.endpoint``) reports the daemon alive while its
+scheduler runs and its sweep keeps coming round; otherwise ``/healthz`` turns
+503 so that the kubelet restarts the pod.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from prometheus_client import REGISTRY, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import REGISTRY
 
+from rotator import observe
 from rotator.audit import migrations
-from rotator.audit.records import SCHEMA_REVISION
+from rotator.audit.records import SCHEMA_REVISION, PolicyState
 from rotator.config.loader import Config, Policy, load_config
+from rotator.endpoint import Endpoint
 from rotator.engine.engine import Engine
 from rotator.engine.schedule import due_window, next_fire
 from rotator.engine.states import State
-from rotator.errors import ConfigError
 from rotator.log import get_logger
 from rotator.metrics import StateCollector
+from rotator.secret import scrub
 
 log = get_logger("rotator.daemon")
 
@@ -63,21 +72,47 @@ def _trigger(policy: Policy) -> BaseTrigger:
     return CronTrigger(policy)
 
 
+class _SkippedFireFilter(logging.Filter):
+    """Drops APScheduler's skipped-run warning for policy jobs: the daemon logs its own, once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ('job "rotate ' in message and "maximum number of running instances" in message)
+
+
+#: The sweep may be late by this much beyond a few ticks before the daemon counts as stuck.
+SWEEP_SLACK = timedelta(seconds=10)
+
+
 class Daemon:
     def __init__(self, config_path: Path, config: Config) -> None:
         self.config_path = config_path
-        self.engine = Engine.open(config)
         settings = config.daemon
+        # Bound first: a used port is reported before the database is touched.
+        self._http = Endpoint(
+            settings, alive=self.liveness, ready=self.readiness, registry=REGISTRY
+        )
+        self.engine = Engine.open(config)
         self._stopping = threading.Event()
         self._reload = threading.Event()
         self._running = 0
         self._idle = threading.Condition()
+        self._loop_failure: str | None = None
+        self._last_sweep = datetime.now(UTC)
+        # The sweep's period as started: a reload changes it only on restart.
+        self._tick = settings.tick
+        # Policies whose run is going on and whose skipped fire was already logged.
+        self._skip_logged: set[str] = set()
         # When each policy is next due, as last read from the database. It can only be early
         # (a rotation elsewhere moves the time later), and an early wake-up costs one
         # "not due" check, so the sweep need not read every policy's state each tick.
         self._due: dict[str, datetime] = {}
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(settings.concurrency)},
+            executors={
+                "default": ThreadPoolExecutor(settings.concurrency),
+                # Its own thread: busy rotations never hold the sweep (and liveness) back.
+                "sweep": ThreadPoolExecutor(1),
+            },
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -85,25 +120,28 @@ class Daemon:
             },
             timezone=UTC,
         )
-        self._http = ThreadingHTTPServer((settings.host, settings.port), self._handler())
-        self._http.daemon_threads = True
-        REGISTRY.register(StateCollector(self.engine.store.policy_overview))
+        self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.scheduler").addFilter(_SkippedFireFilter())
+        self._collector = StateCollector(
+            lambda: observe.read(self.engine, self.readiness, datetime.now(UTC)),
+            lambda: datetime.now(UTC),
+        )
+        REGISTRY.register(self._collector)
 
     @property
     def port(self) -> int:
-        return int(self._http.server_address[1])
+        return self._http.port
 
     # -- jobs -----------------------------------------------------------------
 
-    def _schedule_policies(self) -> None:
+    def _schedule_policies(self, config: Config, states: dict[str, PolicyState]) -> None:
         now = datetime.now(UTC)
-        states = self.engine.store.all_policy_states()
-        wanted = {f"policy:{name}" for name in self.engine.config.policies}
+        wanted = {f"policy:{name}" for name in config.policies}
         for job in self.scheduler.get_jobs():
             if job.id.startswith("policy:") and job.id not in wanted:
                 job.remove()
         self._due = {}
-        for name, policy in self.engine.config.policies.items():
+        for name, policy in config.policies.items():
             start = due_window(name, policy.schedule, states.get(name), now).start
             self._due[name] = start
             self.scheduler.add_job(
@@ -130,7 +168,21 @@ class Daemon:
         finally:
             with self._idle:
                 self._running -= 1
+                self._skip_logged.discard(name)
                 self._idle.notify_all()
+
+    def _on_skipped(self, event: JobSubmissionEvent) -> None:
+        name = event.job_id.removeprefix("policy:")
+        if name == event.job_id:
+            return
+        with self._idle:
+            if name in self._skip_logged:
+                return
+            self._skip_logged.add(name)
+        log.info(
+            "policy run skipped: its previous run is still going; it is picked up when that ends",
+            policy=name,
+        )
 
     def _reschedule(self, name: str) -> None:
         """Point the policy's job at its next due time, as the database now says."""
@@ -153,6 +205,7 @@ class Daemon:
 
     def _sweep(self) -> None:
         """Wake every policy with work to do now: grace over, retry time come, or due."""
+        self._last_sweep = datetime.now(UTC)
         if self._stopping.is_set():
             return
         # Events left unsealed by a failed pass or a crashed process get sealed here at the latest.
@@ -182,44 +235,84 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-        self._schedule_policies()
-        tick = self.engine.config.daemon.tick.total_seconds()
-        self.scheduler.add_job(self._sweep, "interval", seconds=tick, id="sweep", name="sweep")
+        self.start()
+        try:
+            while not self._stopping.wait(0.5):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+        except BaseException as exc:
+            # Running rotations may keep the process up a while: liveness must not say ok.
+            self._loop_failure = f"main loop stopped: {type(exc).__name__}: {scrub(str(exc))}"
+            raise
+        return self.shutdown()
+
+    def start(self) -> None:
+        """Serve HTTP, schedule every policy and the sweep, and start the scheduler."""
+        self._http.start()
+        self._schedule_policies(self.engine.config, self.engine.store.all_policy_states())
+        self.scheduler.add_job(
+            self._sweep,
+            "interval",
+            seconds=self._tick.total_seconds(),
+            id="sweep",
+            name="sweep",
+            executor="sweep",
+        )
+        self._last_sweep = datetime.now(UTC)
         self.scheduler.start()
         log.info(
             "daemon started",
             policies=len(self.engine.config.policies),
+            host=self.engine.config.daemon.host,
             port=self.port,
             concurrency=self.engine.config.daemon.concurrency,
         )
-        while not self._stopping.wait(0.5):
-            if self._reload.is_set():
-                self._reload.clear()
-                self.reload()
-        return self.shutdown()
 
     def reload(self) -> None:
+        """Switch to the configuration file as it is now, or keep the running one on any error."""
         try:
             config = load_config(self.config_path)
-        except ConfigError as exc:
-            log.error("configuration reload refused; keeping the running one", error=str(exc))
+            states = self.engine.store.all_policy_states()
+        except Exception as exc:
+            log.error(
+                "configuration reload refused; keeping the running one",
+                error=scrub(f"{type(exc).__name__}: {exc}"),
+            )
             return
-        self.engine.config = config
-        self.engine.reset_providers()
-        self._schedule_policies()
+        self._warn_restart_only(config)
+        self.engine.reconfigure(config)
+        self._schedule_policies(config, states)
         log.info("configuration reloaded", policies=len(config.policies))
+
+    def _warn_restart_only(self, new: Config) -> None:
+        old = self.engine.config
+        changed = [
+            key
+            for key, before, after in (
+                ("database.url", old.database_url.reveal(), new.database_url.reveal()),
+                ("daemon.host", old.daemon.host, new.daemon.host),
+                ("daemon.port", old.daemon.port, new.daemon.port),
+                ("daemon.concurrency", old.daemon.concurrency, new.daemon.concurrency),
+                ("daemon.tick", old.daemon.tick, new.daemon.tick),
+            )
+            if before != after
+        ]
+        if changed:
+            log.warning("changed settings take effect on restart only", settings=changed)
 
     def shutdown(self) -> int:
         timeout = self.engine.config.daemon.shutdown_timeout.total_seconds()
         log.info("stopping: no new work; waiting for running rotations", timeout_s=timeout)
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         deadline = datetime.now(UTC) + timedelta(seconds=timeout)
         with self._idle:
             while self._running and datetime.now(UTC) < deadline:
                 self._idle.wait(0.2)
             unfinished = self._running
-        self._http.shutdown()
+        self._http.close()
+        REGISTRY.unregister(self._collector)
         if unfinished:
             log.warning(
                 "stopped with rotations still running; they resume on next start",
@@ -230,9 +323,20 @@ class Daemon:
         log.info("stopped")
         return 0
 
-    # -- probes and metrics -----------------------------------------------------
+    # -- probes -------------------------------------------------------------------
 
-    def readiness(self) -> dict[str, Any]:
+    def liveness(self) -> str | None:
+        """None while the daemon does its work; else why it does not (``/healthz`` 503)."""
+        if self._loop_failure is not None:
+            return self._loop_failure
+        if not self.scheduler.running:
+            return "the scheduler is not running"
+        late = datetime.now(UTC) - self._last_sweep
+        if late > 3 * self._tick + SWEEP_SLACK:
+            return f"the sweep has not run for {int(late.total_seconds())}s"
+        return None
+
+    def readiness(self) -> dict[str, bool]:
         checks = {
             "database": self.engine.store.is_reachable(),
             "vault": self.engine.vault.is_reachable(),
@@ -244,31 +348,3 @@ class Daemon:
         except Exception:
             checks["schema"] = False
         return checks
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        daemon = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    self._send(200, b"ok\n", "text/plain")
-                elif self.path == "/readyz":
-                    checks = daemon.readiness()
-                    status = 200 if all(checks.values()) else 503
-                    self._send(status, json.dumps(checks).encode(), "application/json")
-                elif self.path == "/metrics":
-                    self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
-                else:
-                    self._send(404, b"not found\n", "text/plain")
-
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Probes every few seconds would drown the log."""
-
-        return Handler

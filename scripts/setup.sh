@@ -1,5 +1,5 @@
 # Sourced by scripts/test and scripts/demo: a virtualenv in .venv with rotator installed.
-# Installs PostgreSQL from the distribution when the tests need it and it is missing.
+# Installs PostgreSQL and promtool from the distribution when the tests need them and they are missing.
 
 ensure_venv() {
   local python="${PYTHON:-python3}"
@@ -23,4 +23,28 @@ ensure_postgres() {
   echo "installing PostgreSQL (apt-get)..." >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+}
+
+ensure_promtool() {
+  # promtool checks and unit-tests the alert rules; it comes with Debian's prometheus package.
+  if command -v promtool >/dev/null; then
+    return
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing promtool (apt-get install prometheus)..." >&2
+  # The package would start a Prometheus server: policy-rc.d 101 forbids starting services.
+  local guard=/usr/sbin/policy-rc.d created=""
+  if [ ! -e "$guard" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$guard" >/dev/null
+    $sudo chmod +x "$guard"
+    created=1
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  [ -z "$created" ] || $sudo rm -f "$guard"
+  # Where services run anyway (systemd ignores policy-rc.d), stop it and keep it off.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 }

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from rotator.audit.records import PolicyState
 from rotator.config.model import ScheduleConfig
 from rotator.engine.schedule import NEVER_ROTATED, due_window, next_due
@@ -74,3 +77,33 @@ def test_jitter_is_the_same_for_every_process_and_within_bounds() -> None:
     base = NOW - timedelta(days=1)
     assert base <= first < base + timedelta(hours=1)
     assert first != next_due("other-policy", jittered, state, NOW)
+
+
+def test_cron_schedules_run_in_utc_unless_a_timezone_is_given() -> None:
+    daily_3am = schedule(cron="0 3 * * *")
+    state = rotated(datetime(2026, 11, 23, 4, 0, tzinfo=UTC))
+    assert next_due("p", daily_3am, state, NOW) == datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+
+def test_a_cron_schedule_with_a_timezone_fires_at_that_zones_wall_clock_time() -> None:
+    berlin_3am = schedule(cron="0 3 * * *", timezone="Europe/Berlin")  # UTC+1 in November
+    state = rotated(datetime(2026, 11, 23, 4, 0, tzinfo=UTC))
+    assert next_due("p", berlin_3am, state, NOW) == datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+
+
+def test_a_cron_schedule_with_a_timezone_follows_daylight_saving_time() -> None:
+    new_york_9am = schedule(cron="0 9 * * *", timezone="America/New_York")
+    summer = rotated(datetime(2026, 7, 1, 0, 0, tzinfo=UTC))
+    winter = rotated(datetime(2026, 12, 1, 0, 0, tzinfo=UTC))
+    assert next_due("p", new_york_9am, summer, NOW).hour == 13  # EDT, UTC-4
+    assert next_due("p", new_york_9am, winter, NOW).hour == 14  # EST, UTC-5
+
+
+def test_an_unknown_timezone_is_refused_naming_an_example() -> None:
+    with pytest.raises(ValidationError, match=r"IANA.*Europe/Berlin"):
+        schedule(cron="0 3 * * *", timezone="Mars/Olympus")
+
+
+def test_a_timezone_on_an_every_schedule_is_refused() -> None:
+    with pytest.raises(ValidationError, match="only with cron"):
+        schedule(every="30d", timezone="Europe/Berlin")

@@ -564,30 +564,15 @@ class AuditStore:
             )
             return [RotationRecord(**row._asdict()) for row in rows]
 
-    def policy_overview(self) -> list[tuple[str, datetime | None, datetime | None, bool]]:
-        """Per policy: since when its key is current, last completed rotation, attention flag."""
+    def unsealed_backlog(self) -> tuple[int, datetime | None]:
+        """How many events wait to be sealed into the chain, and when the oldest was written."""
         with self.transaction() as connection:
-            states = {
-                row.policy: row.last_rotated_at or row.adopted_at
-                for row in connection.execute(select(policy_state)).all()
-            }
-            completed = dict(
-                connection.execute(
-                    select(rotations.c.policy, func.max(rotations.c.completed_at))
-                    .where(rotations.c.state == "completed")
-                    .group_by(rotations.c.policy)
-                ).all()
-            )
-            flagged = set(
-                connection.execute(
-                    select(rotations.c.policy).where(
-                        rotations.c.needs_attention.is_(True),
-                        rotations.c.state.not_in(TERMINAL_STATES),
-                    )
-                ).scalars()
-            )
-        names = sorted(set(states) | set(completed) | flagged)
-        return [(n, states.get(n), completed.get(n), n in flagged) for n in names]
+            count, oldest = connection.execute(
+                select(func.count(), func.min(audit_events.c.at)).where(
+                    audit_events.c.seq.is_(None)
+                )
+            ).one()
+        return int(count), oldest
 
     def all_policy_states(self) -> dict[str, PolicyState]:
         with self.transaction() as connection:

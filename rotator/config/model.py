@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from rotator.durations import Duration
 from rotator.providers.base import Strategy
@@ -80,11 +80,28 @@ class VaultConfig(_Model):
         return self
 
 
+def _timezone(value: object) -> object:
+    if value is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not an IANA time zone name; use one such as 'Europe/Berlin', "
+            "'America/New_York' or 'UTC'"
+        ) from None
+    return value
+
+
 class ScheduleConfig(_Model):
     cron: str | None = None
     every: Duration | None = None
     window: Duration | None = None
     jitter: Duration | None = None
+    #: The zone a cron expression's hours and days are read in (UTC when not set).
+    timezone: Annotated[str | None, BeforeValidator(_timezone)] = None
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleConfig:
@@ -98,6 +115,8 @@ class ScheduleConfig(_Model):
                     f"cron {self.cron!r} is not a valid 5-field cron expression "
                     "(minute hour day-of-month month day-of-week), e.g. '0 3 * * MON'"
                 )
+        if self.timezone is not None and self.cron is None:
+            raise ValueError("'timezone' applies only with cron; 'every' counts elapsed time")
         if self.every is not None and self.every <= timedelta(0):
             raise ValueError("'every' must be longer than zero")
         if self.window is not None and self.window <= timedelta(0):
@@ -126,8 +145,13 @@ class PolicyConfig(_Model):
 
 
 class DaemonConfig(_Model):
-    host: str = "0.0.0.0"  # noqa: S104 - the daemon serves probes and metrics in its pod
+    #: Loopback unless told otherwise; the container image sets ROTATOR_DAEMON_HOST=0.0.0.0
+    #: so that the kubelet and Prometheus reach the probes and metrics in the pod.
+    host: str = Field(default_factory=lambda: os.environ.get("ROTATOR_DAEMON_HOST", "127.0.0.1"))
     port: int = Field(default=8080, ge=0, le=65535)
+    #: An HTTP connection that makes no progress for this long is closed.
+    request_timeout: Duration = timedelta(seconds=10)
+    max_connections: int = Field(default=512, ge=1, le=10000)
     concurrency: int = Field(default=4, ge=1, le=256)
     tick: Duration = timedelta(seconds=60)
     shutdown_timeout: Duration = timedelta(seconds=25)

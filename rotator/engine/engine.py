@@ -23,7 +23,7 @@ from rotator.engine.protocol import RotationContext, RotationRun
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import ConfigError, RotationFailed, VaultError, VendorError
-from rotator.metrics import ROTATION_DURATION, ROTATIONS
+from rotator.metrics import ROTATION_DURATION, ROTATIONS, provider_labels
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
 from rotator.secret import Secret
@@ -82,6 +82,18 @@ class Engine:
         self.reset_providers()
         self.store.close()
 
+    def reconfigure(self, config: Config) -> None:
+        """Work with ``config`` from now on: every client built from the old one is dropped.
+
+        The audit database stays as opened (a new ``database.url`` needs a restart); a
+        rotation already running finishes with the clients it started with.
+        """
+        with self._vault_lock:
+            self._vault = None
+        self.config = config
+        self.notifier = Notifier(config.webhooks, self.resolve_credential)
+        self.reset_providers()
+
     def reset_providers(self) -> None:
         """Drop cached provider clients (after a configuration reload)."""
         with self._providers_lock:
@@ -124,11 +136,16 @@ class Engine:
     def _reported(self, name: str, run: Callable[[], Outcome]) -> Outcome:
         """Run one policy's rotation and count, time and notify its outcome."""
         started = time.monotonic()
-        outcome = run()
+        policy = self.policy(name)
+        with provider_labels(policy.provider_name, policy.provider_type):
+            outcome = run()
         if outcome.result not in (Result.NOT_DUE, Result.LOCKED, Result.DRY_RUN):
-            provider = self.policy(name).provider_type
-            ROTATIONS.labels(name, provider, outcome.result.value).inc()
-            ROTATION_DURATION.labels(provider).observe(time.monotonic() - started)
+            if outcome.attempted:
+                labels = (policy.provider_name, policy.provider_type)
+                ROTATION_DURATION.labels(*labels).observe(time.monotonic() - started)
+                # Waiting in grace is a step of a rotation, counted once it completes.
+                if outcome.result is not Result.WAITING:
+                    ROTATIONS.labels(name, *labels, outcome.result.value).inc()
             self.notifier.notify(outcome)
         return outcome
 
@@ -169,6 +186,7 @@ class Engine:
                         f"run 'rotator rotate now {name}'",
                         rotation_id=active.id,
                         state=active.state,
+                        attempted=False,
                     )
                 if active.next_attempt_at and active.next_attempt_at > now:
                     return Outcome(
@@ -177,6 +195,7 @@ class Engine:
                         f"retrying at {active.next_attempt_at.isoformat()}: {active.last_error}",
                         rotation_id=active.id,
                         state=active.state,
+                        attempted=False,
                     )
                 return self._run(policy, active)
             state = self.store.policy_state(name)
@@ -186,6 +205,7 @@ class Engine:
                     Result.NEEDS_ATTENTION,
                     f"{state.attention}; not rotated on schedule until a person looks: run "
                     f"'rotator reconcile {name}', then 'rotator rotate now {name}'",
+                    attempted=False,
                 )
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):

@@ -1,7 +1,8 @@
 """When a policy is next due, computed from the audit database, never from memory.
 
 The schedule's next fire after the last completed rotation (or the adoption
-of an existing key) is when a policy is due; a policy never rotated nor
+of an existing key) is when a policy is due (cron expressions read in UTC, or
+in the schedule's ``timezone``); a policy never rotated nor
 adopted is due at once. ``window`` limits rotation to that long after each
 fire (a missed window waits for the next fire), and ``jitter`` delays each
 fire by a fixed per-policy amount, so every process computes the same time.
@@ -35,11 +36,15 @@ def next_fire(schedule: ScheduleConfig, after: datetime) -> datetime:
     """The schedule's first fire strictly after ``after``."""
     if schedule.every is not None:
         return after + schedule.every
+    from zoneinfo import ZoneInfo
+
     from croniter import croniter
 
     assert schedule.cron is not None
-    fire: datetime = croniter(schedule.cron, after).get_next(datetime)
-    return fire
+    # croniter reads the expression in the zone of its start time; the answer is kept in UTC.
+    zone = ZoneInfo(schedule.timezone or "UTC")
+    fire: datetime = croniter(schedule.cron, after.astimezone(zone)).get_next(datetime)
+    return fire.astimezone(UTC)
 
 
 def _jitter(policy: str, fire: datetime, jitter: timedelta | None) -> timedelta:

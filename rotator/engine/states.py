@@ -49,3 +49,6 @@ class Outcome:
     vault_version: int | None = None
     grace_until: datetime | None = None
     calls: tuple[str, ...] = ()
+    #: False when the run only reported a standing condition (flagged, retry not yet due):
+    #: such a run is not a rotation attempt and is not counted in the metrics.
+    attempted: bool = True

@@ -153,9 +153,9 @@ class VendorHttp:
 
 
 def _count_error(vendor: str, kind: str) -> None:
-    from rotator.metrics import VENDOR_ERRORS
+    from rotator.metrics import count_vendor_error
 
-    VENDOR_ERRORS.labels(vendor, kind).inc()
+    count_vendor_error(vendor, kind)
 
 
 def _unavailable(where: str, exc: httpx.TransportError) -> VendorUnavailable:

@@ -58,6 +58,13 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def refuse_connections(self, name: str, *, refuse: bool = True) -> None:
+        """Close every connection to ``name`` and refuse new ones (or accept them again)."""
+        self._admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(not refuse).lower()}')
+        if refuse:
+            query = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'"
+            self._admin(query.format(name))
+
 
 def _pg_bin() -> Path:
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)
