@@ -2,9 +2,10 @@
 
 Each vendor module supplies how to authenticate and how to read its error
 body; this module turns status codes into rotator's ``VendorError`` family and
-retries what is safe to retry: 429 (honouring ``Retry-After``) always, 5xx and
-network failures only for idempotent calls, because a repeated ``POST`` could
-mint a second key.
+retries what is safe to retry: 429 (honouring ``Retry-After`` when it fits in
+the call's retry budget) always, 5xx and network failures only for idempotent
+calls, because a repeated ``POST`` could mint a second key. Bodies are read
+and parsed by ``rotator.providers.responses``, within its bounds.
 
 httpx, stamina and the metrics registry are imported when a client is made or
 a call fails, not with this module: validating a configuration imports every
@@ -14,8 +15,10 @@ due never makes a vendor call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rotator.errors import (
@@ -27,6 +30,7 @@ from rotator.errors import (
     VendorUnavailable,
 )
 from rotator.providers.base import Provider, SelectorT, SettingsT
+from rotator.providers.responses import ShapeT, parse_body, read_body
 from rotator.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -35,6 +39,8 @@ if TYPE_CHECKING:
 ErrorReader = Callable[["httpx.Response"], str]
 _MAX_MESSAGE = 300
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "PATCH"})
+# Headers that describe the body as it was on the wire; the body kept is already decoded.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 class VendorHttp:
@@ -55,6 +61,7 @@ class VendorHttp:
         import httpx
 
         self.vendor = vendor
+        self._timeout = timeout
         self._auth = auth
         self._read_error = read_error
         self._attempts = attempts
@@ -76,14 +83,23 @@ class VendorHttp:
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
     ) -> httpx.Response:
-        """Send one call, retrying what is safe; raise a ``VendorError`` on failure."""
+        """Send one call, retrying what is safe; raise a ``VendorError`` on failure.
+
+        A ``Retry-After`` longer than what is left of the retry budget is not
+        slept through: the ``VendorRateLimited`` carrying it ends the call, so
+        no policy lock is held for minutes.
+        """
         import stamina
 
         safe_to_repeat = method in _IDEMPOTENT if idempotent is None else idempotent
+        budget_ends = time.monotonic() + self._retry_timeout
 
         def backoff(exc: Exception) -> bool | float:
             if isinstance(exc, VendorRateLimited):
-                return exc.retry_after if exc.retry_after is not None else True
+                wait = exc.retry_after
+                if wait is None:
+                    return True
+                return wait if wait <= budget_ends - time.monotonic() else False
             if isinstance(exc, VendorUnavailable):
                 return safe_to_repeat or exc.never_sent
             return False
@@ -94,6 +110,15 @@ class VendorHttp:
             with attempt:
                 return self._send(method, path, json=json, params=params, headers=headers)
         raise AssertionError("unreachable: retry_context either returns or raises")
+
+    def fetch(self, shape: type[ShapeT], method: str, path: str, **kwargs: Any) -> ShapeT:
+        """``request``, then its JSON body parsed as ``shape`` (see ``responses.parse_body``)."""
+        return parse_body(
+            self.request(method, path, **kwargs), shape, where=self._where(method, path)
+        )
+
+    def _where(self, method: str, path: str) -> str:
+        return f"{self.vendor} {method} {path}"
 
     def _send(
         self,
@@ -106,14 +131,24 @@ class VendorHttp:
     ) -> httpx.Response:
         import httpx
 
-        where = f"{self.vendor} {method} {path}"
+        where = self._where(method, path)
+        deadline = time.monotonic() + self._timeout
+        request = self._client.build_request(
+            method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
+        )
         try:
-            response = self._client.request(
-                method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
-            )
+            streamed = self._client.send(request, stream=True)
+            try:
+                content = read_body(streamed, where=where, deadline=deadline, timeout=self._timeout)
+            finally:
+                streamed.close()
         except httpx.TransportError as exc:
             _count_error(self.vendor, "network")
             raise _unavailable(where, exc) from None
+        kept = [(k, v) for k, v in streamed.headers.multi_items() if k not in _WIRE_HEADERS]
+        response = httpx.Response(
+            streamed.status_code, headers=kept, content=content, request=request
+        )
         if response.is_success:
             return response
         raise self._error(where, response)
@@ -132,7 +167,13 @@ class VendorHttp:
         if status == 409:
             return VendorConflict(message, status=status)
         if status == 429:
-            return VendorRateLimited(message, retry_after=_retry_after(response))
+            wait = _retry_after(response)
+            if wait is not None and wait > self._retry_timeout:
+                message += (
+                    f"; the vendor asks to wait {wait:g}s, longer than rotator waits within a "
+                    "call: the rotation is retried later"
+                )
+            return VendorRateLimited(message, retry_after=wait)
         if status >= 500:
             return VendorUnavailable(message, status=status)
         return VendorError(message, status=status)
@@ -161,13 +202,21 @@ def _unavailable(where: str, exc: httpx.TransportError) -> VendorUnavailable:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait from ``Retry-After``: delay-seconds or an HTTP date (RFC 9110)."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def json_error_reader(*fields: str) -> ErrorReader:

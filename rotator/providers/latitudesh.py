@@ -31,6 +31,7 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
+from rotator.providers.responses import VendorBody
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -64,6 +65,29 @@ def read_jsonapi_error(response: httpx.Response) -> str:
             for e in errors
         )
     return str(body)
+
+
+class _Attributes(VendorBody):
+    name: str | None = None
+    token: str | None = None
+    token_last_slice: str | None = None
+    read_only: bool | None = None
+    allowed_ips: list[str] | None = None
+    created_at: str | None = None
+    last_used_at: str | None = None
+
+
+class _Item(VendorBody):
+    id: str = Field(min_length=1)
+    attributes: _Attributes = _Attributes()
+
+
+class _One(VendorBody):
+    data: _Item
+
+
+class _Many(VendorBody):
+    data: list[_Item] | None = None
 
 
 class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
@@ -102,9 +126,13 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         headers = {"Content-Type": JSON_API} if body is not None else {}
         return self._http.request(method, path, json=body, headers=headers, **kw)
 
-    def _keys(self) -> list[dict[str, Any]]:
-        data = (self._request("GET", "/auth/api_keys").json() or {}).get("data") or []
-        return [item for item in data if isinstance(item, dict)]
+    def _send(self, shape: type[_One], method: str, path: str, body: Any, **kw: Any) -> _One:
+        return self._http.fetch(
+            shape, method, path, json=body, headers={"Content-Type": JSON_API}, **kw
+        )
+
+    def _keys(self) -> list[_Item]:
+        return self._http.fetch(_Many, "GET", "/auth/api_keys").data or []
 
     def read_error(self, response: httpx.Response) -> str:
         return read_jsonapi_error(response)
@@ -123,18 +151,18 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         attributes: dict[str, Any] = {"name": name}
         if replacing:
             for item in self._keys():
-                if item.get("id") == replacing:
-                    old = item.get("attributes") or {}
-                    attributes["read_only"] = bool(old.get("read_only", False))
-                    if old.get("allowed_ips"):
-                        attributes["allowed_ips"] = list(old["allowed_ips"])
+                if item.id == replacing:
+                    old = item.attributes
+                    attributes["read_only"] = bool(old.read_only)
+                    if old.allowed_ips:
+                        attributes["allowed_ips"] = list(old.allowed_ips)
         body = {"data": {"type": "api_keys", "attributes": attributes}}
-        return _minted(self._request("POST", "/auth/api_keys", body), "create")
+        return _minted(self._send(_One, "POST", "/auth/api_keys", body), "create")
 
     def regenerate_key(self, selector: LatitudeshSelector, key_id: str) -> MintedKey:
         body = {"data": {"type": "api_keys", "id": key_id, "attributes": {}}}
-        response = self._request("PUT", f"/auth/api_keys/{key_id}", body, idempotent=False)
-        return _minted(response, "rotate")
+        answer = self._send(_One, "PUT", f"/auth/api_keys/{key_id}", body, idempotent=False)
+        return _minted(answer, "rotate")
 
     def revoke_key(self, selector: LatitudeshSelector, key_id: str) -> None:
         try:
@@ -159,8 +187,8 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
             return
         own = self.token.reveal()
         for item in self._keys():
-            tail = (item.get("attributes") or {}).get("token_last_slice")
-            if item.get("id") == key_id and tail and len(tail) >= 4 and own.endswith(tail):
+            tail = item.attributes.token_last_slice
+            if item.id == key_id and tail and len(tail) >= 4 and own.endswith(tail):
                 raise RotationFailed(
                     f"key {key_id} is the token rotator itself uses for Latitude.sh; rotating "
                     "it this way would cut rotator off. Store that token in Vault, set the "
@@ -181,27 +209,26 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         return calls.get(operation) or super().describe_call(operation, selector, subject)
 
 
-def _vendor_key(item: dict[str, Any]) -> VendorKey:
-    attributes = item.get("attributes") or {}
+def _vendor_key(item: _Item) -> VendorKey:
+    attributes = item.attributes
     return VendorKey(
-        key_id=str(item.get("id")),
-        name=attributes.get("name"),
-        created_at=parse_timestamp(attributes.get("created_at")),
-        last_used_at=parse_timestamp(attributes.get("last_used_at")),
+        key_id=item.id,
+        name=attributes.name,
+        created_at=parse_timestamp(attributes.created_at),
+        last_used_at=parse_timestamp(attributes.last_used_at),
         extra={
-            "read_only": attributes.get("read_only"),
-            "allowed_ips": attributes.get("allowed_ips"),
-            "token_last_slice": attributes.get("token_last_slice"),
+            "read_only": attributes.read_only,
+            "allowed_ips": attributes.allowed_ips,
+            "token_last_slice": attributes.token_last_slice,
         },
     )
 
 
-def _minted(response: httpx.Response, operation: str) -> MintedKey:
-    data = (response.json() or {}).get("data") or {}
-    token = (data.get("attributes") or {}).get("token")
-    if not data.get("id") or not token:
+def _minted(answer: _One, operation: str) -> MintedKey:
+    token = answer.data.attributes.token
+    if not token:
         raise VendorError(
-            f"Latitude.sh {operation} answered without data.id/attributes.token; the key may "
+            f"Latitude.sh {operation} answered without data.attributes.token; the key may "
             "exist without its secret: run 'rotator plan' to find it"
         )
-    return MintedKey(_vendor_key(data), Secret(token))
+    return MintedKey(_vendor_key(answer.data), Secret(token))
