@@ -21,6 +21,7 @@ from rotator.cli.options import config_option, load
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
 from rotator.errors import RotatorError
+from rotator.secret import scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except RotatorError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho(f"error: {scrub(str(exc))}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,15 +85,17 @@ def parse_credential(
     )
 
 
-def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
-    """Replace each ``${VAR}`` inside ``text``; raise ``ValueError`` naming an unset one."""
+def expand_env(
+    text: str, env: Mapping[str, str] | None = None, *, encode: Callable[[str], str] = str
+) -> str:
+    """Replace each ``${VAR}`` inside ``text`` by ``encode(value)``; ``ValueError`` if unset."""
     env = os.environ if env is None else env
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in env:
             raise ValueError(f"environment variable {name} is not set; export it before running")
-        return env[name]
+        return encode(env[name])
 
     return _ENV_ANY.sub(substitute, text)
 

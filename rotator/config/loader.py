@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rotator.config.credentials import Credential, VaultReference, expand_env, parse_credential
+from rotator.config.credentials import Credential, VaultReference, parse_credential
+from rotator.config.database import DatabaseUrl, build_database_url
 from rotator.config.model import (
     AppRoleAuth,
     DaemonConfig,
@@ -85,6 +86,8 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     webhooks: list[Webhook] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Kept so the password stays a live ``Secret``, scrubbed from any text that quotes it.
+    database_password: Secret | None = None
 
 
 @dataclass
@@ -206,7 +209,7 @@ def parse_config(text: str, source: str) -> Config:
         issues.add_validation_error(exc, (), RawConfig)
         issues.raise_if_any()
         raise
-    database_url = _database_url(raw, issues)
+    database = _database_url(raw, issues)
     vault_token = _vault_token(raw, issues)
     providers = _providers(raw, issues)
     policies = _policies(raw, providers, issues)
@@ -214,7 +217,8 @@ def parse_config(text: str, source: str) -> Config:
     issues.raise_if_any()
     return Config(
         source=source,
-        database_url=database_url,
+        database_url=database.url,
+        database_password=database.password,
         vault=raw.vault,
         vault_token=vault_token,
         providers=providers,
@@ -225,12 +229,12 @@ def parse_config(text: str, source: str) -> Config:
     )
 
 
-def _database_url(raw: RawConfig, issues: _Issues) -> Secret:
+def _database_url(raw: RawConfig, issues: _Issues) -> DatabaseUrl:
     try:
-        return Secret(expand_env(raw.database.url))
+        return build_database_url(raw.database.url, raw.database.password)
     except ValueError as exc:
         issues.error(("database", "url"), str(exc))
-        return Secret("")
+        return DatabaseUrl(Secret(""), None)
 
 
 def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:

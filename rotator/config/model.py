@@ -41,6 +41,8 @@ class DatabaseConfig(_Model):
     url: str = Field(
         default_factory=lambda: os.environ.get("ROTATOR_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
+    #: A credential reference (``${ENV}`` or ``file:``) for the password of ``url``'s user.
+    password: str | None = None
 
 
 class TokenAuth(_Model):
