@@ -67,9 +67,12 @@ def daemon(config_path: str | None) -> None:
     SIGHUP reloads the configuration; SIGTERM stops gracefully.
     """
     from rotator.config.loader import resolve_config_path
+    from rotator.log import get_logger
     from rotator.scheduler import Daemon
 
     config = load(config_path)
+    for warning in config.warnings:
+        get_logger("rotator.daemon").warning("configuration warning", warning=warning)
     sys.exit(Daemon(resolve_config_path(config_path), config).run())
 
 

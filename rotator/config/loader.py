@@ -30,6 +30,7 @@ from rotator.config.model import (
     VaultConfig,
     VaultTarget,
 )
+from rotator.config.transport import plain_http_warning, unverified_tls_warning
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
 from rotator.errors import ConfigError
 from rotator.providers.base import KeySelector, Provider, ProviderSettings, Strategy
@@ -71,6 +72,7 @@ class Webhook:
     events: frozenset[str]
     policies: frozenset[str] | None
     timeout: float
+    ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ def parse_config(text: str, source: str) -> Config:
     providers = _providers(raw, issues)
     policies = _policies(raw, providers, issues)
     webhooks = _webhooks(raw, issues)
+    _transport_warnings(raw, providers, webhooks, issues)
     issues.raise_if_any()
     return Config(
         source=source,
@@ -353,6 +356,29 @@ def _policies(
     return policies
 
 
+def _transport_warnings(
+    raw: RawConfig,
+    providers: dict[str, ProviderSettings],
+    webhooks: list[Webhook],
+    issues: _Issues,
+) -> None:
+    if raw.vault.address and (
+        warning := plain_http_warning(raw.vault.address, "the Vault token and every new secret")
+    ):
+        issues.warn(("vault", "address"), warning)
+    if raw.vault.verify_tls is False:
+        issues.warn(("vault", "verify_tls"), unverified_tls_warning())
+    for name, settings in providers.items():
+        url = settings.base_url or ""
+        if warning := plain_http_warning(url, "the provider's token and the keys it mints"):
+            issues.warn(("providers", name, "base_url"), warning)
+    for hook in webhooks:
+        if isinstance(hook.url, Secret) and (
+            warning := plain_http_warning(hook.url.reveal(), "notifications (and the URL)")
+        ):
+            issues.warn(("notifications", "webhooks", hook.name, "url"), warning)
+
+
 def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
     webhooks = []
     for name, hook in raw.notifications.webhooks.items():
@@ -380,6 +406,7 @@ def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
                 events=frozenset(hook.events),
                 policies=frozenset(hook.policies) if hook.policies is not None else None,
                 timeout=hook.timeout,
+                ca_bundle=hook.ca_bundle,
             )
         )
     return webhooks

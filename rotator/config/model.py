@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, FilePath, model_validator
 
 from rotator.durations import parse_duration
 from rotator.providers.base import Strategy
@@ -74,13 +74,19 @@ class KubernetesAuth(_Model):
 VaultAuth = Annotated[TokenAuth | AppRoleAuth | KubernetesAuth, Field(discriminator="method")]
 
 
+def _vault_ca_from_env() -> bool | str:
+    """``$VAULT_CACERT``, else ``$VAULT_CAPATH``, else the system CAs, as the Vault CLI does."""
+    return os.environ.get("VAULT_CACERT") or os.environ.get("VAULT_CAPATH") or True
+
+
 class VaultConfig(_Model):
     address: str | None = Field(default_factory=lambda: os.environ.get("VAULT_ADDR"))
     mount: str = "secret"
-    namespace: str | None = None
+    namespace: str | None = Field(default_factory=lambda: os.environ.get("VAULT_NAMESPACE") or None)
     auth: VaultAuth = Field(default_factory=lambda: {"method": "token"}, validate_default=True)
     timeout: float = Field(default=10.0, gt=0)
-    verify_tls: bool | str = True
+    #: false, or a CA bundle file or a directory of CA certificates (c_rehash'ed).
+    verify_tls: bool | str = Field(default_factory=_vault_ca_from_env)
     #: Where a secret rotator generates itself waits (in this mount) until the vendor has it.
     staging_prefix: str = Field(default="rotator/staging", min_length=1)
 
@@ -157,6 +163,8 @@ class WebhookConfig(_Model):
     events: list[NotifyOn] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_ON))
     policies: list[str] | None = None
     timeout: float = Field(default=5.0, gt=0)
+    #: CA certificates (PEM) to trust for this webhook's host, e.g. a private CA.
+    ca_bundle: FilePath | None = None
 
 
 class NotificationsConfig(_Model):

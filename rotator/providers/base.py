@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
 
 from rotator.config.credentials import Credential
 from rotator.secret import Secret
@@ -56,6 +56,9 @@ class ProviderSettings(BaseModel):
     token: Credential
     base_url: str | None = None
     timeout: float = Field(default=30.0, gt=0, description="seconds for each HTTP call")
+    ca_bundle: FilePath | None = Field(
+        default=None, description="CA certificates (PEM) to trust for base_url, e.g. a private CA"
+    )
 
     @field_validator("base_url")
     @classmethod

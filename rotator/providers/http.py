@@ -15,10 +15,12 @@ due never makes a vendor call.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rotator.errors import (
@@ -57,6 +59,7 @@ class VendorHttp:
         read_error: ErrorReader,
         attempts: int = 5,
         retry_timeout: float = 60.0,
+        ca_bundle: Path | None = None,
     ) -> None:
         import httpx
 
@@ -71,6 +74,7 @@ class VendorHttp:
             headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
+            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
         )
 
     def request(
@@ -267,6 +271,7 @@ class HttpProvider(Provider[SettingsT, SelectorT]):
             timeout=settings.timeout,
             read_error=self.read_error,
             headers=self.extra_headers,
+            ca_bundle=settings.ca_bundle,
         )
 
     def auth_headers(self, token: Secret) -> dict[str, str]:

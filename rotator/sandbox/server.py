@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -208,6 +209,7 @@ class EmulatorServer:
         port: int = 0,
         validator: Validator | None = None,
         delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.emulator = emulator
         self.validator = validator
@@ -219,12 +221,15 @@ class EmulatorServer:
         self._state_lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     @property
     def vendor_url(self) -> str:
