@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -267,3 +268,22 @@ def test_a_webhook_trusts_a_private_ca_given_as_its_ca_bundle(
 
 def test_a_webhook_without_the_private_ca_is_not_sent_to(certificate: tuple[Path, Path]) -> None:
     assert notify_over_tls(certificate, None).requests == []
+
+
+def test_the_daemon_logs_transport_warnings_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "rotator.yaml"
+    database = f'database: {{url: "sqlite:///{tmp_path}/never-migrated.db"}}\n'
+    config.write_text(config_text(base=INSECURE["vault.address"]) + database)
+    env = {"PATH": "/usr/bin:/bin", "TEST_VAULT_TOKEN": "t", "TEST_DO_TOKEN": "t"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "rotator", "daemon", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+    assert "configuration warning" in result.stderr
+    assert "vault.address" in result.stderr
