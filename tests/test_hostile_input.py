@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from rotator.cli import main
+from rotator.config.credentials import MAX_CREDENTIAL_FILE_BYTES
+from rotator.config.loader import parse_config
 from rotator.config.yaml_source import load_yaml
 from rotator.errors import ConfigError
 from tests.support.configs import config_text
@@ -39,21 +41,33 @@ def validate(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> t
     return int(exited.value.code or 0), capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text", [BILLION_LAUGHS, RECURSIVE], ids=["billion-laughs", "recursive"])
-def test_a_yaml_alias_bomb_exits_2_within_a_second_using_little_memory(
+BOMBS = pytest.mark.parametrize(
+    "text", [BILLION_LAUGHS, RECURSIVE], ids=["billion-laughs", "recursive"]
+)
+
+
+@BOMBS
+def test_a_yaml_alias_bomb_exits_2_within_a_second(
     text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    tracemalloc.start()
     started = time.monotonic()
 
     code, error = validate(tmp_path, text, capsys)
 
-    elapsed = time.monotonic() - started
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
     assert code == 2
     assert "alias" in error
-    assert elapsed < 1.0
+    assert time.monotonic() - started < 1.0
+
+
+@BOMBS
+def test_a_yaml_alias_bomb_is_refused_using_little_memory(text: str) -> None:
+    tracemalloc.start()
+
+    with pytest.raises(ConfigError):
+        load_yaml(text, "rotator.yaml")
+
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     assert peak < 50 * 1024 * 1024
 
 
@@ -79,3 +93,70 @@ def test_a_valid_file_still_validates(tmp_path: Path, capsys: pytest.CaptureFixt
     main(["validate", "-c", str(config)])
 
     assert "OK" in capsys.readouterr().out
+
+
+def with_token_file(path: Path | str) -> str:
+    return config_text().replace('token: "${TEST_DO_TOKEN}"', f'token: "file:{path}"')
+
+
+def token_file(folder: Path, mode: int, name: str = "token") -> Path:
+    path = folder / name
+    path.write_text("do-token-from-a-file\n")
+    path.chmod(mode)
+    return path
+
+
+def test_a_credential_file_that_is_a_device_is_refused_at_once() -> None:
+    started = time.monotonic()
+
+    with pytest.raises(ConfigError, match="/dev/zero is not a regular file") as caught:
+        parse_config(with_token_file("/dev/zero"), "rotator.yaml")
+
+    assert caught.value.exit_code == 2
+    assert time.monotonic() - started < 1.0
+
+
+def test_an_oversized_credential_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("x" * (MAX_CREDENTIAL_FILE_BYTES + 1))
+    path.chmod(0o600)
+
+    with pytest.raises(ConfigError, match="larger than 64 KiB"):
+        parse_config(with_token_file(path), "rotator.yaml")
+
+
+@pytest.mark.parametrize(
+    ("mode", "problem"),
+    [
+        (0o640, "readable by its group"),
+        (0o604, "readable by anyone"),
+        (0o602, "writable by anyone"),
+    ],
+)
+def test_a_credential_file_others_may_read_or_write_is_warned_about(
+    mode: int, problem: str, tmp_path: Path
+) -> None:
+    config = parse_config(with_token_file(token_file(tmp_path, mode)), "rotator.yaml")
+
+    [warning] = [w for w in config.warnings if "providers.do.token" in w]
+    assert problem in warning
+    assert "chmod 600" in warning
+
+
+def test_a_private_credential_file_is_not_warned_about(tmp_path: Path) -> None:
+    config = parse_config(with_token_file(token_file(tmp_path, 0o600)), "rotator.yaml")
+
+    assert not [w for w in config.warnings if "providers.do.token" in w]
+
+
+def test_a_symlink_into_a_world_writable_directory_is_warned_about(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    link = tmp_path / "token"
+    link.symlink_to(token_file(shared, 0o600))
+
+    config = parse_config(with_token_file(link), "rotator.yaml")
+
+    [warning] = [w for w in config.warnings if "providers.do.token" in w]
+    assert "world-writable directory" in warning

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from rotator.secret import Secret
 _ENV_WHOLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_ANY = re.compile(r"\$\{([^}]*)\}")
 _VAULT = re.compile(r"vault:(?P<path>[^#\s]+)#(?P<field>[^#\s]+)")
+
+#: A credential file holds one token; anything larger is a mistake (or /dev/zero).
+MAX_CREDENTIAL_FILE_BYTES = 64 * 1024
 
 REFERENCE_FORMS = "'${ENV_VAR}', 'file:/path/to/file' or 'vault:path#field'"
 
@@ -63,7 +67,8 @@ def parse_credential(
             )
         return ParsedCredential(Secret(env[name]))
     if raw.startswith("file:"):
-        return ParsedCredential(Secret(_read_credential_file(Path(raw[len("file:") :]))))
+        path = Path(raw[len("file:") :])
+        return ParsedCredential(Secret(_read_credential_file(path)), _file_warning(path))
     if raw.startswith("vault:"):
         if not (match := _VAULT.fullmatch(raw)):
             raise ValueError("a Vault reference looks like 'vault:path/to/secret#field'")
@@ -102,13 +107,53 @@ def expand_env(
 
 def _read_credential_file(path: Path) -> str:
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        # Checked on the opened file, so a swap between check and read changes nothing.
+        with path.open("rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ValueError(
+                    f"credential file {path} is not a regular file (a device, a pipe or a "
+                    "directory); point it at the file holding the credential"
+                )
+            content = file.read(MAX_CREDENTIAL_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(
             f"credential file {path} does not exist; create it or fix the path"
         ) from None
     except OSError as exc:
         raise ValueError(f"credential file {path} cannot be read ({exc.strerror})") from None
+    if len(content) > MAX_CREDENTIAL_FILE_BYTES:
+        raise ValueError(
+            f"credential file {path} is larger than {MAX_CREDENTIAL_FILE_BYTES // 1024} KiB; "
+            "it should hold one credential"
+        )
+    try:
+        value = content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"credential file {path} is not UTF-8 text") from None
     if not value:
         raise ValueError(f"credential file {path} is empty")
     return value
+
+
+def _file_warning(path: Path) -> str | None:
+    """What lets others read or replace the credential file at ``path``, if anything."""
+    mode = path.stat().st_mode
+    problems = []
+    if mode & stat.S_IRGRP:
+        problems.append("readable by its group")
+    if mode & stat.S_IROTH:
+        problems.append("readable by anyone")
+    if mode & stat.S_IWOTH:
+        problems.append("writable by anyone")
+    if path.is_symlink() and _world_writable(path.resolve().parent):
+        problems.append("a symlink into a world-writable directory (anyone may replace its target)")
+    if not problems:
+        return None
+    return (
+        f"credential file {path} is {', '.join(problems)}; make it private "
+        "(chmod 600, owned by the user rotator runs as) in a directory only that user writes"
+    )
+
+
+def _world_writable(directory: Path) -> bool:
+    return bool(directory.stat().st_mode & stat.S_IWOTH)

@@ -394,10 +394,13 @@ def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
                 issues.warn((*loc, "url"), "Slack webhook URLs are secrets; use ${ENV} or vault:")
         else:
             try:
-                credential = parse_credential(url, allow_literal=False).credential
+                parsed = parse_credential(url, allow_literal=False)
             except ValueError as exc:
                 issues.error((*loc, "url"), str(exc))
                 continue
+            credential = parsed.credential
+            if parsed.warning:
+                issues.warn((*loc, "url"), parsed.warning)
         webhooks.append(
             Webhook(
                 name=name,
