@@ -19,7 +19,7 @@ from rotator.config.credentials import MAX_CREDENTIAL_FILE_BYTES
 from rotator.config.loader import parse_config
 from rotator.config.yaml_source import load_yaml
 from rotator.errors import ConfigError
-from tests.support.configs import config_text
+from tests.support.configs import VALID_POLICY, config_text
 
 BILLION_LAUGHS = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10)
@@ -160,3 +160,46 @@ def test_a_symlink_into_a_world_writable_directory_is_warned_about(tmp_path: Pat
 
     [warning] = [w for w in config.warnings if "providers.do.token" in w]
     assert "world-writable directory" in warning
+
+
+def policy(name: str = "web", path: str = "apps/web") -> str:
+    return VALID_POLICY.replace("web:", f'"{name}":', 1).replace(
+        "path: apps/web", f'path: "{path}"'
+    )
+
+
+@pytest.mark.parametrize("name", ["../web", "team/web", "web/..", ".hidden", "a b"])
+def test_a_policy_name_that_is_not_a_plain_name_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="policy names") as caught:
+        parse_config(config_text(policy(name=name)), "rotator.yaml")
+
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "path", ["../other-team/web", "apps/../../x", "/apps/web", "apps//web", "apps/./web", "a?b#c"]
+)
+def test_a_vault_path_that_climbs_or_has_empty_segments_is_refused(path: str) -> None:
+    with pytest.raises(ConfigError, match=r"policies\.web\.vault\.path") as caught:
+        parse_config(config_text(policy(path=path)), "rotator.yaml")
+
+    assert caught.value.exit_code == 2
+
+
+def test_a_vault_credential_reference_that_climbs_is_refused() -> None:
+    text = config_text().replace('"${TEST_DO_TOKEN}"', '"vault:../admin/root#token"')
+
+    with pytest.raises(ConfigError, match=r"providers\.do\.token"):
+        parse_config(text, "rotator.yaml")
+
+
+def test_a_staging_prefix_that_climbs_is_refused() -> None:
+    text = config_text().replace("  address:", '  staging_prefix: "../elsewhere"\n  address:')
+
+    with pytest.raises(ConfigError, match=r"vault\.staging_prefix"):
+        parse_config(text, "rotator.yaml")
+
+
+def test_a_policy_writing_inside_the_staging_prefix_is_refused() -> None:
+    with pytest.raises(ConfigError, match="staging"):
+        parse_config(config_text(policy(path="rotator/staging/other")), "rotator.yaml")

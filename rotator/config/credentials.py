@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rotator.config.paths import check_vault_path
 from rotator.secret import Secret
 
 _ENV_WHOLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -72,7 +73,7 @@ def parse_credential(
     if raw.startswith("vault:"):
         if not (match := _VAULT.fullmatch(raw)):
             raise ValueError("a Vault reference looks like 'vault:path/to/secret#field'")
-        return ParsedCredential(VaultReference(match["path"].strip("/"), match["field"]))
+        return ParsedCredential(VaultReference(check_vault_path(match["path"]), match["field"]))
     if "${" in raw:
         raise ValueError(
             "an environment reference must be the whole value, e.g. '${TOKEN}': " + REFERENCE_FORMS

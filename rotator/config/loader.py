@@ -30,6 +30,7 @@ from rotator.config.model import (
     VaultConfig,
     VaultTarget,
 )
+from rotator.config.paths import POLICY_NAME, POLICY_NAME_RULE, is_under
 from rotator.config.transport import plain_http_warning, unverified_tls_warning
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
 from rotator.errors import ConfigError
@@ -299,6 +300,16 @@ def _policies(
     policies: dict[str, Policy] = {}
     for name, policy in raw.policies.items():
         loc: Location = ("policies", name)
+        if not isinstance(name, str) or not POLICY_NAME.fullmatch(name):
+            issues.error(loc, f"{name!r} is refused: {POLICY_NAME_RULE}")
+            continue
+        if is_under(policy.vault.path, raw.vault.staging_prefix):
+            issues.error(
+                (*loc, "vault", "path"),
+                f"lies inside vault.staging_prefix ({raw.vault.staging_prefix}), where rotator "
+                "stages secrets it generates; choose a path outside it",
+            )
+            continue
         if policy.provider not in raw.providers:
             known = ", ".join(sorted(raw.providers)) or "none are configured"
             issues.error(

@@ -13,8 +13,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, FilePath, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FilePath,
+    model_validator,
+)
 
+from rotator.config.paths import check_vault_path
 from rotator.durations import parse_duration
 from rotator.providers.base import Strategy
 
@@ -88,7 +97,7 @@ class VaultConfig(_Model):
     #: false, or a CA bundle file or a directory of CA certificates (c_rehash'ed).
     verify_tls: bool | str = Field(default_factory=_vault_ca_from_env)
     #: Where a secret rotator generates itself waits (in this mount) until the vendor has it.
-    staging_prefix: str = Field(default="rotator/staging", min_length=1)
+    staging_prefix: VaultPath = "rotator/staging"
 
     @model_validator(mode="after")
     def _address_known(self) -> VaultConfig:
@@ -126,8 +135,11 @@ class ScheduleConfig(_Model):
         return self
 
 
+VaultPath = Annotated[str, Field(min_length=1), AfterValidator(check_vault_path)]
+
+
 class VaultTarget(_Model):
-    path: str = Field(min_length=1)
+    path: VaultPath
     field: str = Field(default="api_key", min_length=1)
 
     @property
