@@ -62,7 +62,7 @@ class VaultStore:
         self._client = hvac.Client(
             url=config.address,
             namespace=config.namespace,
-            timeout=int(config.timeout),
+            timeout=config.timeout,
             verify=config.verify_tls,
             session=_session_for(config),
             allow_redirects=False,

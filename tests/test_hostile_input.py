@@ -8,6 +8,7 @@ audit trail.
 
 from __future__ import annotations
 
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -17,9 +18,13 @@ import pytest
 from rotator.cli import main
 from rotator.config.credentials import MAX_CREDENTIAL_FILE_BYTES
 from rotator.config.loader import parse_config
+from rotator.config.model import TokenAuth, VaultConfig
 from rotator.config.yaml_source import load_yaml
 from rotator.errors import ConfigError
+from rotator.secret import Secret
+from rotator.vault import VaultStore
 from tests.support.configs import VALID_POLICY, config_text
+from tests.support.servers import OpenBaoServer
 
 BILLION_LAUGHS = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10)
@@ -203,3 +208,35 @@ def test_a_staging_prefix_that_climbs_is_refused() -> None:
 def test_a_policy_writing_inside_the_staging_prefix_is_refused() -> None:
     with pytest.raises(ConfigError, match="staging"):
         parse_config(config_text(policy(path="rotator/staging/other")), "rotator.yaml")
+
+
+def test_a_fractional_vault_timeout_is_kept_not_truncated_to_zero(openbao: OpenBaoServer) -> None:
+    config = VaultConfig(address=openbao.address, auth=TokenAuth(), timeout=0.5)
+    store = VaultStore(config, Secret(openbao.root_token))
+
+    store.login()
+
+    assert store.is_reachable()
+
+
+@pytest.mark.parametrize("key", ["tick", "misfire_grace"])
+def test_a_daemon_duration_of_zero_is_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"daemon\.{key}"):
+        parse_config(config_text() + f"daemon: {{{key}: 0s}}\n", "rotator.yaml")
+
+
+ZERO_TIMEOUTS = {
+    "vault.timeout": ("  address:", "  timeout: 0\n  address:"),
+    "providers.do.timeout": (
+        'token: "${TEST_DO_TOKEN}"}',
+        'token: "${TEST_DO_TOKEN}", timeout: 0}',
+    ),
+}
+
+
+@pytest.mark.parametrize("key", sorted(ZERO_TIMEOUTS))
+def test_a_timeout_of_zero_is_refused(key: str) -> None:
+    text = config_text().replace(*ZERO_TIMEOUTS[key], 1)
+
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        parse_config(text, "rotator.yaml")

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     FilePath,
+    field_validator,
     model_validator,
 )
 
@@ -163,6 +164,13 @@ class DaemonConfig(_Model):
     tick: Duration = timedelta(seconds=60)
     shutdown_timeout: Duration = timedelta(seconds=25)
     misfire_grace: Duration = timedelta(minutes=5)
+
+    @field_validator("tick", "misfire_grace")
+    @classmethod
+    def _longer_than_zero(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero, e.g. '60s'")
+        return value
 
 
 NotifyOn = Literal["needs_attention", "failed", "rolled_back", "completed", "waiting"]
