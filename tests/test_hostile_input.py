@@ -8,18 +8,23 @@ audit trail.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from rotator.audit import migrations
+from rotator.audit.store import AuditStore
 from rotator.cli import main
 from rotator.config.credentials import MAX_CREDENTIAL_FILE_BYTES
 from rotator.config.loader import parse_config
 from rotator.config.model import TokenAuth, VaultConfig
 from rotator.config.yaml_source import load_yaml
+from rotator.engine.lock import PolicyLocks
 from rotator.errors import ConfigError
 from rotator.secret import Secret
 from rotator.vault import VaultStore
@@ -240,3 +245,56 @@ def test_a_timeout_of_zero_is_refused(key: str) -> None:
 
     with pytest.raises(ConfigError, match=re.escape(key)):
         parse_config(text, "rotator.yaml")
+
+
+def sqlite_config(tmp_path: Path) -> Path:
+    config = tmp_path / "rotator.yaml"
+    url = f"sqlite:///{tmp_path / 'rotator.db'}"
+    config.write_text(config_text() + f'database: {{url: "{url}"}}\n')
+    return config
+
+
+def test_the_sqlite_database_and_its_lock_files_are_created_private(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        main(["db", "upgrade", "-c", str(sqlite_config(tmp_path))])
+        store = AuditStore.open(Secret(f"sqlite:///{tmp_path / 'rotator.db'}"))
+        with PolicyLocks(store.engine).hold("web") as held:
+            assert held
+        store.close()
+    finally:
+        os.umask(old_umask)
+
+    created = [tmp_path / "rotator.db", *(tmp_path / "rotator.db.locks").iterdir()]
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in created}
+    assert set(modes.values()) == {0o600}, modes
+    assert stat.S_IMODE((tmp_path / "rotator.db.locks").stat().st_mode) == 0o700
+
+
+def test_a_downgrade_that_drops_audit_data_is_refused_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(sqlite_config(tmp_path))
+    main(["db", "upgrade", "-c", config])
+
+    with pytest.raises(SystemExit) as exited:
+        main(["db", "downgrade", "base", "-c", config])
+
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "audit event" in error
+    assert "--force" in error
+    store = AuditStore.open(Secret(f"sqlite:///{tmp_path / 'rotator.db'}"))
+    assert migrations.current_revision(store.engine) == migrations.head_revision()
+    store.close()
+
+
+def test_a_forced_downgrade_to_base_empties_the_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(sqlite_config(tmp_path))
+    main(["db", "upgrade", "-c", config])
+
+    main(["db", "downgrade", "base", "--force", "-c", config])
+
+    assert "schema at revision base" in capsys.readouterr().out
