@@ -186,3 +186,10 @@ def test_an_html_answer_at_mint_fails_the_rotation_cleanly_and_keeps_the_old_key
     assert outcome["result"] == "failed"
     assert "not JSON" in outcome["message"]
     assert rig.vault_secret("app") == spec.slot.secret
+
+
+def test_an_answer_whose_encoding_is_broken_is_a_vendor_error(vendor: Vendor) -> None:
+    vendor.list_fault(status=200, body="not gzip at all", headers={"content-encoding": "gzip"})
+
+    with pytest.raises(VendorError, match="content-encoding gzip"):
+        vendor.provider.list_keys(vendor.selector)

@@ -149,6 +149,12 @@ class VendorHttp:
         except httpx.TransportError as exc:
             _count_error(self.vendor, "network")
             raise _unavailable(where, exc) from None
+        except httpx.DecodingError:
+            encoding = streamed.headers.get("content-encoding", "none")
+            raise VendorError(
+                f"{where} answered a body that does not decode as its content-encoding "
+                f"{encoding} says; a proxy in front of the vendor may be mangling answers"
+            ) from None
         kept = [(k, v) for k, v in streamed.headers.multi_items() if k not in _WIRE_HEADERS]
         response = httpx.Response(
             streamed.status_code, headers=kept, content=content, request=request

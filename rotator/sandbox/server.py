@@ -98,6 +98,8 @@ class Fault:
     content_type: str = "text/html; charset=utf-8"
     size: int | None = None
     trickle: float = 0.0
+    #: Extra response headers (a ``content-encoding`` the body does not have, say).
+    headers: dict[str, str] = field(default_factory=dict)
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and method == self.method and re.search(self.path, path) is not None
@@ -338,6 +340,7 @@ class EmulatorServer:
         else:
             response = self.emulator.error(fault.status, _FAULT_MESSAGES.get(fault.status, "fault"))
         response.trickle = fault.trickle
+        response.headers.update(fault.headers)
         if isinstance(fault.retry_after, str):
             response.headers["retry-after"] = fault.retry_after
         elif fault.retry_after is not None:
