@@ -20,7 +20,7 @@ import hvac
 import hvac.exceptions
 import requests
 
-from rotator.config.credentials import VaultReference
+from rotator.config.credentials import VaultReference, read_credential_file
 from rotator.config.model import AppRoleAuth, KubernetesAuth, TokenAuth, VaultConfig
 from rotator.errors import (
     ConfigError,
@@ -318,9 +318,9 @@ def _refuse_redirect(response: requests.Response, *_: Any, **__: Any) -> None:
 
 def _read_file(path: Path, key: str) -> Secret:
     try:
-        return Secret(path.read_text(encoding="utf-8").strip())
-    except OSError as exc:
-        raise VaultAuthError(f"{key}: cannot read {path} ({exc.strerror})") from None
+        return Secret(read_credential_file(path))
+    except ValueError as exc:
+        raise VaultAuthError(f"{key}: {exc}") from None
 
 
 def open_vault(config: VaultConfig, token: Any) -> VaultStore:

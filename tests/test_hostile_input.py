@@ -22,10 +22,10 @@ from rotator.audit.store import AuditStore
 from rotator.cli import main
 from rotator.config.credentials import MAX_CREDENTIAL_FILE_BYTES
 from rotator.config.loader import parse_config
-from rotator.config.model import TokenAuth, VaultConfig
+from rotator.config.model import AppRoleAuth, TokenAuth, VaultConfig
 from rotator.config.yaml_source import load_yaml
 from rotator.engine.lock import PolicyLocks
-from rotator.errors import ConfigError
+from rotator.errors import ConfigError, VaultAuthError
 from rotator.secret import Secret
 from rotator.vault import VaultStore
 from tests.support.configs import VALID_POLICY, config_text
@@ -298,3 +298,14 @@ def test_a_forced_downgrade_to_base_empties_the_schema(
     main(["db", "downgrade", "base", "--force", "-c", config])
 
     assert "schema at revision base" in capsys.readouterr().out
+
+
+def test_a_vault_secret_id_file_that_is_a_device_is_refused_at_once() -> None:
+    auth = AppRoleAuth(method="approle", role_id="r", secret_id_file=Path("/dev/zero"))
+    store = VaultStore(VaultConfig(address="http://127.0.0.1:9", auth=auth))
+    started = time.monotonic()
+
+    with pytest.raises(VaultAuthError, match="/dev/zero is not a regular file"):
+        store.login()
+
+    assert time.monotonic() - started < 1.0

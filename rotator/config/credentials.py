@@ -69,7 +69,7 @@ def parse_credential(
         return ParsedCredential(Secret(env[name]))
     if raw.startswith("file:"):
         path = Path(raw[len("file:") :])
-        return ParsedCredential(Secret(_read_credential_file(path)), _file_warning(path))
+        return ParsedCredential(Secret(read_credential_file(path)), _file_warning(path))
     if raw.startswith("vault:"):
         if not (match := _VAULT.fullmatch(raw)):
             raise ValueError("a Vault reference looks like 'vault:path/to/secret#field'")
@@ -106,7 +106,8 @@ def expand_env(
     return _ENV_ANY.sub(substitute, text)
 
 
-def _read_credential_file(path: Path) -> str:
+def read_credential_file(path: Path) -> str:
+    """The stripped text of a credential file; ``ValueError`` if it is not a small regular file."""
     try:
         # Checked on the opened file, so a swap between check and read changes nothing.
         with path.open("rb") as file:
