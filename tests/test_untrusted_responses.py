@@ -193,3 +193,15 @@ def test_an_answer_whose_encoding_is_broken_is_a_vendor_error(vendor: Vendor) ->
 
     with pytest.raises(VendorError, match="content-encoding gzip"):
         vendor.provider.list_keys(vendor.selector)
+
+
+def test_an_html_error_page_is_described_not_quoted(vendor: Vendor) -> None:
+    vendor.fault("create", status=502, body=HTML)
+
+    with pytest.raises(VendorError) as caught:
+        vendor.create()
+
+    message = str(caught.value)
+    assert "502" in message
+    assert "a text/html body" in message
+    assert "cloudflare" not in message

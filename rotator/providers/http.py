@@ -32,7 +32,7 @@ from rotator.errors import (
     VendorUnavailable,
 )
 from rotator.providers.base import Provider, SelectorT, SettingsT
-from rotator.providers.responses import ShapeT, parse_body, read_body
+from rotator.providers.responses import ShapeT, parse_body, plain_detail, read_body
 from rotator.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ def json_error_reader(*fields: str) -> ErrorReader:
         try:
             body = response.json()
         except ValueError:
-            return response.text.strip() or response.reason_phrase
+            return plain_detail(response)
         if isinstance(body, dict):
             parts = [str(body[name]) for name in fields if body.get(name) not in (None, "")]
             if parts:

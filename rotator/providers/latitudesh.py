@@ -31,7 +31,7 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
-from rotator.providers.responses import VendorBody
+from rotator.providers.responses import VendorBody, plain_detail
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def read_jsonapi_error(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip() or response.reason_phrase
+        return plain_detail(response)
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, list) and errors:
         return "; ".join(

@@ -29,6 +29,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Most pages read for one listing; at 100 keys a page, far beyond any real key slot.
 MAX_PAGES = 100
 _MAX_PROBLEMS = 3
+_MAX_PLAIN_DETAIL = 200
 
 ShapeT = TypeVar("ShapeT")
 
@@ -81,6 +82,19 @@ def parse_body(response: httpx.Response, shape: type[ShapeT], *, where: str) -> 
             f"{where} answered JSON rotator does not understand ({_problems(exc)}); the vendor's "
             "API may have changed: check base_url and rotator's version"
         ) from None
+
+
+def plain_detail(response: httpx.Response) -> str:
+    """An error answer that is not JSON, for a message: short plain text, else described.
+
+    An HTML page or another large body says nothing an operator can act on, and
+    quoting it would carry whatever it holds into logs and the audit trail.
+    """
+    kind = response.headers.get("content-type", "").split(";")[0].strip() or "untyped"
+    text = response.text.strip()
+    if kind == "text/plain" and len(text) <= _MAX_PLAIN_DETAIL:
+        return text or response.reason_phrase
+    return f"{response.reason_phrase} (a {kind} body of {len(response.content)} bytes)"
 
 
 def pages(where: str) -> Iterator[int]:

@@ -27,7 +27,7 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
-from rotator.providers.responses import VendorBody, pages
+from rotator.providers.responses import VendorBody, pages, plain_detail
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def read_agentex_error(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip() or response.reason_phrase
+        return plain_detail(response)
     if isinstance(body, dict) and isinstance(body.get("detail"), list):
         return "; ".join(
             f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}"
