@@ -222,3 +222,15 @@ def test_a_database_password_beside_a_url_that_has_one_is_refused(
         parse_config(config_text() + text, "rotator.yaml")
 
     assert "other" not in str(caught.value)
+
+
+def test_a_whole_database_url_from_the_environment_keeps_an_at_sign_in_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://rotator:Front@Tail77@db:5432/rotator")
+
+    config = parse_config(config_text() + 'database: {url: "${DATABASE_URL}"}\n', "rotator.yaml")
+
+    parsed = make_url(config.database_url.reveal())
+    assert parsed.password == "Front@Tail77"
+    assert parsed.host == "db"

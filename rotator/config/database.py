@@ -39,8 +39,14 @@ def build_database_url(
     if password is not None:
         url = _with_password(url, parse_credential(password, allow_literal=False, env=env))
     userinfo = _userinfo(url)
-    secret = userinfo.partition(":")[2] if userinfo and ":" in userinfo else ""
-    return DatabaseUrl(Secret(url), Secret(unquote(secret)) if secret else None)
+    if not userinfo or ":" not in userinfo:
+        return DatabaseUrl(Secret(url), None)
+    # The last '@' before the path ends the password, so a URL pasted whole (from
+    # $ROTATOR_DATABASE_URL, say) keeps an unescaped '@' in it; escape it for the drivers.
+    user, _, secret = userinfo.partition(":")
+    decoded = unquote(secret)
+    url = _with_userinfo(url, userinfo, f"{user}:{quote(decoded, safe='')}")
+    return DatabaseUrl(Secret(url), Secret(decoded))
 
 
 def _userinfo(url: str) -> str | None:
@@ -65,6 +71,9 @@ def _with_password(url: str, parsed: ParsedCredential) -> str:
         raise ValueError(
             "database.password is set, but database.url holds a password too; keep one of them"
         )
+    return _with_userinfo(url, userinfo, f"{userinfo}:{quote(credential.reveal(), safe='')}")
+
+
+def _with_userinfo(url: str, userinfo: str, replacement: str) -> str:
     scheme, _, rest = url.partition("://")
-    encoded = quote(credential.reveal(), safe="")
-    return f"{scheme}://{userinfo}:{encoded}@{rest[len(userinfo) + 1 :]}"
+    return f"{scheme}://{replacement}@{rest[len(userinfo) + 1 :]}"
