@@ -42,8 +42,11 @@ def _redact(value: Any) -> Any:
     if isinstance(value, BaseException):
         return scrub(f"{type(value).__name__}: {value}")
     # Renderers fall back to repr (or str) for other objects: check what they would print.
-    shown = repr(value)
-    if scrub(shown) != shown or scrub(str(value)) != str(value):
+    try:
+        shown, plain = repr(value), str(value)
+    except Exception:  # a broken __repr__ must not break logging
+        return f"<{type(value).__name__}: unprintable>"
+    if scrub(shown) != shown or scrub(plain) != plain:
         return scrub(shown)
     return value
 

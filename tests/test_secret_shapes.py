@@ -234,3 +234,12 @@ def test_a_whole_database_url_from_the_environment_keeps_an_at_sign_in_its_passw
     parsed = make_url(config.database_url.reveal())
     assert parsed.password == "Front@Tail77"
     assert parsed.host == "db"
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_an_object_whose_repr_fails_does_not_break_logging() -> None:
+    assert "Unprintable: unprintable" in logged(thing=Unprintable())
