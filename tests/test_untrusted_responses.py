@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from rotator.errors import VendorError, VendorRateLimited, VendorUnavailable
@@ -205,3 +206,11 @@ def test_an_html_error_page_is_described_not_quoted(vendor: Vendor) -> None:
     assert "502" in message
     assert "a text/html body" in message
     assert "cloudflare" not in message
+
+
+def test_the_sandbox_control_api_sets_the_untrusted_answer_faults(vendor: Vendor) -> None:
+    fault = {"method": "GET", "path": ".", "status": 200, "body": HTML, "times": 5}
+    httpx.post(f"{vendor.server.base_url}/_sandbox/faults", json=fault).raise_for_status()
+
+    with pytest.raises(VendorError, match="not JSON"):
+        vendor.provider.list_keys(vendor.selector)
