@@ -20,6 +20,10 @@ from rotator.config.credentials import ParsedCredential, expand_env, parse_crede
 from rotator.secret import Secret
 
 
+class PasswordProblem(ValueError):
+    """What is wrong lies in ``database.password``, not in ``database.url``."""
+
+
 @dataclass(frozen=True)
 class DatabaseUrl:
     url: Secret
@@ -32,12 +36,17 @@ def build_database_url(
 ) -> DatabaseUrl:
     """``template`` with its ``${VAR}``s filled in safely, plus ``password`` if given.
 
-    Raises ``ValueError`` naming what to fix; the message never holds a value.
+    Raises ``ValueError`` naming what to fix (``PasswordProblem`` when it is
+    ``password``); the message never holds a value.
     """
     whole = template.startswith("${") and template.find("}") == len(template) - 1
     url = expand_env(template, env, encode=str if whole else lambda value: quote(value, safe=""))
     if password is not None:
-        url = _with_password(url, parse_credential(password, allow_literal=False, env=env))
+        try:
+            parsed = parse_credential(password, allow_literal=False, env=env)
+        except ValueError as exc:
+            raise PasswordProblem(str(exc)) from None
+        url = _with_password(url, parsed)
     userinfo = _userinfo(url)
     if not userinfo or ":" not in userinfo:
         return DatabaseUrl(Secret(url), None)
@@ -57,20 +66,16 @@ def _userinfo(url: str) -> str | None:
 def _with_password(url: str, parsed: ParsedCredential) -> str:
     credential = parsed.credential
     if not isinstance(credential, Secret):
-        raise ValueError(
-            "database.password must be '${ENV_VAR}' or 'file:/path': the audit database is "
-            "opened before Vault"
+        raise PasswordProblem(
+            "must be '${ENV_VAR}' or 'file:/path': the audit database is opened before Vault"
         )
     userinfo = _userinfo(url)
     if not userinfo:
-        raise ValueError(
-            "database.password needs a user name in database.url "
-            "(postgresql+psycopg://USER@host/dbname)"
+        raise PasswordProblem(
+            "needs a user name in database.url (postgresql+psycopg://USER@host/dbname)"
         )
     if ":" in userinfo:
-        raise ValueError(
-            "database.password is set, but database.url holds a password too; keep one of them"
-        )
+        raise PasswordProblem("is set, but database.url holds a password too; keep one of them")
     return _with_userinfo(url, userinfo, f"{userinfo}:{quote(credential.reveal(), safe='')}")
 
 

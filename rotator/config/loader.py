@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from rotator.config.credentials import Credential, VaultReference, parse_credential
-from rotator.config.database import DatabaseUrl, build_database_url
+from rotator.config.database import DatabaseUrl, PasswordProblem, build_database_url
 from rotator.config.model import (
     AppRoleAuth,
     DaemonConfig,
@@ -236,9 +236,11 @@ def parse_config(text: str, source: str) -> Config:
 def _database_url(raw: RawConfig, issues: _Issues) -> DatabaseUrl:
     try:
         return build_database_url(raw.database.url, raw.database.password)
+    except PasswordProblem as exc:
+        issues.error(("database", "password"), str(exc))
     except ValueError as exc:
         issues.error(("database", "url"), str(exc))
-        return DatabaseUrl(Secret(""), None)
+    return DatabaseUrl(Secret(""), None)
 
 
 def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:
