@@ -13,9 +13,11 @@ import re
 import stat
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from rotator.audit import migrations
 from rotator.audit.store import AuditStore
@@ -35,6 +37,13 @@ BILLION_LAUGHS = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" 
     f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10)
 )
 RECURSIVE = "a: &x [*x]\n"
+
+
+@pytest.fixture(autouse=True)
+def _logging_set_up_by_a_test_ends_with_it() -> Iterator[None]:
+    """``main`` points logging at this test's captured stderr, which closes after it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -46,6 +46,13 @@ FORMS: dict[str, Callable[[str], str]] = {
     "basic auth": lambda v: base64.b64encode(f"user:{v}".encode()).decode(),
     "basic auth, longer user": lambda v: base64.b64encode(f"users:{v}".encode()).decode(),
 }
+
+
+@pytest.fixture(autouse=True)
+def _logging_set_up_by_a_test_ends_with_it() -> Iterator[None]:
+    """``main`` points logging at this test's captured stderr, which closes after it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)
