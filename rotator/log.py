@@ -2,8 +2,8 @@
 
 The ``redact_secrets`` processor runs last before rendering: a ``Secret`` is
 rendered as its redaction marker by construction, and any other value that
-contains the text of a live ``Secret`` (an exception message from a library,
-say) is scrubbed too.
+contains a live ``Secret`` in any of its shapes (an exception message from a
+library, bytes, a dict key, an object's repr) is scrubbed too.
 """
 
 from __future__ import annotations
@@ -29,14 +29,25 @@ def redact_secrets(
 def _redact(value: Any) -> Any:
     if isinstance(value, Secret):
         return REDACTED
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, str):
         return scrub(value)
+    if isinstance(value, bytes | bytearray):
+        return scrub(bytes(value).decode("utf-8", errors="backslashreplace"))
     if isinstance(value, dict):
-        return {k: _redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
+        return {_redact(k): _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
         return [_redact(v) for v in value]
     if isinstance(value, BaseException):
         return scrub(f"{type(value).__name__}: {value}")
+    # Renderers fall back to repr (or str) for other objects: check what they would print.
+    try:
+        shown, plain = repr(value), str(value)
+    except Exception:  # a broken __repr__ must not break logging
+        return f"<{type(value).__name__}: unprintable>"
+    if scrub(shown) != shown or scrub(plain) != plain:
+        return scrub(shown)
     return value
 
 

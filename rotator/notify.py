@@ -7,6 +7,7 @@ failing webhook is logged and never fails a rotation.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -60,8 +61,14 @@ class Notifier:
     def _send(self, webhook: Webhook, outcome: Outcome) -> None:
         try:
             url = self._resolve(webhook.url)
+            verify = (
+                ssl.create_default_context(cafile=webhook.ca_bundle) if webhook.ca_bundle else True
+            )
             response = httpx.post(
-                url.reveal(), json=payload(outcome, webhook), timeout=webhook.timeout
+                url.reveal(),
+                json=payload(outcome, webhook),
+                timeout=webhook.timeout,
+                verify=verify,
             )
             response.raise_for_status()
         except Exception as exc:  # a notification must never fail a rotation

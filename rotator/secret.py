@@ -3,19 +3,29 @@
 A ``Secret`` never shows its value through ``repr``, ``str``, ``format`` or
 pickling; code that needs the value calls ``reveal()`` at the last moment (an
 HTTP header, a Vault write). Every live ``Secret`` is tracked weakly so that
-the log redactor can also scrub a value that reached a log line by some other
-road (an exception text from a library, say).
+``scrub`` can also redact a value that reached text by some other road (an
+exception text from a library, say), in the shapes libraries turn it into:
+percent-encoded, JSON-escaped, base64 at any byte offset (HTTP Basic auth),
+and, for a URL, as httpx normalises it.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import hmac
+import json
+import re
 import weakref
 from typing import NoReturn
+from urllib.parse import quote, quote_plus
 
 REDACTED = "**********"
-# Shorter values would redact ordinary words in log lines; no vendor issues keys this short.
+# Shorter values are redacted only where they stand as a whole word: anywhere would
+# redact pieces of ordinary words in log lines.
 MIN_SCRUBBED_LENGTH = 8
+# A base64 fragment this short could match by chance; keep what is left of the value.
+_MIN_BASE64_FRAGMENT = 8
 
 _live: weakref.WeakSet[Secret] = weakref.WeakSet()
 
@@ -60,13 +70,69 @@ class Secret:
 
 def live_secret_values() -> list[str]:
     """Values of all secrets alive in this process, longest first, for scrubbing text."""
-    values = {s.reveal() for s in list(_live) if len(s.reveal()) >= MIN_SCRUBBED_LENGTH}
+    values = {s.reveal() for s in list(_live) if s.reveal()}
     return sorted(values, key=len, reverse=True)
 
 
 def scrub(text: str) -> str:
-    """Replace every live secret value inside ``text`` with the redaction marker."""
+    """Replace every live secret value, in any of its shapes, inside ``text`` with the marker."""
     for value in live_secret_values():
-        if value in text:
-            text = text.replace(value, REDACTED)
+        if len(value) < MIN_SCRUBBED_LENGTH:
+            text = _word(value).sub(REDACTED, text)
+            continue
+        for shape in _shapes(value):
+            if shape in text:
+                text = text.replace(shape, REDACTED)
     return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _word(value: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w]){re.escape(value)}(?![\w])")
+
+
+@functools.lru_cache(maxsize=1024)
+def _shapes(value: str) -> tuple[str, ...]:
+    """``value`` and the forms libraries turn it into, longest first."""
+    shapes = {
+        value,
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        *_base64_shapes(value.encode()),
+        *_url_shapes(value),
+    }
+    return tuple(sorted((s for s in shapes if s), key=len, reverse=True))
+
+
+def _base64_shapes(raw: bytes) -> list[str]:
+    """The part of ``raw``'s base64 that is the same wherever ``raw`` starts in the input.
+
+    base64 encodes 3 bytes as 4 characters, so ``raw`` inside a longer input
+    (``user:secret`` in Basic auth) encodes one of three ways; the characters
+    that also depend on the neighbouring bytes are dropped.
+    """
+    shapes = []
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + raw).decode().rstrip("=")
+        head = (0, 2, 3)[offset]
+        tail = (offset + len(raw)) % 3
+        core = encoded[head : len(encoded) - (1 if tail else 0)]
+        if len(core) >= _MIN_BASE64_FRAGMENT:
+            shapes += [core, core.replace("+", "-").replace("/", "_")]
+    return shapes
+
+
+def _url_shapes(value: str) -> list[str]:
+    """A URL as httpx sends and prints it (host lower-cased, default port dropped, escaped)."""
+    if not value.lower().startswith(("http://", "https://")):
+        return []
+    import httpx
+
+    try:
+        normalised = str(httpx.URL(value))
+    except (httpx.InvalidURL, ValueError):
+        return []
+    return [normalised, normalised.split("://", 1)[1]]

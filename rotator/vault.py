@@ -20,7 +20,7 @@ import hvac
 import hvac.exceptions
 import requests
 
-from rotator.config.credentials import VaultReference
+from rotator.config.credentials import VaultReference, read_credential_file
 from rotator.config.model import AppRoleAuth, KubernetesAuth, TokenAuth, VaultConfig
 from rotator.errors import (
     ConfigError,
@@ -62,9 +62,10 @@ class VaultStore:
         self._client = hvac.Client(
             url=config.address,
             namespace=config.namespace,
-            timeout=int(config.timeout),
+            timeout=config.timeout,
             verify=config.verify_tls,
             session=_session_for(config),
+            allow_redirects=False,
         )
         self._renew_at = 0.0
         self._next_lookup = 0.0
@@ -294,6 +295,8 @@ def _session_for(config: VaultConfig) -> requests.Session:
     one Vault address, so the answer never changes while it runs.
     """
     session = requests.Session()
+    # requests keeps X-Vault-Token on a redirect to another host: one is never followed.
+    session.hooks["response"].append(_refuse_redirect)
     if config.address is None:
         return session
     settled = session.merge_environment_settings(config.address, {}, None, config.verify_tls, None)
@@ -303,11 +306,21 @@ def _session_for(config: VaultConfig) -> requests.Session:
     return session
 
 
+def _refuse_redirect(response: requests.Response, *_: Any, **__: Any) -> None:
+    if response.is_redirect:
+        target = response.headers.get("location", "?").split("?")[0]
+        raise VaultError(
+            f"Vault at {response.request.url and response.request.url.split('?')[0]} answered "
+            f"{response.status_code}, a redirect to {target}; rotator never follows one (its "
+            "token and secrets would go along): set vault.address to Vault's own address"
+        )
+
+
 def _read_file(path: Path, key: str) -> Secret:
     try:
-        return Secret(path.read_text(encoding="utf-8").strip())
-    except OSError as exc:
-        raise VaultAuthError(f"{key}: cannot read {path} ({exc.strerror})") from None
+        return Secret(read_credential_file(path))
+    except ValueError as exc:
+        raise VaultAuthError(f"{key}: {exc}") from None
 
 
 def open_vault(config: VaultConfig, token: Any) -> VaultStore:

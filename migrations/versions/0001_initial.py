@@ -72,6 +72,10 @@ def upgrade() -> None:
     op.create_index("ix_audit_events_at", "audit_events", ["at"])
 
 
+#: What reverting this revision deletes; ``rotator db downgrade`` asks for --force first.
+downgrade_destroys = "every rotation, policy state and audit event (the tables are dropped)"
+
+
 def downgrade() -> None:
     op.drop_table("audit_events")
     op.drop_table("policy_state")

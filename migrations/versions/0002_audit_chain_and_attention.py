@@ -30,6 +30,10 @@ def upgrade() -> None:
     op.execute("INSERT INTO audit_chain_head (id, last_hash) VALUES (1, '')")
 
 
+#: What reverting this revision deletes; ``rotator db downgrade`` asks for --force first.
+downgrade_destroys = "the audit hash chain (every event's hashes) and policies' attention flags"
+
+
 def downgrade() -> None:
     op.drop_table("audit_chain_head")
     with op.batch_alter_table("policy_state") as batch:

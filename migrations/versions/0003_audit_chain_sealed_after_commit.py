@@ -44,6 +44,10 @@ def upgrade() -> None:
     )
 
 
+#: What reverting this revision deletes; ``rotator db downgrade`` asks for --force first.
+downgrade_destroys = "every audit event's chain position (seq)"
+
+
 def downgrade() -> None:
     # 0002 has no notion of an unsealed event; audit rows are never deleted to get there.
     unsealed = op.get_bind().execute(sa.text("SELECT COUNT(*) FROM audit_events WHERE seq IS NULL"))

@@ -14,6 +14,8 @@ every connection older than the failure.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from typing import Any
 
@@ -47,6 +49,7 @@ def make_engine(url: Secret, *, workers: int = 4) -> Engine:
 
 def _sqlite_engine(raw: str) -> Engine:
     engine = create_engine(raw, connect_args={"timeout": 30, "check_same_thread": False})
+    _create_private(engine.url.database)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -56,6 +59,18 @@ def _sqlite_engine(raw: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _create_private(database: str | None) -> None:
+    """Create a missing SQLite file readable by its owner only (its -wal and -shm follow it).
+
+    It holds every rotation's history; SQLite itself would create it 0644 under the
+    usual umask.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _ping_when_idle(engine: Engine) -> None:

@@ -62,6 +62,26 @@ def downgrade(engine: Engine, revision: str) -> None:
     _run(engine, command.downgrade, revision)
 
 
+def lost_by_downgrade(engine: Engine, revision: str) -> list[str]:
+    """What going down to ``revision`` deletes: each reverted migration's ``downgrade_destroys``.
+
+    A migration script declares it as a module attribute, so the script that
+    drops a table is also the one that says so.
+    """
+    from alembic.script import ScriptDirectory
+
+    current = current_revision(engine)
+    if current is None:
+        return []
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    reverted = scripts.iterate_revisions(current, revision)
+    return [
+        f"{script.revision}: {script.module.downgrade_destroys}"
+        for script in reverted
+        if getattr(script.module, "downgrade_destroys", None)
+    ]
+
+
 def _run(engine: Engine, action: Callable[[AlembicConfig, str], None], revision: str) -> None:
     config = _alembic_config()
     with engine.begin() as connection:

@@ -21,6 +21,7 @@ from rotator.cli.options import config_option, load
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
 from rotator.errors import RotatorError
+from rotator.secret import scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,9 +67,12 @@ def daemon(config_path: str | None) -> None:
     SIGHUP reloads the configuration; SIGTERM stops gracefully.
     """
     from rotator.config.loader import resolve_config_path
+    from rotator.log import get_logger
     from rotator.scheduler import Daemon
 
     config = load(config_path)
+    for warning in config.warnings:
+        get_logger("rotator.daemon").warning("configuration warning", warning=warning)
     sys.exit(Daemon(resolve_config_path(config_path), config).run())
 
 
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except RotatorError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho(f"error: {scrub(str(exc))}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

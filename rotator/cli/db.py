@@ -29,11 +29,19 @@ def upgrade(config_path: str | None, revision: str) -> None:
 @db.command()
 @config_option
 @click.argument("revision")
-def downgrade(config_path: str | None, revision: str) -> None:
+@click.option("--force", is_flag=True, help="Required when the downgrade deletes audit data.")
+def downgrade(config_path: str | None, revision: str, force: bool) -> None:
     """Revert migrations down to REVISION ('base' empties the schema)."""
     from rotator.audit import migrations
 
     store = open_store(load(config_path))
+    lost = migrations.lost_by_downgrade(store.engine, revision)
+    if lost and not force:
+        raise click.UsageError(
+            f"downgrading to {revision} deletes audit data an auditor may need: "
+            + "; ".join(lost)
+            + ". Export it first ('rotator audit --json'), then repeat with --force"
+        )
     migrations.downgrade(store.engine, revision)
     click.echo(f"database schema at revision {migrations.current_revision(store.engine) or 'base'}")
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rotator.config.credentials import Credential, VaultReference, expand_env, parse_credential
+from rotator.config.credentials import Credential, VaultReference, parse_credential
+from rotator.config.database import DatabaseUrl, PasswordProblem, build_database_url
 from rotator.config.model import (
     AppRoleAuth,
     DaemonConfig,
@@ -29,6 +30,8 @@ from rotator.config.model import (
     VaultConfig,
     VaultTarget,
 )
+from rotator.config.paths import POLICY_NAME, POLICY_NAME_RULE, is_under
+from rotator.config.transport import plain_http_warning, unverified_tls_warning
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
 from rotator.errors import ConfigError
 from rotator.providers.base import KeySelector, Provider, ProviderSettings, Strategy
@@ -70,6 +73,7 @@ class Webhook:
     events: frozenset[str]
     policies: frozenset[str] | None
     timeout: float
+    ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     webhooks: list[Webhook] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Kept so the password stays a live ``Secret``, scrubbed from any text that quotes it.
+    database_password: Secret | None = None
 
 
 @dataclass
@@ -206,15 +212,17 @@ def parse_config(text: str, source: str) -> Config:
         issues.add_validation_error(exc, (), RawConfig)
         issues.raise_if_any()
         raise
-    database_url = _database_url(raw, issues)
+    database = _database_url(raw, issues)
     vault_token = _vault_token(raw, issues)
     providers = _providers(raw, issues)
     policies = _policies(raw, providers, issues)
     webhooks = _webhooks(raw, issues)
+    _transport_warnings(raw, providers, webhooks, issues)
     issues.raise_if_any()
     return Config(
         source=source,
-        database_url=database_url,
+        database_url=database.url,
+        database_password=database.password,
         vault=raw.vault,
         vault_token=vault_token,
         providers=providers,
@@ -225,12 +233,14 @@ def parse_config(text: str, source: str) -> Config:
     )
 
 
-def _database_url(raw: RawConfig, issues: _Issues) -> Secret:
+def _database_url(raw: RawConfig, issues: _Issues) -> DatabaseUrl:
     try:
-        return Secret(expand_env(raw.database.url))
+        return build_database_url(raw.database.url, raw.database.password)
+    except PasswordProblem as exc:
+        issues.error(("database", "password"), str(exc))
     except ValueError as exc:
         issues.error(("database", "url"), str(exc))
-        return Secret("")
+    return DatabaseUrl(Secret(""), None)
 
 
 def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:
@@ -292,6 +302,16 @@ def _policies(
     policies: dict[str, Policy] = {}
     for name, policy in raw.policies.items():
         loc: Location = ("policies", name)
+        if not isinstance(name, str) or not POLICY_NAME.fullmatch(name):
+            issues.error(loc, f"{name!r} is refused: {POLICY_NAME_RULE}")
+            continue
+        if is_under(policy.vault.path, raw.vault.staging_prefix):
+            issues.error(
+                (*loc, "vault", "path"),
+                f"lies inside vault.staging_prefix ({raw.vault.staging_prefix}), where rotator "
+                "stages secrets it generates; choose a path outside it",
+            )
+            continue
         if policy.provider not in raw.providers:
             known = ", ".join(sorted(raw.providers)) or "none are configured"
             issues.error(
@@ -349,6 +369,29 @@ def _policies(
     return policies
 
 
+def _transport_warnings(
+    raw: RawConfig,
+    providers: dict[str, ProviderSettings],
+    webhooks: list[Webhook],
+    issues: _Issues,
+) -> None:
+    if raw.vault.address and (
+        warning := plain_http_warning(raw.vault.address, "the Vault token and every new secret")
+    ):
+        issues.warn(("vault", "address"), warning)
+    if raw.vault.verify_tls is False:
+        issues.warn(("vault", "verify_tls"), unverified_tls_warning())
+    for name, settings in providers.items():
+        url = settings.base_url or ""
+        if warning := plain_http_warning(url, "the provider's token and the keys it mints"):
+            issues.warn(("providers", name, "base_url"), warning)
+    for hook in webhooks:
+        if isinstance(hook.url, Secret) and (
+            warning := plain_http_warning(hook.url.reveal(), "notifications (and the URL)")
+        ):
+            issues.warn(("notifications", "webhooks", hook.name, "url"), warning)
+
+
 def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
     webhooks = []
     for name, hook in raw.notifications.webhooks.items():
@@ -364,10 +407,13 @@ def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
                 issues.warn((*loc, "url"), "Slack webhook URLs are secrets; use ${ENV} or vault:")
         else:
             try:
-                credential = parse_credential(url, allow_literal=False).credential
+                parsed = parse_credential(url, allow_literal=False)
             except ValueError as exc:
                 issues.error((*loc, "url"), str(exc))
                 continue
+            credential = parsed.credential
+            if parsed.warning:
+                issues.warn((*loc, "url"), parsed.warning)
         webhooks.append(
             Webhook(
                 name=name,
@@ -376,6 +422,7 @@ def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
                 events=frozenset(hook.events),
                 policies=frozenset(hook.policies) if hook.policies is not None else None,
                 timeout=hook.timeout,
+                ca_bundle=hook.ca_bundle,
             )
         )
     return webhooks

@@ -13,8 +13,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FilePath,
+    field_validator,
+    model_validator,
+)
 
+from rotator.config.paths import check_vault_path
 from rotator.durations import Duration
 from rotator.providers.base import Strategy
 
@@ -30,6 +40,8 @@ class DatabaseConfig(_Model):
     url: str = Field(
         default_factory=lambda: os.environ.get("ROTATOR_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
+    #: A credential reference (``${ENV}`` or ``file:``) for the password of ``url``'s user.
+    password: str | None = None
 
 
 class TokenAuth(_Model):
@@ -61,15 +73,21 @@ class KubernetesAuth(_Model):
 VaultAuth = Annotated[TokenAuth | AppRoleAuth | KubernetesAuth, Field(discriminator="method")]
 
 
+def _vault_ca_from_env() -> bool | str:
+    """``$VAULT_CACERT``, else ``$VAULT_CAPATH``, else the system CAs, as the Vault CLI does."""
+    return os.environ.get("VAULT_CACERT") or os.environ.get("VAULT_CAPATH") or True
+
+
 class VaultConfig(_Model):
     address: str | None = Field(default_factory=lambda: os.environ.get("VAULT_ADDR"))
     mount: str = "secret"
-    namespace: str | None = None
+    namespace: str | None = Field(default_factory=lambda: os.environ.get("VAULT_NAMESPACE") or None)
     auth: VaultAuth = Field(default_factory=lambda: {"method": "token"}, validate_default=True)
     timeout: float = Field(default=10.0, gt=0)
-    verify_tls: bool | str = True
+    #: false, or a CA bundle file or a directory of CA certificates (c_rehash'ed).
+    verify_tls: bool | str = Field(default_factory=_vault_ca_from_env)
     #: Where a secret rotator generates itself waits (in this mount) until the vendor has it.
-    staging_prefix: str = Field(default="rotator/staging", min_length=1)
+    staging_prefix: VaultPath = "rotator/staging"
 
     @model_validator(mode="after")
     def _address_known(self) -> VaultConfig:
@@ -126,8 +144,11 @@ class ScheduleConfig(_Model):
         return self
 
 
+VaultPath = Annotated[str, Field(min_length=1), AfterValidator(check_vault_path)]
+
+
 class VaultTarget(_Model):
-    path: str = Field(min_length=1)
+    path: VaultPath
     field: str = Field(default="api_key", min_length=1)
 
     @property
@@ -157,6 +178,13 @@ class DaemonConfig(_Model):
     shutdown_timeout: Duration = timedelta(seconds=25)
     misfire_grace: Duration = timedelta(minutes=5)
 
+    @field_validator("tick", "misfire_grace")
+    @classmethod
+    def _longer_than_zero(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero, e.g. '60s'")
+        return value
+
 
 NotifyOn = Literal["needs_attention", "failed", "rolled_back", "completed", "waiting"]
 DEFAULT_NOTIFY_ON: tuple[NotifyOn, ...] = ("needs_attention", "rolled_back")
@@ -168,6 +196,8 @@ class WebhookConfig(_Model):
     events: list[NotifyOn] = Field(default_factory=lambda: list(DEFAULT_NOTIFY_ON))
     policies: list[str] | None = None
     timeout: float = Field(default=5.0, gt=0)
+    #: CA certificates (PEM) to trust for this webhook's host, e.g. a private CA.
+    ca_bundle: FilePath | None = None
 
 
 class NotificationsConfig(_Model):

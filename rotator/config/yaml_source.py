@@ -8,11 +8,14 @@ which PyYAML would silently let the last one win, are errors here.
 Building from events skips PyYAML's node tree, which costs most of the time on
 files with thousands of policies. Documents using anchors, merge keys, complex
 keys or explicit collection tags are built from the node tree instead, with
-PyYAML's own semantics.
+PyYAML's own semantics, within bounds: aliases may not contain themselves, and
+the data they expand to is capped (a "billion laughs" file of a few hundred
+bytes would otherwise expand to a billion values).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,9 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 _DEFAULT_TAGS = (None, "!", BaseResolver.DEFAULT_MAPPING_TAG, BaseResolver.DEFAULT_SEQUENCE_TAG)
+#: Values built from the node tree, aliases expanded, when the file is small; larger files
+#: may expand to one value per two characters of text, more than a file without aliases has.
+MIN_EXPANDED_VALUES = 100_000
 
 
 class _NeedsNodeTree(Exception):
@@ -58,7 +64,8 @@ def load_yaml(text: str, source: str) -> YamlDocument:
     try:
         return _parse(text, source, _document_from_events)
     except _NeedsNodeTree:
-        return _parse(text, source, _document_from_nodes)
+        limit = max(MIN_EXPANDED_VALUES, len(text) // 2)
+        return _parse(text, source, functools.partial(_document_from_nodes, limit=limit))
 
 
 def _parse(text: str, source: str, build: _Builder) -> YamlDocument:
@@ -80,10 +87,72 @@ def _parse(text: str, source: str, build: _Builder) -> YamlDocument:
         loader.dispose()
 
 
-def _document_from_nodes(loader: yaml.SafeLoader, doc: YamlDocument, source: str) -> None:
+def _document_from_nodes(
+    loader: yaml.SafeLoader, doc: YamlDocument, source: str, *, limit: int
+) -> None:
     node = loader.get_single_node()
     if node is not None:
-        doc.data = _value_from_nodes(loader, node, (), doc.lines, source)
+        doc.data = _NodeBuilder(loader, doc.lines, source, limit).value(node, ())
+
+
+class _NodeBuilder:
+    """Builds plain data from PyYAML's node tree, counting every value aliases expand to."""
+
+    def __init__(
+        self, loader: yaml.SafeLoader, lines: dict[Location, int], source: str, limit: int
+    ) -> None:
+        self.loader = loader
+        self.lines = lines
+        self.source = source
+        self.limit = limit
+        self.built = 0
+        #: Collections being built right now: meeting one again is a recursive alias.
+        self.open: set[int] = set()
+
+    def value(self, node: yaml.Node, loc: Location) -> Any:
+        self._count(node, loc)
+        self.lines.setdefault(loc, node.start_mark.line + 1)
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self.loader.construct_object(node, deep=True)
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.value(item, (*loc, index)) for index, item in enumerate(node.value)]
+            self.loader.flatten_mapping(node)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.key(key_node, loc)
+                _check_unique(
+                    key, result, loc, key_node.start_mark.line + 1, self.lines, self.source
+                )
+                result[key] = self.value(value_node, (*loc, key))
+            return result
+        finally:
+            self.open.discard(id(node))
+
+    def key(self, node: yaml.Node, loc: Location) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise ConfigError(
+                f"a key of {dotted(loc)} is a list or a mapping; keys must be plain names",
+                source=f"{self.source}:{node.start_mark.line + 1}",
+            )
+        return self.loader.construct_object(node, deep=True)
+
+    def _count(self, node: yaml.Node, loc: Location) -> None:
+        where = f"{self.source}:{node.start_mark.line + 1}"
+        if id(node) in self.open:
+            raise ConfigError(
+                f"{dotted(loc)} refers to itself through an alias (*name inside its own "
+                "&name); an alias must not contain itself",
+                source=where,
+            )
+        self.built += 1
+        if self.built > self.limit:
+            raise ConfigError(
+                f"expands to more than {self.limit:,} values through its aliases (*name); "
+                "such a file is refused as an alias bomb: repeat less through aliases",
+                source=where,
+            )
 
 
 def _document_from_events(loader: yaml.SafeLoader, doc: YamlDocument, source: str) -> None:
@@ -178,29 +247,6 @@ def _check_unique(
             source=f"{source}:{line}",
         )
     lines[(*loc, key)] = line
-
-
-def _value_from_nodes(
-    loader: yaml.SafeLoader,
-    node: yaml.Node,
-    loc: Location,
-    lines: dict[Location, int],
-    source: str,
-) -> Any:
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            _check_unique(key, result, loc, key_node.start_mark.line + 1, lines, source)
-            result[key] = _value_from_nodes(loader, value_node, (*loc, key), lines, source)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _value_from_nodes(loader, item, (*loc, index), lines, source)
-            for index, item in enumerate(node.value)
-        ]
-    return loader.construct_object(node, deep=True)
 
 
 def dotted(loc: Location) -> str:

@@ -73,7 +73,7 @@ class PolicyLocks:
         database = self._engine.url.database
         base = Path(database) if database and database != ":memory:" else Path("rotator-memory")
         directory = base.with_name(base.name + ".locks")
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = directory / f"{_lock_key(policy) & 0xFFFFFFFFFFFFFFFF:016x}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

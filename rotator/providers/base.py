@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
 
 from rotator.config.credentials import Credential
 from rotator.errors import VendorError
@@ -61,6 +61,9 @@ class ProviderSettings(BaseModel):
     timeout: float = Field(default=30.0, gt=0, description="seconds for each HTTP call")
     #: Calls to this vendor account are paced to this rate; ``null`` turns pacing off.
     rate_limit: RateLimit | None = None
+    ca_bundle: FilePath | None = Field(
+        default=None, description="CA certificates (PEM) to trust for base_url, e.g. a private CA"
+    )
 
     @field_validator("base_url")
     @classmethod

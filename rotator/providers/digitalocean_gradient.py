@@ -14,7 +14,7 @@ retry cap, else the step fails and is retried at the reset time.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -29,10 +29,8 @@ from rotator.providers.base import (
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.providers.ratelimit import RateLimit
+from rotator.providers.responses import VendorBody, pages
 from rotator.secret import Secret
-
-if TYPE_CHECKING:
-    import httpx
 
 DEFAULT_BASE_URL = "https://api.digitalocean.com"
 #: DigitalOcean documents no limit on agent key names; a conservative guess.
@@ -50,6 +48,37 @@ class DigitalOceanGradientSelector(KeySelector):
     agent_uuid: str = Field(min_length=1)
     #: The key to rotate first; later rotations follow the key rotator created.
     api_key_uuid: str | None = None
+
+
+class _KeyInfo(VendorBody):
+    uuid: str = Field(min_length=1)
+    name: str | None = None
+    created_at: str | None = None
+    created_by: str | None = None
+    deleted_at: str | None = None
+    secret_key: str | None = None
+
+
+class _PageLinks(VendorBody):
+    next: str | None = None
+
+
+class _Links(VendorBody):
+    pages: _PageLinks | None = None
+
+
+class _Meta(VendorBody):
+    pages: int | None = None
+
+
+class _KeyPage(VendorBody):
+    api_key_infos: list[_KeyInfo] | None = None
+    links: _Links | None = None
+    meta: _Meta | None = None
+
+
+class _KeyAnswer(VendorBody):
+    api_key_info: _KeyInfo
 
 
 class DigitalOceanGradientProvider(
@@ -90,24 +119,20 @@ class DigitalOceanGradientProvider(
 
     def list_keys(self, selector: DigitalOceanGradientSelector) -> list[VendorKey]:
         keys: list[VendorKey] = []
-        page = 1
-        while True:
-            body = self._http.request(
-                "GET",
-                self._keys_path(selector),
-                params={"page": page, "per_page": self.settings.per_page},
-            ).json()
-            infos = body.get("api_key_infos") or []
-            keys.extend(_vendor_key(info) for info in infos if not info.get("deleted_at"))
-            pages = (body.get("meta") or {}).get("pages")
-            has_next = bool(((body.get("links") or {}).get("pages") or {}).get("next"))
-            if (
-                not infos
-                or (pages is not None and page >= pages)
-                or (pages is None and not has_next)
-            ):
-                return keys
-            page += 1
+        path = self._keys_path(selector)
+        for index in pages(f"{self.vendor_name} GET {path}"):
+            page = index + 1
+            body = self._http.fetch(
+                _KeyPage, "GET", path, params={"page": page, "per_page": self.settings.per_page}
+            )
+            infos = body.api_key_infos or []
+            keys.extend(_vendor_key(info) for info in infos if not info.deleted_at)
+            total = body.meta.pages if body.meta else None
+            has_next = bool(body.links and body.links.pages and body.links.pages.next)
+            last = page >= total if total is not None else not has_next
+            if not infos or last:
+                break
+        return keys
 
     def create_key(
         self,
@@ -117,18 +142,19 @@ class DigitalOceanGradientProvider(
         *,
         replacing: str | None,
     ) -> MintedKey:
-        response = self._http.request(
+        answer = self._http.fetch(
+            _KeyAnswer,
             "POST",
             self._keys_path(selector),
             json={"agent_uuid": selector.agent_uuid, "name": name},
         )
-        return _minted(response, "create")
+        return _minted(answer, "create")
 
     def regenerate_key(self, selector: DigitalOceanGradientSelector, key_id: str) -> MintedKey:
-        response = self._http.request(
-            "PUT", f"{self._keys_path(selector)}/{key_id}/regenerate", idempotent=False
+        answer = self._http.fetch(
+            _KeyAnswer, "PUT", f"{self._keys_path(selector)}/{key_id}/regenerate", idempotent=False
         )
-        return _minted(response, "regenerate")
+        return _minted(answer, "regenerate")
 
     def revoke_key(self, selector: DigitalOceanGradientSelector, key_id: str) -> None:
         path = f"{self._keys_path(selector)}/{key_id}"
@@ -151,21 +177,20 @@ class DigitalOceanGradientProvider(
         return calls.get(operation) or super().describe_call(operation, selector, subject)
 
 
-def _vendor_key(info: dict[str, Any]) -> VendorKey:
+def _vendor_key(info: _KeyInfo) -> VendorKey:
     return VendorKey(
-        key_id=str(info.get("uuid")),
-        name=info.get("name"),
-        created_at=parse_timestamp(info.get("created_at")),
-        extra={"created_by": info.get("created_by")},
+        key_id=info.uuid,
+        name=info.name,
+        created_at=parse_timestamp(info.created_at),
+        extra={"created_by": info.created_by},
     )
 
 
-def _minted(response: httpx.Response, operation: str) -> MintedKey:
-    info = (response.json() or {}).get("api_key_info") or {}
-    secret = info.get("secret_key")
-    if not info.get("uuid") or not secret:
+def _minted(answer: _KeyAnswer, operation: str) -> MintedKey:
+    info = answer.api_key_info
+    if not info.secret_key:
         raise VendorError(
-            f"DigitalOcean {operation} answered without api_key_info.uuid/secret_key; "
+            f"DigitalOcean {operation} answered without api_key_info.secret_key; "
             "the key may exist without its secret: run 'rotator plan' to find it"
         )
-    return MintedKey(key=_vendor_key(info), secret=Secret(secret))
+    return MintedKey(key=_vendor_key(info), secret=Secret(info.secret_key))

@@ -36,6 +36,7 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
+from rotator.providers.responses import VendorBody, pages
 from rotator.secret import Secret
 
 DEFAULT_BASE_URL = "https://h2ogpte.genai.h2o.ai/api/v1"
@@ -61,6 +62,25 @@ class H2oGpteSelector(KeySelector):
     collection_id: str | None = None
     inactivity_interval: int | None = Field(default=None, ge=1, description="days")
     expires_in: str | None = Field(default=None, pattern=_INTERVAL, description="e.g. '90 days'")
+
+
+class _KeyInfo(VendorBody):
+    id: str = Field(min_length=1)
+    name: str | None = None
+    username: str | None = None
+    is_active: bool | None = None
+    created_at: str | None = None
+    last_used_at: str | None = None
+    expires_at: str | None = None
+    total_calls: int | None = None
+    hint: str | None = None
+    collection_id: str | None = None
+    inactivity_interval: int | None = None
+
+
+class _Created(VendorBody):
+    api_key: _KeyInfo
+    secret_key: str = Field(min_length=1)
 
 
 class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
@@ -107,20 +127,18 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
     def _all_keys(self, selector: H2oGpteSelector) -> list[VendorKey]:
         """The user's keys, deactivated ones included (the vendor filter is a substring)."""
         keys: list[VendorKey] = []
-        offset, limit = 0, self.settings.page_size
-        while True:
+        limit = self.settings.page_size
+        for index in pages(f"{self.vendor_name} GET /admin/api_keys"):
             params: dict[str, str | int] = {
-                "offset": offset,
+                "offset": index * limit,
                 "limit": limit,
                 "filter": selector.username,
             }
-            page = self._http.request("GET", "/admin/api_keys", params=params).json() or []
-            keys.extend(
-                _vendor_key(info) for info in page if info.get("username") == selector.username
-            )
+            page = self._http.fetch(list[_KeyInfo], "GET", "/admin/api_keys", params=params)
+            keys.extend(_vendor_key(info) for info in page if info.username == selector.username)
             if len(page) < limit:
-                return keys
-            offset += limit
+                break
+        return keys
 
     def create_key(
         self, selector: H2oGpteSelector, name: str, secret: Secret | None, *, replacing: str | None
@@ -133,14 +151,8 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
                 value = old.extra.get(field)
             if value is not None:
                 body[field] = value
-        result = self._http.request("POST", "/admin/api_keys", json=body).json() or {}
-        info, secret_key = result.get("api_key") or {}, result.get("secret_key")
-        if not info.get("id") or not secret_key:
-            raise VendorError(
-                "H2O GPTe create answered without api_key.id/secret_key; the key may exist "
-                "without its secret: run 'rotator plan' to find it"
-            )
-        return MintedKey(_vendor_key(info), Secret(secret_key))
+        created = self._http.fetch(_Created, "POST", "/admin/api_keys", json=body)
+        return MintedKey(_vendor_key(created.api_key), Secret(created.secret_key))
 
     def prepare_grace(
         self, selector: H2oGpteSelector, old_key_id: str, grace_ends: datetime
@@ -195,19 +207,19 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
         return calls.get(operation) or super().describe_call(operation, selector, subject)
 
 
-def _vendor_key(info: dict[str, Any]) -> VendorKey:
+def _vendor_key(info: _KeyInfo) -> VendorKey:
     return VendorKey(
-        key_id=str(info.get("id")),
-        name=info.get("name"),
-        created_at=parse_timestamp(info.get("created_at")),
-        last_used_at=parse_timestamp(info.get("last_used_at")),
-        expires_at=parse_timestamp(info.get("expires_at")),
-        active=bool(info.get("is_active", True)),
+        key_id=info.id,
+        name=info.name,
+        created_at=parse_timestamp(info.created_at),
+        last_used_at=parse_timestamp(info.last_used_at),
+        expires_at=parse_timestamp(info.expires_at),
+        active=info.is_active is not False,
         extra={
-            "username": info.get("username"),
-            "total_calls": info.get("total_calls"),
-            "hint": info.get("hint"),
-            "collection_id": info.get("collection_id"),
-            "inactivity_interval": info.get("inactivity_interval"),
+            "username": info.username,
+            "total_calls": info.total_calls,
+            "hint": info.hint,
+            "collection_id": info.collection_id,
+            "inactivity_interval": info.inactivity_interval,
         },
     )

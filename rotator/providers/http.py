@@ -3,10 +3,12 @@
 Each vendor module supplies how to authenticate and how to read its error
 body; this module turns status codes into rotator's ``VendorError`` family and
 retries what is safe to retry: 429 (honouring ``Retry-After``, or else the
-``RateLimit-Reset`` of an exhausted hourly budget, when either is within the
-retry cap) always, 5xx and network failures only for idempotent calls,
-because a repeated ``POST`` could mint a second key. Every call first takes a
-token from the account's limiter (``ratelimit.py``) when one is configured.
+``RateLimit-Reset`` of an exhausted hourly budget, when either fits in the
+call's retry budget) always, 5xx and network failures only for idempotent
+calls, because a repeated ``POST`` could mint a second key. Every call first
+takes a token from the account's limiter (``ratelimit.py``) when one is
+configured. Bodies are read and parsed by ``rotator.providers.responses``,
+within its bounds.
 
 httpx, stamina and the metrics registry are imported when a client is made or
 a call fails, not with this module: validating a configuration imports every
@@ -16,9 +18,12 @@ due never makes a vendor call.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rotator.errors import (
@@ -31,6 +36,7 @@ from rotator.errors import (
 )
 from rotator.providers.base import Provider, SelectorT, SettingsT
 from rotator.providers.ratelimit import Limiter, limiter_for
+from rotator.providers.responses import ShapeT, parse_body, plain_detail, read_body
 from rotator.secret import Secret, scrub
 
 if TYPE_CHECKING:
@@ -39,6 +45,8 @@ if TYPE_CHECKING:
 ErrorReader = Callable[["httpx.Response"], str]
 _MAX_MESSAGE = 300
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE", "HEAD", "PATCH"})
+# Headers that describe the body as it was on the wire; the body kept is already decoded.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 class VendorHttp:
@@ -55,11 +63,13 @@ class VendorHttp:
         read_error: ErrorReader,
         attempts: int = 5,
         retry_timeout: float = 60.0,
+        ca_bundle: Path | None = None,
         limiter: Limiter | None = None,
     ) -> None:
         import httpx
 
         self.vendor = vendor
+        self._timeout = timeout
         self._limiter = limiter
         self._auth = auth
         self._read_error = read_error
@@ -70,6 +80,7 @@ class VendorHttp:
             headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
+            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
         )
 
     def request(
@@ -82,17 +93,23 @@ class VendorHttp:
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
     ) -> httpx.Response:
-        """Send one call, retrying what is safe; raise a ``VendorError`` on failure."""
+        """Send one call, retrying what is safe; raise a ``VendorError`` on failure.
+
+        A ``Retry-After`` longer than what is left of the retry budget is not
+        slept through: the ``VendorRateLimited`` carrying it ends the call, so
+        no policy lock is held for minutes.
+        """
         import stamina
 
         safe_to_repeat = method in _IDEMPOTENT if idempotent is None else idempotent
+        budget_ends = time.monotonic() + self._retry_timeout
 
         def backoff(exc: Exception) -> bool | float:
             if isinstance(exc, VendorRateLimited):
-                if exc.retry_after is None:
+                wait = exc.retry_after
+                if wait is None:
                     return True
-                # A wait past the cap is the engine's to schedule (``retry_at``), not ours.
-                return exc.retry_after if exc.retry_after <= self._retry_timeout else False
+                return wait if wait <= budget_ends - time.monotonic() else False
             if isinstance(exc, VendorUnavailable):
                 return safe_to_repeat or exc.never_sent
             return False
@@ -103,6 +120,15 @@ class VendorHttp:
             with attempt:
                 return self._send(method, path, json=json, params=params, headers=headers)
         raise AssertionError("unreachable: retry_context either returns or raises")
+
+    def fetch(self, shape: type[ShapeT], method: str, path: str, **kwargs: Any) -> ShapeT:
+        """``request``, then its JSON body parsed as ``shape`` (see ``responses.parse_body``)."""
+        return parse_body(
+            self.request(method, path, **kwargs), shape, where=self._where(method, path)
+        )
+
+    def _where(self, method: str, path: str) -> str:
+        return f"{self.vendor} {method} {path}"
 
     def _send(
         self,
@@ -115,16 +141,32 @@ class VendorHttp:
     ) -> httpx.Response:
         import httpx
 
-        where = f"{self.vendor} {method} {path}"
+        where = self._where(method, path)
         if self._limiter is not None:
             self._limiter.acquire()
+        deadline = time.monotonic() + self._timeout
+        request = self._client.build_request(
+            method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
+        )
         try:
-            response = self._client.request(
-                method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
-            )
+            streamed = self._client.send(request, stream=True)
+            try:
+                content = read_body(streamed, where=where, deadline=deadline, timeout=self._timeout)
+            finally:
+                streamed.close()
         except httpx.TransportError as exc:
             _count_error(self.vendor, "network")
             raise _unavailable(where, exc) from None
+        except httpx.DecodingError:
+            encoding = streamed.headers.get("content-encoding", "none")
+            raise VendorError(
+                f"{where} answered a body that does not decode as its content-encoding "
+                f"{encoding} says; a proxy in front of the vendor may be mangling answers"
+            ) from None
+        kept = [(k, v) for k, v in streamed.headers.multi_items() if k not in _WIRE_HEADERS]
+        response = httpx.Response(
+            streamed.status_code, headers=kept, content=content, request=request
+        )
         if response.is_success:
             return response
         raise self._error(where, response)
@@ -143,10 +185,30 @@ class VendorHttp:
         if status == 409:
             return VendorConflict(message, status=status)
         if status == 429:
-            return _rate_limited(message, response)
+            return self._rate_limited(message, response)
         if status >= 500:
             return VendorUnavailable(message, status=status)
         return VendorError(message, status=status)
+
+    def _rate_limited(self, message: str, response: httpx.Response) -> VendorRateLimited:
+        """A 429: a burst limit says ``Retry-After``; an exhausted hourly budget its reset time."""
+        wait = _retry_after(response)
+        if wait is not None:
+            if wait > self._retry_timeout:
+                message += (
+                    f"; the vendor asks to wait {wait:g}s, longer than rotator waits within a "
+                    "call: the rotation is retried later"
+                )
+            return VendorRateLimited(message, retry_after=wait)
+        reset = _number(response.headers.get("ratelimit-reset"))
+        if reset is None or reset <= 0:
+            return VendorRateLimited(message)
+        retry_at = datetime.fromtimestamp(reset, UTC)
+        return VendorRateLimited(
+            f"{message}; the hourly request budget is spent until {retry_at:%Y-%m-%d %H:%M:%S} UTC",
+            retry_after=max(0.0, reset - time.time()),
+            retry_at=retry_at,
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -171,22 +233,6 @@ def _unavailable(where: str, exc: httpx.TransportError) -> VendorUnavailable:
     return VendorUnavailable(f"{where}: connection failed ({scrub(str(exc))})")
 
 
-def _rate_limited(message: str, response: httpx.Response) -> VendorRateLimited:
-    """A 429: a burst limit says ``Retry-After``; an exhausted hourly budget its reset time."""
-    retry_after = _retry_after(response)
-    if retry_after is not None:
-        return VendorRateLimited(message, retry_after=retry_after)
-    reset = _number(response.headers.get("ratelimit-reset"))
-    if reset is None or reset <= 0:
-        return VendorRateLimited(message)
-    retry_at = datetime.fromtimestamp(reset, UTC)
-    return VendorRateLimited(
-        f"{message}; the hourly request budget is spent until {retry_at:%Y-%m-%d %H:%M:%S} UTC",
-        retry_after=max(0.0, reset - time.time()),
-        retry_at=retry_at,
-    )
-
-
 def _number(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -195,8 +241,21 @@ def _number(value: str | None) -> float | None:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = _number(response.headers.get("retry-after"))
-    return None if value is None else max(0.0, value)
+    """Seconds to wait from ``Retry-After``: delay-seconds or an HTTP date (RFC 9110)."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def json_error_reader(*fields: str) -> ErrorReader:
@@ -206,7 +265,7 @@ def json_error_reader(*fields: str) -> ErrorReader:
         try:
             body = response.json()
         except ValueError:
-            return response.text.strip() or response.reason_phrase
+            return plain_detail(response)
         if isinstance(body, dict):
             parts = [str(body[name]) for name in fields if body.get(name) not in (None, "")]
             if parts:
@@ -247,6 +306,7 @@ class HttpProvider(Provider[SettingsT, SelectorT]):
             timeout=settings.timeout,
             read_error=self.read_error,
             headers=self.extra_headers,
+            ca_bundle=settings.ca_bundle,
             limiter=limiter_for(self.vendor_name, base_url, token, settings.rate_limit)
             if settings.rate_limit is not None
             else None,

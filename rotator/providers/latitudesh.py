@@ -37,6 +37,7 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
+from rotator.providers.responses import VendorBody, plain_detail
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def read_jsonapi_error(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip() or response.reason_phrase
+        return plain_detail(response)
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, list) and errors:
         return "; ".join(
@@ -75,6 +76,29 @@ def read_jsonapi_error(response: httpx.Response) -> str:
             for e in errors
         )
     return str(body)
+
+
+class _Attributes(VendorBody):
+    name: str | None = None
+    token: str | None = None
+    token_last_slice: str | None = None
+    read_only: bool | None = None
+    allowed_ips: list[str] | None = None
+    created_at: str | None = None
+    last_used_at: str | None = None
+
+
+class _Item(VendorBody):
+    id: str = Field(min_length=1)
+    attributes: _Attributes = _Attributes()
+
+
+class _One(VendorBody):
+    data: _Item
+
+
+class _Many(VendorBody):
+    data: list[_Item] | None = None
 
 
 class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
@@ -112,12 +136,13 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         return {"Authorization": f"{scheme} {token.reveal()}" if scheme else token.reveal()}
 
     def _request(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
-        headers = {"Content-Type": JSON} if body is not None else {}
-        return self._http.request(method, path, json=body, headers=headers, **kw)
+        return self._http.request(method, path, json=body, headers=_content_type(body), **kw)
 
-    def _keys(self) -> list[dict[str, Any]]:
-        data = (self._request("GET", "/auth/api_keys").json() or {}).get("data") or []
-        return [item for item in data if isinstance(item, dict)]
+    def _send(self, shape: type[_One], method: str, path: str, body: Any, **kw: Any) -> _One:
+        return self._http.fetch(shape, method, path, json=body, headers=_content_type(body), **kw)
+
+    def _keys(self) -> list[_Item]:
+        return self._http.fetch(_Many, "GET", "/auth/api_keys").data or []
 
     def read_error(self, response: httpx.Response) -> str:
         return read_jsonapi_error(response)
@@ -136,18 +161,18 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         attributes: dict[str, Any] = {"name": name}
         if replacing:
             for item in self._keys():
-                if item.get("id") == replacing:
-                    old = item.get("attributes") or {}
-                    attributes["read_only"] = bool(old.get("read_only", False))
-                    if old.get("allowed_ips"):
-                        attributes["allowed_ips"] = list(old["allowed_ips"])
+                if item.id == replacing:
+                    old = item.attributes
+                    attributes["read_only"] = bool(old.read_only)
+                    if old.allowed_ips:
+                        attributes["allowed_ips"] = list(old.allowed_ips)
         body = {"data": {"type": "api_keys", "attributes": attributes}}
-        return _minted(self._request("POST", "/auth/api_keys", body), "create")
+        return _minted(self._send(_One, "POST", "/auth/api_keys", body), "create")
 
     def regenerate_key(self, selector: LatitudeshSelector, key_id: str) -> MintedKey:
         body = {"data": {"type": "api_keys", "id": key_id, "attributes": {}}}
-        response = self._request("PUT", f"/auth/api_keys/{key_id}", body, idempotent=False)
-        return _minted(response, "rotate")
+        answer = self._send(_One, "PUT", f"/auth/api_keys/{key_id}", body, idempotent=False)
+        return _minted(answer, "rotate")
 
     def revoke_key(self, selector: LatitudeshSelector, key_id: str) -> None:
         path = f"/auth/api_keys/{key_id}"
@@ -172,8 +197,8 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
             return
         own = self.token.reveal()
         for item in self._keys():
-            tail = (item.get("attributes") or {}).get("token_last_slice")
-            if item.get("id") == key_id and tail and len(tail) >= 4 and own.endswith(tail):
+            tail = item.attributes.token_last_slice
+            if item.id == key_id and tail and len(tail) >= 4 and own.endswith(tail):
                 raise RotationFailed(
                     f"key {key_id} is the token rotator itself uses for Latitude.sh; rotating "
                     "it this way would cut rotator off. Store that token in Vault, set the "
@@ -195,27 +220,30 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         return calls.get(operation) or super().describe_call(operation, selector, subject)
 
 
-def _vendor_key(item: dict[str, Any]) -> VendorKey:
-    attributes = item.get("attributes") or {}
+def _vendor_key(item: _Item) -> VendorKey:
+    attributes = item.attributes
     return VendorKey(
-        key_id=str(item.get("id")),
-        name=attributes.get("name"),
-        created_at=parse_timestamp(attributes.get("created_at")),
-        last_used_at=parse_timestamp(attributes.get("last_used_at")),
+        key_id=item.id,
+        name=attributes.name,
+        created_at=parse_timestamp(attributes.created_at),
+        last_used_at=parse_timestamp(attributes.last_used_at),
         extra={
-            "read_only": attributes.get("read_only"),
-            "allowed_ips": attributes.get("allowed_ips"),
-            "token_last_slice": attributes.get("token_last_slice"),
+            "read_only": attributes.read_only,
+            "allowed_ips": attributes.allowed_ips,
+            "token_last_slice": attributes.token_last_slice,
         },
     )
 
 
-def _minted(response: httpx.Response, operation: str) -> MintedKey:
-    data = (response.json() or {}).get("data") or {}
-    token = (data.get("attributes") or {}).get("token")
-    if not data.get("id") or not token:
+def _minted(answer: _One, operation: str) -> MintedKey:
+    token = answer.data.attributes.token
+    if not token:
         raise VendorError(
-            f"Latitude.sh {operation} answered without data.id/attributes.token; the key may "
+            f"Latitude.sh {operation} answered without data.attributes.token; the key may "
             "exist without its secret: run 'rotator plan' to find it"
         )
-    return MintedKey(_vendor_key(data), Secret(token))
+    return MintedKey(_vendor_key(answer.data), Secret(token))
+
+
+def _content_type(body: Any) -> dict[str, str]:
+    return {"Content-Type": JSON} if body is not None else {}

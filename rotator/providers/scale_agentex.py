@@ -27,6 +27,7 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
+from rotator.providers.responses import VendorBody, pages, plain_detail
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def read_agentex_error(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip() or response.reason_phrase
+        return plain_detail(response)
     if isinstance(body, dict) and isinstance(body.get("detail"), list):
         return "; ".join(
             f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}"
@@ -97,6 +98,14 @@ def read_agentex_error(response: httpx.Response) -> str:
         # the authentication middleware.
         return str(body.get("message") or body["detail"])
     return str(body)
+
+
+class _Key(VendorBody):
+    id: str = Field(min_length=1)
+    name: str | None = None
+    agent_id: str | None = None
+    api_key_type: str | None = None
+    created_at: str | None = None
 
 
 class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelector]):
@@ -138,22 +147,22 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
 
     def list_keys(self, selector: ScaleAgentexSelector) -> list[VendorKey]:
         keys: list[VendorKey] = []
-        page, limit = 1, self.settings.page_size
-        while True:
+        limit = self.settings.page_size
+        for index in pages(f"{self.vendor_name} GET /agent_api_keys"):
             params: dict[str, str | int] = {
                 **selector.agent_params(),
                 "limit": limit,
-                "page_number": page,
+                "page_number": index + 1,
             }
-            items = self._http.request("GET", "/agent_api_keys", params=params).json() or []
+            items = self._http.fetch(list[_Key], "GET", "/agent_api_keys", params=params)
             keys.extend(
                 _vendor_key(item)
                 for item in items
-                if item.get("api_key_type", "external") == selector.api_key_type
+                if (item.api_key_type or "external") == selector.api_key_type
             )
             if len(items) < limit:
-                return keys
-            page += 1
+                break
+        return keys
 
     def create_key(
         self,
@@ -171,9 +180,7 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
             "api_key_type": selector.api_key_type,
             "api_key": secret.reveal(),
         }
-        created = self._http.request("POST", "/agent_api_keys", json=body).json() or {}
-        if not created.get("id"):
-            raise VendorError("Agentex create answered without an id; run 'rotator plan'")
+        created = self._http.fetch(_Key, "POST", "/agent_api_keys", json=body)
         return MintedKey(_vendor_key(created), secret)
 
     def revoke_key(self, selector: ScaleAgentexSelector, key_id: str) -> None:
@@ -182,10 +189,10 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
 
     def verify_key(self, selector: ScaleAgentexSelector, minted: MintedKey) -> bool:
         try:
-            found = self._http.request("GET", f"/agent_api_keys/{minted.key.key_id}").json()
+            found = self._http.fetch(_Key, "GET", f"/agent_api_keys/{minted.key.key_id}")
         except VendorNotFound:
             return False
-        return bool(found) and found.get("id") == minted.key.key_id
+        return found.id == minted.key.key_id
 
     def describe_call(
         self, operation: str, selector: ScaleAgentexSelector, subject: str = ""
@@ -203,10 +210,10 @@ class ScaleAgentexProvider(HttpProvider[ScaleAgentexSettings, ScaleAgentexSelect
         return calls.get(operation) or super().describe_call(operation, selector, subject)
 
 
-def _vendor_key(item: dict[str, Any]) -> VendorKey:
+def _vendor_key(item: _Key) -> VendorKey:
     return VendorKey(
-        key_id=str(item.get("id")),
-        name=item.get("name"),
-        created_at=parse_timestamp(item.get("created_at")),
-        extra={"agent_id": item.get("agent_id"), "api_key_type": item.get("api_key_type")},
+        key_id=item.id,
+        name=item.name,
+        created_at=parse_timestamp(item.created_at),
+        extra={"agent_id": item.agent_id, "api_key_type": item.api_key_type},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -47,8 +48,17 @@ class Response:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    #: Bytes sent as they are instead of ``body`` as JSON (a fault's HTML page, say).
+    raw: bytes | None = None
+    #: Seconds between the body's bytes: a server trickling its answer.
+    trickle: float = 0.0
+    #: Send no content-length and close the connection after the body, so only the
+    #: bytes themselves tell a client how big the answer is.
+    unsized: bool = False
 
     def encoded(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         if self.body is None:
             return b""
         return json.dumps(self.body).encode()
@@ -70,14 +80,28 @@ class Route:
 
 @dataclass
 class Fault:
-    """Answer matching calls with ``status`` (or a timeout) instead of serving them."""
+    """Answer matching calls with ``status`` (or a timeout) instead of serving them.
+
+    The answer is the vendor's error body, unless ``body`` (a raw text body,
+    e.g. a proxy's HTML page) or ``size`` (a JSON body of that many bytes, sent
+    without a content-length) is set. A status below 400 without either serves
+    the call as usual, delivered as the other switches say: ``trickle`` sends
+    the body a byte at a time with that many seconds between bytes.
+    """
 
     method: str
     path: str
     status: int = 500
     times: int = 1
-    retry_after: float | None = None
+    #: Seconds, or an HTTP date (a ``str`` is sent as it is).
+    retry_after: float | str | None = None
     timeout: bool = False
+    body: str | None = None
+    content_type: str = "text/html; charset=utf-8"
+    size: int | None = None
+    trickle: float = 0.0
+    #: Extra response headers (a ``content-encoding`` the body does not have, say).
+    headers: dict[str, str] = field(default_factory=dict)
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and method == self.method and re.search(self.path, path) is not None
@@ -202,6 +226,7 @@ class EmulatorServer:
         port: int = 0,
         validator: Validator | None = None,
         delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.emulator = emulator
         self.validator = validator
@@ -213,12 +238,15 @@ class EmulatorServer:
         self._state_lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     @property
     def vendor_url(self) -> str:
@@ -300,10 +328,7 @@ class EmulatorServer:
             if fault.timeout:
                 time.sleep(3600)
                 return None
-            response = self.emulator.error(fault.status, _FAULT_MESSAGES.get(fault.status, "fault"))
-            if fault.retry_after is not None:
-                response.headers["retry-after"] = f"{fault.retry_after:g}"
-            return self._finish(request, response)
+            return self._finish(request, self._fault_response(request, fault))
         hold = self._take_hold(request.method, request.path)
         if hold is not None and not hold.after:
             hold.arrived.set()
@@ -317,6 +342,25 @@ class EmulatorServer:
             if not hold.resume:
                 return None
         return self._finish(request, response)
+
+    def _fault_response(self, request: Request, fault: Fault) -> Response:
+        if fault.body is not None:
+            response = Response(
+                fault.status, raw=fault.body.encode(), content_type=fault.content_type
+            )
+        elif fault.size is not None:
+            response = Response(fault.status, raw=_json_of_size(fault.size), unsized=True)
+        elif fault.status < 400:
+            response = self._dispatch(request)
+        else:
+            response = self.emulator.error(fault.status, _FAULT_MESSAGES.get(fault.status, "fault"))
+        response.trickle = fault.trickle
+        response.headers.update(fault.headers)
+        if isinstance(fault.retry_after, str):
+            response.headers["retry-after"] = fault.retry_after
+        elif fault.retry_after is not None:
+            response.headers["retry-after"] = f"{fault.retry_after:g}"
+        return response
 
     def _finish(self, request: Request, response: Response) -> Response:
         self.emulator.decorate(request, response)
@@ -346,6 +390,9 @@ class EmulatorServer:
                 status=int(spec.get("status", 500)),
                 times=int(spec.get("times", 1)),
                 retry_after=spec.get("retry_after"),
+                body=spec.get("body"),
+                size=spec.get("size"),
+                trickle=float(spec.get("trickle", 0.0)),
             )
             return Response(201, {"faults": len(self.faults)})
         return Response(404, {"message": "unknown sandbox control endpoint"})
@@ -381,13 +428,26 @@ class EmulatorServer:
                     self.send_response(response.status)
                     if payload:
                         self.send_header("content-type", response.content_type)
-                    self.send_header("content-length", str(len(payload)))
+                    if response.unsized:
+                        self.send_header("connection", "close")
+                        self.close_connection = True
+                    else:
+                        self.send_header("content-length", str(len(payload)))
                     for name, value in response.headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if response.trickle:
+                        self._trickle(payload, response.trickle)
+                    else:
+                        self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
+
+            def _trickle(self, payload: bytes, pause: float) -> None:
+                for index in range(len(payload)):
+                    self.wfile.write(payload[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(pause)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
@@ -400,6 +460,12 @@ class EmulatorServer:
 def timestamp() -> str:
     """Now, as vendors write it: ISO 8601 in UTC with a ``Z``."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_of_size(size: int) -> bytes:
+    """A valid JSON object of exactly ``size`` bytes (at least 16)."""
+    frame = b'{"padding": ""}'
+    return frame[:-2] + b"x" * max(size - len(frame), 0) + frame[-2:]
 
 
 _FAULT_MESSAGES = {

@@ -1,0 +1,289 @@
+"""Transport: no token or secret to another host, no silent downgrade, Vault's own settings.
+
+Vault here is a recording server that answers like Vault where the test needs
+it and redirects where the attack needs it; the redirect's target is a
+second loopback host that must never hear from rotator.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rotator.config.loader import Webhook, parse_config
+from rotator.config.model import VaultConfig
+from rotator.engine.states import Outcome, Result
+from rotator.errors import VaultError, VendorUnavailable
+from rotator.notify import Notifier
+from rotator.providers.registry import emulator_class, provider_class
+from rotator.sandbox.server import EmulatorServer
+from rotator.secret import Secret
+from rotator.vault import VaultStore
+from tests.support.configs import config_text
+from tests.support.recorder import Recorded, Recorder
+from tests.support.rig import MANAGEMENT_TOKEN
+
+TOKEN = "hvs.vault-token-never-elsewhere"
+NEW_SECRET = "new-secret-never-elsewhere-0123"
+LOOKUP_SELF = json.dumps({"data": {"ttl": 0, "creation_ttl": 0}}).encode()
+
+
+@pytest.fixture(autouse=True)
+def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_VAULT_TOKEN", "vault-token-value")
+    monkeypatch.setenv("TEST_DO_TOKEN", "do-token-value")
+    for name in ("VAULT_CACERT", "VAULT_CAPATH", "VAULT_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Recorder]:
+    """Another loopback host: nothing rotator sends to Vault may arrive here."""
+    server = Recorder(host="127.0.0.2")
+    yield server
+    server.stop()
+
+
+def redirecting_vault(target: Recorder, *, login_works: bool) -> Recorder:
+    def answer(request: Recorded) -> tuple[int, dict[str, str], bytes]:
+        if login_works and request.path.endswith("/auth/token/lookup-self"):
+            return 200, {"content-type": "application/json"}, LOOKUP_SELF
+        return 307, {"location": target.url + request.path}, b""
+
+    return Recorder(answer=answer)
+
+
+def store_for(address: str, **settings: object) -> VaultStore:
+    config = VaultConfig.model_validate({"address": address, **settings})
+    return VaultStore(config, Secret(TOKEN))
+
+
+def test_the_vault_token_never_follows_a_redirect_to_another_host(elsewhere: Recorder) -> None:
+    vault = redirecting_vault(elsewhere, login_works=False)
+    store = store_for(vault.url)
+
+    with pytest.raises(VaultError, match="redirect"):
+        store.login()
+
+    vault.stop()
+    assert vault.requests  # rotator did talk to its Vault
+    assert elsewhere.requests == []
+
+
+def test_a_secret_write_never_follows_a_redirect_to_another_host(elsewhere: Recorder) -> None:
+    vault = redirecting_vault(elsewhere, login_works=True)
+    store = store_for(vault.url)
+    store.login()
+
+    with pytest.raises(VaultError, match="redirect"):
+        store.write_field("apps/web", "api_key", Secret(NEW_SECRET), cas=0)
+
+    vault.stop()
+    assert elsewhere.requests == []
+
+
+def test_vault_namespace_from_the_environment_is_sent_like_the_vault_cli_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VAULT_NAMESPACE", "team-a")
+    vault = Recorder(answer=lambda _: (200, {"content-type": "application/json"}, LOOKUP_SELF))
+    config = parse_config(config_text(), "rotator.yaml")
+
+    VaultStore(config.vault.model_copy(update={"address": vault.url}), Secret(TOKEN)).login()
+
+    vault.stop()
+    assert config.vault.namespace == "team-a"
+    assert vault.requests[0].headers.get("x-vault-namespace") == "team-a"
+
+
+def test_a_configured_namespace_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAULT_NAMESPACE", "team-a")
+    text = config_text().replace("  address:", "  namespace: team-b\n  address:")
+
+    assert parse_config(text, "rotator.yaml").vault.namespace == "team-b"
+
+
+@pytest.mark.parametrize("variable", ["VAULT_CACERT", "VAULT_CAPATH"])
+def test_vault_ca_from_the_environment_is_used_like_the_vault_cli_does(
+    variable: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(variable, str(tmp_path))
+
+    assert parse_config(config_text(), "rotator.yaml").vault.verify_tls == str(tmp_path)
+
+
+def test_vault_cacert_wins_over_vault_capath(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VAULT_CACERT", str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("VAULT_CAPATH", str(tmp_path))
+
+    assert parse_config(config_text(), "rotator.yaml").vault.verify_tls == str(tmp_path / "ca.pem")
+
+
+INSECURE = {
+    "vault.address": (
+        "vault:\n  address: http://vault.example.com:8200\n"
+        '  auth: {method: token, token: "${TEST_VAULT_TOKEN}"}\n'
+        'providers:\n  do: {type: digitalocean_gradient, token: "${TEST_DO_TOKEN}"}\n'
+    ),
+    "vault.verify_tls": (
+        "vault:\n  address: https://vault.example.com:8200\n  verify_tls: false\n"
+        '  auth: {method: token, token: "${TEST_VAULT_TOKEN}"}\n'
+        'providers:\n  do: {type: digitalocean_gradient, token: "${TEST_DO_TOKEN}"}\n'
+    ),
+    "providers.do.base_url": (
+        "vault:\n  address: https://vault.example.com:8200\n"
+        '  auth: {method: token, token: "${TEST_VAULT_TOKEN}"}\n'
+        "providers:\n  do: {type: digitalocean_gradient, base_url: http://api.example.com,"
+        ' token: "${TEST_DO_TOKEN}"}\n'
+    ),
+    "notifications.webhooks.ops.url": (
+        "vault:\n  address: https://vault.example.com:8200\n"
+        '  auth: {method: token, token: "${TEST_VAULT_TOKEN}"}\n'
+        'providers:\n  do: {type: digitalocean_gradient, token: "${TEST_DO_TOKEN}"}\n'
+        'notifications:\n  webhooks:\n    ops: {url: "${HOOK_URL}"}\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("key", sorted(INSECURE))
+def test_validate_warns_naming_the_key_of_an_insecure_transport(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_URL", "http://hooks.example.com/T0/B0/hook-secret-path")
+
+    config = parse_config(config_text(base=INSECURE[key]), "rotator.yaml")
+
+    [warning] = [w for w in config.warnings if key in w]
+    assert "hook-secret-path" not in warning
+
+
+def test_plain_http_to_loopback_is_not_warned_about() -> None:
+    config = parse_config(config_text(), "rotator.yaml")
+
+    assert not [w for w in config.warnings if "http://" in w or "TLS" in w]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, standing in for a private CA's."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@pytest.fixture
+def tls_vendor(certificate: tuple[Path, Path]) -> Iterator[EmulatorServer]:
+    emulator = emulator_class("digitalocean_gradient")({MANAGEMENT_TOKEN})
+    server = EmulatorServer(emulator, tls=server_context(certificate))
+    yield server.start()
+    server.stop()
+
+
+def list_keys(server: EmulatorServer, **settings: object) -> object:
+    cls = provider_class("digitalocean_gradient")
+    slot = server.emulator.seed_slot()
+    config = {
+        "type": "digitalocean_gradient",
+        "token": Secret(MANAGEMENT_TOKEN),
+        "base_url": server.vendor_url,
+        **settings,
+    }
+    provider = cls(cls.settings_model.model_validate(config), Secret(MANAGEMENT_TOKEN))
+    try:
+        return provider.list_keys(cls.selector_model.model_validate(slot.selector))
+    finally:
+        provider.close()
+
+
+def test_a_provider_trusts_a_private_ca_given_as_its_ca_bundle(
+    tls_vendor: EmulatorServer, certificate: tuple[Path, Path]
+) -> None:
+    assert tls_vendor.vendor_url.startswith("https://")
+
+    assert list_keys(tls_vendor, ca_bundle=str(certificate[0]))
+
+
+def test_a_provider_without_the_private_ca_refuses_the_vendor(tls_vendor: EmulatorServer) -> None:
+    with pytest.raises(VendorUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        list_keys(tls_vendor)
+
+
+def notify_over_tls(certificate: tuple[Path, Path], ca_bundle: Path | None) -> Recorder:
+    hook = Recorder(tls=server_context(certificate))
+    webhook = Webhook(
+        name="ops",
+        url=Secret(hook.url + "/hook"),
+        format="json",
+        events=frozenset({"failed"}),
+        policies=None,
+        timeout=5.0,
+        ca_bundle=ca_bundle,
+    )
+    Notifier([webhook], resolve=lambda url: url).notify(Outcome("app", Result.FAILED, "boom"))
+    hook.stop()
+    return hook
+
+
+def test_a_webhook_trusts_a_private_ca_given_as_its_ca_bundle(
+    certificate: tuple[Path, Path],
+) -> None:
+    assert len(notify_over_tls(certificate, certificate[0]).requests) == 1
+
+
+def test_a_webhook_without_the_private_ca_is_not_sent_to(certificate: tuple[Path, Path]) -> None:
+    assert notify_over_tls(certificate, None).requests == []
+
+
+def test_the_daemon_logs_transport_warnings_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "rotator.yaml"
+    database = f'database: {{url: "sqlite:///{tmp_path}/never-migrated.db"}}\n'
+    config.write_text(config_text(base=INSECURE["vault.address"]) + database)
+    env = {"PATH": "/usr/bin:/bin", "TEST_VAULT_TOKEN": "t", "TEST_DO_TOKEN": "t"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "rotator", "daemon", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+    assert "configuration warning" in result.stderr
+    assert "vault.address" in result.stderr
