@@ -194,7 +194,7 @@ def test_status_shows_the_current_key_last_outcome_and_next_due(rig_factory: Rig
     assert row["current_key_id"] == rig.vault_metadata("app")["rotator.api_key.key_id"]
     assert row["in_flight"] == "grace"
     assert row["last_outcome"] == "grace"
-    assert row["next_due"] == "now"
+    assert row["due_now"] is False
     assert row["needs_attention"] is False
 
 

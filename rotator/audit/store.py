@@ -446,9 +446,16 @@ class AuditStore:
         since: datetime | None = None,
         until: datetime | None = None,
         outcome: str | None = None,
+        step: str | None = None,
         limit: int | None = None,
     ) -> list[AuditEvent]:
-        query = select(*_EVENT_COLUMNS).order_by(audit_events.c.id)
+        """Matching events in the order they were written; ``limit``: only the newest that many."""
+        newest_first = limit is not None
+        query = select(*_EVENT_COLUMNS).order_by(
+            audit_events.c.id.desc() if newest_first else audit_events.c.id
+        )
+        if step is not None:
+            query = query.where(audit_events.c.step == step)
         if policy is not None:
             query = query.where(audit_events.c.policy == policy)
         if rotation_id is not None:
@@ -464,7 +471,8 @@ class AuditStore:
         with self.transaction() as connection:
             # .all() fetches the rows in one driver call; iterating fetches them one by one.
             rows = connection.execute(query).all()
-        return [AuditEvent(*row) for row in rows]
+        events = [AuditEvent(*row) for row in rows]
+        return events[::-1] if newest_first else events
 
     def set_attention(
         self, policy: str, reason: str | None, *, details: Mapping[str, DetailValue]

@@ -15,11 +15,12 @@ import click
 
 from rotator import __version__
 from rotator.cli.db import db
-from rotator.cli.inspect import audit, plan, status
+from rotator.cli.inspect import audit, plan
 from rotator.cli.operate import reconcile
 from rotator.cli.options import config_option, load
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
+from rotator.cli.status import status
 from rotator.errors import RotatorError
 
 F = TypeVar("F", bound=Callable[..., Any])

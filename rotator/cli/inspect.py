@@ -1,4 +1,4 @@
-"""Read-only commands: ``plan``, ``status`` and ``audit``."""
+"""Read-only commands: ``plan`` and ``audit``."""
 
 from __future__ import annotations
 
@@ -135,77 +135,6 @@ def _plan_table(entries: list[dict[str, Any]]) -> None:
             entry["current_key"],
             "\n".join(entry["calls"]),
             "\n".join(findings) or "-",
-        )
-    Console().print(table)
-
-
-@click.command()
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
-def status(config_path: str | None, as_json: bool) -> None:
-    """One row per policy: current key, last rotation, next due, anything in flight."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from rotator.audit.store import utcnow
-    from rotator.engine.schedule import NEVER_ROTATED, next_due
-
-    config = load(config_path)
-    store = open_store(config)
-    store.require_current_schema()
-    rows = []
-    for name, policy in sorted(config.policies.items()):
-        state = store.policy_state(name)
-        active = store.active_rotation(name)
-        history = store.rotations_for(name)
-        last = history[-1] if history else None
-        due = next_due(name, policy.schedule, state, utcnow())
-        key_since = state and (state.last_rotated_at or state.adopted_at)
-        current_key = state.current_key_id if state else None
-        if active is not None and active.state in ("stored", "verified", "grace"):
-            # Vault already serves the new key; the old one only waits to be revoked.
-            current_key, key_since = active.new_key_id, active.updated_at
-        rows.append(
-            {
-                "policy": name,
-                "provider": policy.provider_name,
-                "strategy": policy.strategy.value,
-                "current_key_id": current_key,
-                "key_age": format_duration(utcnow() - key_since) if key_since else None,
-                "last_rotated_at": state.last_rotated_at.isoformat()
-                if state and state.last_rotated_at
-                else None,
-                "last_outcome": last.state if last else None,
-                "next_due": "now" if due == NEVER_ROTATED else due.isoformat(),
-                "in_flight": active.state if active else None,
-                "needs_attention": bool(active and active.needs_attention),
-                "last_error": (last.last_error or "")[:120] if last else "",
-            }
-        )
-    store.dispose()
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
-        return
-    table = Table(title=f"rotator status ({config.source})")
-    for column in ("policy", "provider", "current key", "age", "last rotated", "last", "next due"):
-        table.add_column(column)
-    table.add_column("in flight")
-    table.add_column("last error", overflow="fold")
-    for row in rows:
-        flight = str(row["in_flight"] or "")
-        if row["needs_attention"]:
-            flight += " (needs attention)"
-        table.add_row(
-            str(row["policy"]),
-            str(row["provider"]),
-            str(row["current_key_id"] or "-"),
-            str(row["key_age"] or "-"),
-            str(row["last_rotated_at"] or "never"),
-            str(row["last_outcome"] or "-"),
-            str(row["next_due"]),
-            flight,
-            str(row["last_error"]),
         )
     Console().print(table)
 
