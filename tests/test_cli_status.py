@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -16,18 +14,6 @@ from tests.support.rig import Rig, migrate
 RigFactory = Callable[[str], Rig]
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 LONG_NAME = "legacy-support-bot-for-the-billing-team"
-
-
-def on_terminal(rig: Rig, command: str, columns: int = 80) -> str:
-    result = subprocess.run(
-        ["script", "-qec", f"{sys.executable} -m rotator {command}", "/dev/null"],
-        capture_output=True,
-        text=True,
-        env={**rig.env, "COLUMNS": str(columns)},
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout
-    return result.stdout
 
 
 def status_json(rig: Rig) -> dict[str, object]:
@@ -58,7 +44,10 @@ def test_status_on_a_terminal_never_truncates_a_policy_name(rig_factory: RigFact
     rig.add_policy(LONG_NAME, strategy="create_then_delete")
     rig.run("rotate", "now", LONG_NAME)
 
-    screen = on_terminal(rig, "status", columns=80)
+    result = rig.run_on_terminal("status", columns=80)
+
+    assert result.returncode == 0, result.stdout
+    screen = result.stdout
 
     assert LONG_NAME in screen
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -25,11 +26,30 @@ def config_option(function: F) -> F:
     )(function)
 
 
-def load(config_path: str | None) -> Config:
-    """Set up logging, then load and check the configuration."""
+@dataclass(frozen=True)
+class Verbosity:
+    """The global ``-v``/``-q`` choice: the log level, and whether only failures are printed."""
+
+    log_level: str | None = None
+    quiet: bool = False
+
+
+def verbosity() -> Verbosity:
+    context = click.get_current_context(silent=True)
+    chosen = context.find_root().obj if context is not None else None
+    return chosen if isinstance(chosen, Verbosity) else Verbosity()
+
+
+def setup_logging() -> None:
+    """Logging at the level ``-v``/``-q`` chose (else ``$ROTATOR_LOG_LEVEL``, else the default)."""
     from rotator.log import configure_logging
 
-    configure_logging()
+    configure_logging(level=verbosity().log_level)
+
+
+def load(config_path: str | None) -> Config:
+    """Set up logging, then load and check the configuration."""
+    setup_logging()
     return read_config(config_path)
 
 

@@ -166,6 +166,18 @@ class Rig:
             timeout=timeout,
         )
 
+    def run_on_terminal(
+        self, command: str, *, columns: int = 200, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``rotator COMMAND`` under a pseudo-terminal (``script``); stdout is the screen."""
+        return subprocess.run(
+            ["script", "-qec", f"{sys.executable} -m rotator {command}", "/dev/null"],
+            capture_output=True,
+            text=True,
+            env={**self.env, "COLUMNS": str(columns), **(env or {})},
+            timeout=120,
+        )
+
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "rotator", *args],
