@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from rotator.audit.records import AUDIT_OUTCOMES
 from rotator.cli.options import config_option, load, open_store
 from rotator.durations import format_duration
+from rotator.timestamps import format_time, parse_time_or_age
 
 if TYPE_CHECKING:
     from rotator.audit.store import AuditStore
@@ -18,14 +20,20 @@ if TYPE_CHECKING:
     from rotator.providers.base import VendorKey
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO date or datetime") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+class TimeOrAge(click.ParamType[datetime, Any]):
+    """An ISO date/datetime, or a duration meaning that long ago (``90m``, ``1h``, ``7d``)."""
+
+    name = "TIME|AGE"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_time_or_age(str(value), datetime.now(UTC))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _key_label(key: VendorKey | None, now: datetime) -> str:
@@ -143,10 +151,19 @@ def _plan_table(entries: list[dict[str, Any]]) -> None:
 @config_option
 @click.option("--policy", help="Only this policy's events.")
 @click.option("--rotation", "rotation_id", help="Only this rotation's events.")
-@click.option("--since", help="ISO date/time: events at or after it.")
-@click.option("--until", help="ISO date/time: events before it.")
-@click.option("--outcome", help="Only events with this outcome (e.g. failed).")
-@click.option("--limit", type=int, default=None, help="At most this many events.")
+@click.option(
+    "--since", type=TimeOrAge(), help="Events at or after this time, or this long ago (1h, 7d)."
+)
+@click.option(
+    "--until", type=TimeOrAge(), help="Events before this time, or this long ago (90m, 1d)."
+)
+@click.option("--outcome", help=f"Only events with this outcome: {', '.join(AUDIT_OUTCOMES)}.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only the newest N events (like tail), still oldest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for shipping to a SIEM.")
 @click.pass_context
 def audit(
@@ -154,25 +171,48 @@ def audit(
     config_path: str | None,
     policy: str | None,
     rotation_id: str | None,
-    since: str | None,
-    until: str | None,
+    since: datetime | None,
+    until: datetime | None,
     outcome: str | None,
     limit: int | None,
     as_json: bool,
 ) -> None:
-    """Show the audit trail (never holds a secret value); 'verify' and 'prune' below."""
+    """Show the audit trail, oldest first (never holds a secret value); 'verify' and 'prune'
+    below. An unknown --outcome is refused; an unknown --policy is warned about and still
+    searched, so the events of a removed policy can be found.
+    """
     if ctx.invoked_subcommand is not None:
         return
-    store = _current_store(config_path)
-    events = store.events(
-        policy=policy,
-        rotation_id=rotation_id,
-        since=_parse_time(since),
-        until=_parse_time(until),
-        outcome=outcome,
-        limit=limit,
-    )
-    store.dispose()
+    config = load(config_path)
+    store = open_store(config)
+    store.require_current_schema()
+    try:
+        if outcome is not None and outcome not in AUDIT_OUTCOMES:
+            recorded = store.recorded_outcomes()
+            if outcome not in recorded:
+                choices = ", ".join(sorted(set(AUDIT_OUTCOMES) | recorded))
+                raise click.BadParameter(
+                    f"{outcome!r} is not an outcome; use one of: {choices}",
+                    param_hint="'--outcome'",
+                )
+        if policy is not None and policy not in config.policies:
+            known = ", ".join(config.policies) or "none"
+            click.secho(
+                f"warning: no policy named {policy!r} in {config.source} (known: {known}); "
+                "showing the events recorded under that name, if any",
+                fg="yellow",
+                err=True,
+            )
+        events = store.events(
+            policy=policy,
+            rotation_id=rotation_id,
+            since=since,
+            until=until,
+            outcome=outcome,
+            limit=limit,
+        )
+    finally:
+        store.dispose()
     for event in events:
         if as_json:
             click.echo(
@@ -193,7 +233,7 @@ def audit(
         else:
             details = " ".join(f"{k}={v}" for k, v in event.details.items() if v is not None)
             click.echo(
-                f"{event.at:%Y-%m-%d %H:%M:%S} {event.policy:<16} "
+                f"{format_time(event.at)} {event.policy:<16} "
                 f"{(event.rotation_id or '-')[:8]:<8} {event.step:<9} {event.outcome:<15} "
                 f"{details}"
             )
@@ -226,18 +266,23 @@ def verify(config_path: str | None) -> None:
 
 @audit.command()
 @config_option
-@click.option("--before", required=True, help="ISO date: prune events older than this.")
+@click.option(
+    "--before",
+    type=TimeOrAge(),
+    required=True,
+    help="Prune events older than this time, or than this long ago (e.g. 365d).",
+)
 @click.option("--force", is_flag=True, help="Required: pruning deletes audit history.")
-def prune(config_path: str | None, before: str, force: bool) -> None:
+def prune(config_path: str | None, before: datetime, force: bool) -> None:
     """Delete events older than --before; a summary event keeps the chain verifiable."""
     if not force:
         raise click.UsageError(
             "pruning deletes audit history an auditor may need; export it first "
             "('rotator audit --json --until DATE'), then repeat with --force"
         )
-    cutoff = _parse_time(before)
-    assert cutoff is not None
     store = _current_store(config_path)
-    count = store.prune(cutoff)
+    count = store.prune(before)
     store.dispose()
-    click.echo(f"pruned {count} events older than {cutoff.isoformat()}; the chain stays verifiable")
+    click.echo(
+        f"pruned {count} events older than {format_time(before)}; the chain stays verifiable"
+    )
