@@ -35,3 +35,15 @@ def format_duration(delta: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def format_setting(delta: timedelta) -> str:
+    """A configured duration the way people write it: one number in the largest unit that
+    divides it exactly (``30d``, not ``4w2d``; ``90m``; ``36h``)."""
+    seconds = int(delta.total_seconds())
+    if seconds == 0:
+        return "0s"
+    for unit, size in _UNITS.items():
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    raise AssertionError("unreachable: every whole number of seconds divides by 1")

@@ -48,7 +48,7 @@ def test_plan_shows_when_and_why_and_warns_about_no_overlap(rig_factory: RigFact
 
     entry = json.loads(rig.run("plan", "--json").stdout)
 
-    assert entry["due"] == "now"
+    assert entry["due_now"] is True
     assert entry["why"] == "never rotated nor adopted"
     assert any("no overlap" in w for w in entry["warnings"])
     assert any(call.startswith("PUT /auth/api_keys/") for call in entry["calls"])

@@ -15,9 +15,10 @@ import click
 
 from rotator import __version__
 from rotator.cli.db import db
-from rotator.cli.inspect import audit, plan
+from rotator.cli.inspect import audit
 from rotator.cli.operate import reconcile
 from rotator.cli.options import Verbosity, config_option, load
+from rotator.cli.plan import plan
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
 from rotator.cli.status import status

@@ -1,23 +1,20 @@
-"""Read-only commands: ``plan`` and ``audit``."""
+"""``rotator audit``: the audit trail, its hash chain, and pruning it."""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from rotator.audit.records import AUDIT_OUTCOMES
 from rotator.cli.options import config_option, load, open_store
-from rotator.durations import format_duration
 from rotator.timestamps import format_time, parse_time_or_age
 
 if TYPE_CHECKING:
     from rotator.audit.store import AuditStore
-    from rotator.engine.engine import Engine
-    from rotator.providers.base import VendorKey
 
 
 class TimeOrAge(click.ParamType[datetime, Any]):
@@ -34,117 +31,6 @@ class TimeOrAge(click.ParamType[datetime, Any]):
             return parse_time_or_age(str(value), datetime.now(UTC))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
-
-
-def _key_label(key: VendorKey | None, now: datetime) -> str:
-    if key is None:
-        return "-"
-    parts = [key.key_id]
-    if key.created_at:
-        parts.append(f"age {format_duration(now - key.created_at)}")
-    if key.last_used_at:
-        parts.append(f"last used {key.last_used_at:%Y-%m-%d %H:%M}")
-    calls = key.extra.get("total_calls")
-    if calls is not None:
-        parts.append(f"{calls} calls")
-    return ", ".join(parts)
-
-
-def _plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
-    from rotator.engine.inspection import inspect_policy
-    from rotator.engine.schedule import NEVER_ROTATED, due_window
-
-    policy = engine.policy(name)
-    state = engine.store.policy_state(name)
-    window = due_window(name, policy.schedule, state, now)
-    if window.start == NEVER_ROTATED:
-        due, why = "now", "never rotated nor adopted"
-    else:
-        base = "last rotation" if state and state.last_rotated_at else "adoption"
-        rule = policy.schedule.cron or format_duration(policy.schedule.every or timedelta(0))
-        due, why = window.start.isoformat(), f"{rule} after the {base}"
-        if window.end is not None:
-            why += f", within a window ending {window.end.isoformat()}"
-    report = inspect_policy(engine, policy, now)
-    old = report.in_flight.old_key_id if report.in_flight else None
-    old_key = next((k for k in report.vendor_keys if k.key_id == old), None)
-    return {
-        "policy": name,
-        "provider": policy.provider_name,
-        "strategy": policy.strategy.value,
-        "due": due,
-        "why": why,
-        "current_key": _key_label(report.current_key, now),
-        "old_key_in_grace": _key_label(old_key, now) if old else None,
-        "in_flight": report.in_flight.state if report.in_flight else None,
-        "calls": list(engine.describe(name).calls),
-        "verification": policy.provider_class.capabilities.verification,
-        "warnings": report.warnings,
-        "orphans": [f"{k.key_id} ({k.name})" for k in report.orphans],
-        "strays": [f"{k.key_id} ({k.name})" for k in report.strays],
-        "drift": report.drift,
-        "error": report.error,
-    }
-
-
-@click.command()
-@config_option
-@click.argument("policies", nargs=-1)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per policy.")
-def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> None:
-    """What each policy will do: when it is due and why, the exact calls, and what is out of place.
-
-    Read-only: lists keys at the vendor and reads Vault and the database; writes nothing.
-    """
-    from rotator.audit.store import utcnow
-    from rotator.engine.engine import Engine
-
-    config = load(config_path)
-    engine = Engine.open(config)
-    now = utcnow()
-    try:
-        entries = [_plan_entry(engine, name, now) for name in policies or sorted(config.policies)]
-    finally:
-        engine.close()
-    if as_json:
-        for entry in entries:
-            click.echo(json.dumps(entry))
-        return
-    if sys.stdout.isatty():
-        _plan_table(entries)
-        return
-    for entry in entries:
-        click.secho(f"{entry['policy']} ({entry['provider']}, {entry['strategy']})", bold=True)
-        for label in ("due", "why", "current_key", "old_key_in_grace", "in_flight", "error"):
-            if entry[label]:
-                click.echo(f"  {label.replace('_', ' ')}: {entry[label]}")
-        for label in ("calls", "warnings", "orphans", "strays", "drift"):
-            for item in entry[label]:
-                click.echo(f"  {label[:-1] if label != 'calls' else 'call'}: {item}")
-
-
-def _plan_table(entries: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="rotator plan", show_lines=True)
-    for column in ("policy", "due", "current key", "calls", "findings"):
-        table.add_column(column, overflow="fold")
-    for entry in entries:
-        findings = [f"warning: {w}" for w in entry["warnings"]]
-        findings += [f"orphan: {o}" for o in entry["orphans"]]
-        findings += [f"stray: {o}" for o in entry["strays"]]
-        findings += [f"[red]drift: {d}[/red]" for d in entry["drift"]]
-        if entry["error"]:
-            findings.append(f"[red]error: {entry['error']}[/red]")
-        table.add_row(
-            f"{entry['policy']}\n{entry['provider']}, {entry['strategy']}",
-            f"{entry['due']}\n({entry['why']})",
-            entry["current_key"],
-            "\n".join(entry["calls"]),
-            "\n".join(findings) or "-",
-        )
-    Console().print(table)
 
 
 @click.group(invoke_without_command=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
-from rotator.durations import format_duration
+from rotator.durations import format_setting
 from rotator.engine.lock import PolicyLocks
 from rotator.engine.protocol import RotationContext, RotationRun
 from rotator.engine.schedule import due_window, not_due
@@ -409,7 +409,7 @@ class Engine:
         else:
             calls.append(f"verify: none ({policy.provider_type} offers no verification)")
         if not regenerate:
-            grace = "0s (emergency)" if emergency else format_duration(policy.grace_period)
+            grace = "0s (emergency)" if emergency else format_setting(policy.grace_period)
             calls.append(f"wait {grace} (grace period, persisted deadline)")
             calls.append(provider.describe_call("revoke", selector, old_label))
         return Outcome(name, Result.DRY_RUN, "no call was made", calls=tuple(calls))
