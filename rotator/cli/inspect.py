@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rotator.audit.records import AUDIT_OUTCOMES
-from rotator.cli.options import config_option, load, open_store
+from rotator.cli.options import complete_policies, config_option, load, open_store
 from rotator.timestamps import format_time, parse_time_or_age
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class TimeOrAge(click.ParamType[datetime, Any]):
 
 @click.group(invoke_without_command=True)
 @config_option
-@click.option("--policy", help="Only this policy's events.")
+@click.option("--policy", help="Only this policy's events.", shell_complete=complete_policies)
 @click.option("--rotation", "rotation_id", help="Only this rotation's events.")
 @click.option(
     "--since", type=TimeOrAge(), help="Events at or after this time, or this long ago (1h, 7d)."

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.options import config_option, load
+from rotator.cli.options import complete_policies, config_option, load
 
 if TYPE_CHECKING:
     from rotator.engine.inspection import SlotReport
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @config_option
-@click.argument("policies", nargs=-1)
+@click.argument("policies", nargs=-1, shell_complete=complete_policies)
 @click.option("--apply", is_flag=True, help="Revoke orphans older than the grace period.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (automation).")
 @click.option(

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from rotator.audit.store import AuditStore
     from rotator.config.loader import Config
 
@@ -58,6 +60,21 @@ def read_config(config_path: str | None) -> Config:
     from rotator.config.loader import load_config, resolve_config_path
 
     return load_config(resolve_config_path(config_path))
+
+
+def complete_policies(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion: the policy names of the configuration, in file order."""
+    from click.shell_completion import CompletionItem
+
+    from rotator.errors import RotatorError
+
+    try:
+        names = list(read_config(ctx.params.get("config_path")).policies)
+    except RotatorError:
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
 
 
 def open_store(config: Config) -> AuditStore:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.options import config_option, load
+from rotator.cli.options import complete_policies, config_option, load
 from rotator.durations import format_duration, format_setting
 from rotator.timestamps import format_time
 
@@ -37,7 +37,7 @@ _SINGULAR = {
 
 @click.command()
 @config_option
-@click.argument("policies", nargs=-1)
+@click.argument("policies", nargs=-1, shell_complete=complete_policies)
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object of machine values per policy."
 )

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from rotator.cli.options import config_option, load, read_config, setup_logging
+from rotator.cli.options import complete_policies, config_option, load, read_config, setup_logging
 from rotator.cli.output import print_outcome, print_outcomes, run_each
 
 
@@ -17,7 +17,7 @@ def rotate() -> None:
 
 @rotate.command()
 @config_option
-@click.argument("policies", nargs=-1)
+@click.argument("policies", nargs=-1, shell_complete=complete_policies)
 @click.option("--all", "all_policies", is_flag=True, help="Every policy in the configuration.")
 @click.option("--dry-run", is_flag=True, help="Print the calls that would be made; make none.")
 @click.option(
@@ -114,7 +114,7 @@ def due(config_path: str | None, as_json: bool, concurrency: int | None) -> None
 
 @click.command()
 @config_option
-@click.argument("policy")
+@click.argument("policy", shell_complete=complete_policies)
 @click.option("--key-id", help="The vendor id of the key in Vault (default: as far as known).")
 def adopt(config_path: str | None, policy: str, key_id: str | None) -> None:
     """Record the key already in Vault as current, without rotating.
