@@ -117,26 +117,53 @@ def _human(row: Standing, now: datetime) -> dict[str, str]:
         "key_age": format_duration(now - row.key_since) if row.key_since else "-",
         "last_rotated": format_time(row.last_rotated_at) if row.last_rotated_at else "never",
         "last_outcome": row.last_outcome or "-",
-        "next_due": format_time(row.next_due) if row.next_due else "now (never rotated)",
+        "next_due": _next_due(row),
         "in_flight": in_flight,
         "blocked_by": "; ".join(row.blockers) or "-",
         "last_error": row.last_error or "-",
     }
 
 
+#: The table's columns on a terminal; reasons and errors follow the table in full.
+_TABLE_COLUMNS = (
+    "policy",
+    "provider",
+    "current_key",
+    "key_age",
+    "last_rotated",
+    "next_due",
+    "in_flight",
+)
+
+
+def _next_due(row: Standing) -> str:
+    if row.retry_at:
+        return f"retry at {format_time(row.retry_at)}"
+    return format_time(row.next_due) if row.next_due else "now (never rotated)"
+
+
 def _table(rows: list[Standing], now: datetime, title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, show_lines=True)
+    table = Table(title=title)
     longest = max((len(row.policy) for row in rows), default=6)
-    for column in _COLUMNS:
+    for column in _TABLE_COLUMNS:
         if column == "policy":
             table.add_column(column, no_wrap=True, min_width=longest)
         else:
             table.add_column(column.replace("_", " "), overflow="fold")
+    notes: list[str] = []
     for row in rows:
         cells = _human(row, now)
-        style = "red" if row.blockers else None
-        table.add_row(*(cells[c] for c in _COLUMNS), style=style)
-    Console().print(table)
+        table.add_row(
+            *(escape(cells[c]) for c in _TABLE_COLUMNS), style="red" if row.blockers else None
+        )
+        notes += [f"[red]{escape(row.policy)}: {escape(blocker)}[/red]" for blocker in row.blockers]
+        if row.last_error and not row.blockers:
+            notes.append(f"{escape(row.policy)}: last error: {escape(row.last_error)}")
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(note, soft_wrap=True, highlight=False)
