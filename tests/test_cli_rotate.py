@@ -244,3 +244,28 @@ def test_retry_log_events_carry_the_policy_and_the_rotation_id(rig_factory: RigF
     assert retries, result.stderr
     assert all(r["policy"] == "app" for r in retries)
     assert all(r["rotation_id"] == outcome["rotation_id"] for r in retries)
+
+
+def test_very_verbose_logs_at_debug_and_the_default_does_not(rig_factory: RigFactory) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    rig.add_policy("app", strategy="create_then_delete", grace="1h")
+    rig.add_policy("other", strategy="create_then_delete", grace="1h")
+
+    default = rig.run("rotate", "now", "app")
+    debug = rig.run("-vv", "rotate", "now", "other")
+
+    def levels(result: subprocess.CompletedProcess[str]) -> set[str]:
+        return {json.loads(line)["level"] for line in result.stderr.splitlines()}
+
+    assert "debug" not in levels(default)
+    assert "debug" in levels(debug)
+
+
+def test_quiet_and_verbose_together_are_a_usage_error(rig_factory: RigFactory) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    rig.add_policy("app", strategy="create_then_delete")
+
+    result = rig.run("-q", "-v", "status")
+
+    assert result.returncode == 2
+    assert "-q and -v contradict each other" in result.stderr
