@@ -36,8 +36,7 @@ def test_plan_after_a_failed_mint_shows_no_key_in_grace_and_the_retry_time(
 ) -> None:
     rig = rig_factory("digitalocean_gradient")
     rig.add_policy("app", strategy="create_then_delete", grace="0s")
-    method, path = rig.emulator.operations["create"]
-    rig.server.fail(method, path, status=503, times=1000)
+    rig.fail_every_create()
     failed = json.loads(rig.run("rotate", "now", "app", "--json").stdout)
 
     entry = plan_json(rig)

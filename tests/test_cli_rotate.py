@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
-
 from tests.support.rig import PolicySpec, Rig
 
 RigFactory = Callable[[str], Rig]
@@ -18,11 +16,6 @@ RigFactory = Callable[[str], Rig]
 
 def outcomes(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines()]
-
-
-def failing_mint(rig: Rig) -> None:
-    method, path = rig.emulator.operations["create"]
-    rig.server.fail(method, path, status=503, times=1000)
 
 
 def first_rotation(rig_factory: RigFactory, grace: str) -> tuple[Rig, PolicySpec, dict[str, Any]]:
@@ -85,7 +78,7 @@ def test_rotate_due_waiting_for_its_retry_time_says_retrying_at_and_exits_0(
 ) -> None:
     rig = rig_factory("digitalocean_gradient")
     rig.add_policy("app", strategy="create_then_delete", grace="0s")
-    failing_mint(rig)
+    rig.fail_every_create()
     attempt = rig.run("rotate", "due", "--json")
 
     waiting = rig.run("rotate", "due")
@@ -102,13 +95,7 @@ def test_rotate_due_exits_1_when_a_policy_becomes_needs_attention_in_this_run_on
     rig_factory: RigFactory,
 ) -> None:
     rig = rig_factory("digitalocean_gradient")
-    rig.add_policy("app", strategy="create_then_delete", grace="0s")
-    failing_mint(rig)
-    rig.run("rotate", "due")
-    store = rig.store()
-    with store.engine.begin() as connection:
-        connection.execute(text("UPDATE rotations SET attempts = 4, next_attempt_at = NULL"))
-    store.dispose()
+    rig.one_attempt_left("app")
 
     flagged = rig.run("rotate", "due", "--json")
     later = rig.run("rotate", "due", "--json")

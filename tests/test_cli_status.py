@@ -74,8 +74,7 @@ def test_status_shows_a_policy_flagged_by_reconcile_as_needing_attention(
 def test_status_shows_a_pending_retry_with_its_time_and_attempt(rig_factory: RigFactory) -> None:
     rig = rig_factory("digitalocean_gradient")
     rig.add_policy("app", strategy="create_then_delete", grace="0s")
-    method, path = rig.emulator.operations["create"]
-    rig.server.fail(method, path, status=503, times=100)
+    rig.fail_every_create()
     rig.run("rotate", "now", "app")
 
     row = status_json(rig)
@@ -152,11 +151,27 @@ def test_status_json_holds_machine_values_only(rig_factory: RigFactory) -> None:
 def test_status_json_carries_the_whole_last_error(rig_factory: RigFactory) -> None:
     rig = rig_factory("digitalocean_gradient")
     rig.add_policy("app", strategy="create_then_delete", grace="0s")
-    method, path = rig.emulator.operations["create"]
-    rig.server.fail(method, path, status=503, times=100)
+    rig.fail_every_create()
     outcome = json.loads(rig.run("rotate", "now", "app", "--json").stdout)
 
     row = status_json(rig)
 
     assert row["last_error"] == outcome["message"]
     assert len(str(row["last_error"])) > 120
+
+
+def test_status_shows_a_rotation_that_ran_out_of_attempts_as_needing_attention(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    rig.one_attempt_left("app")
+    rig.run("rotate", "due")
+
+    row = status_json(rig)
+
+    assert row["needs_attention"] is True
+    assert row["retry_at"] is None
+    assert "stopped in state minting after 5 attempts" in str(row["attention"])
+    [blocker] = row["blocked_by"]  # type: ignore[misc]
+    assert blocker.startswith("needs attention since ")
+    assert "rotator rotate now app" in blocker

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from rotator.audit import migrations
 from rotator.audit.store import AuditStore
@@ -205,6 +206,30 @@ class Rig:
         count = sum(1 for r in store.rotations_for(policy) if r.state == "completed")
         store.dispose()
         return count
+
+    def fail_every_create(self) -> None:
+        """The vendor answers every key creation with 503 from now on (an outage at mint)."""
+        method, path = self.emulator.operations["create"]
+        self.server.fail(method, path, status=503, times=10_000)
+
+    def one_attempt_left(self, policy: str) -> None:
+        """``policy``'s rotation fails at mint and is due again with one attempt left (of 5).
+
+        The backoff is cleared in the database, so the next scheduled run makes the last attempt.
+        """
+        self.add_policy(policy, strategy="create_then_delete", grace="0s")
+        self.fail_every_create()
+        self.run("rotate", "due")
+        store = self.store()
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE rotations SET attempts = 4, next_attempt_at = NULL "
+                    "WHERE policy = :policy"
+                ),
+                {"policy": policy},
+            )
+        store.dispose()
 
     # -- observing ------------------------------------------------------------
 
