@@ -50,3 +50,15 @@ def _duration(value: object) -> timedelta:
 
 #: A pydantic field type for a duration written as ``parse_duration`` reads it.
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def format_setting(delta: timedelta) -> str:
+    """A configured duration the way people write it: one number in the largest unit that
+    divides it exactly (``30d``, not ``4w2d``; ``90m``; ``36h``)."""
+    seconds = int(delta.total_seconds())
+    if seconds == 0:
+        return "0s"
+    for unit, size in _UNITS.items():
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    raise AssertionError("unreachable: every whole number of seconds divides by 1")

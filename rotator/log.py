@@ -1,5 +1,8 @@
 """Structured logging (structlog): JSON lines off a TTY, readable lines on one.
 
+The standard library's loggers (APScheduler, httpx, hvac, alembic) are routed
+through the same processors and renderer, so every line has one format.
+
 The ``redact_secrets`` processor runs last before rendering: a ``Secret`` is
 rendered as its redaction marker by construction, and any other value that
 contains a live ``Secret`` in any of its shapes (an exception message from a
@@ -12,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import MutableMapping
+from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
 import structlog
@@ -54,36 +58,72 @@ def _redact(value: Any) -> Any:
 def configure_logging(
     *, level: str | None = None, json: bool | None = None, stream: TextIO | None = None
 ) -> None:
-    """Set up structlog once per process.
+    """Set up structlog, and route the standard library's logging through it.
 
-    ``level`` defaults to ``$ROTATOR_LOG_LEVEL`` or info; ``json`` to "not a TTY".
+    ``level``: the ``-v``/``-q`` choice if any, else ``$ROTATOR_LOG_LEVEL``, else warning on a
+    terminal (logs must not bury the results) and info off one. ``json``: "not a TTY".
     """
-    level = level or os.environ.get("ROTATOR_LOG_LEVEL", "info")
-    if level.upper() not in logging.getLevelNamesMapping():
-        level = "info"
     stream = stream or sys.stderr
-    use_json = not stream.isatty() if json is None else json
+    tty = stream.isatty()
+    threshold = _threshold(level or os.environ.get("ROTATOR_LOG_LEVEL"), tty)
+    use_json = not tty if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        else structlog.dev.ConsoleRenderer(colors=tty)
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(stream, threshold, shared, renderer)
+
+
+def _threshold(name: str | None, tty: bool) -> int:
+    levels = logging.getLevelNamesMapping()
+    chosen = (name or "").upper()
+    if chosen not in levels:
+        chosen = "WARNING" if tty else "INFO"
+    return levels[chosen]
+
+
+class _StructlogHandler(logging.StreamHandler[TextIO]):
+    """The root logger's handler: APScheduler, httpx, hvac and alembic lines in our format."""
+
+
+def _route_standard_logging(
+    stream: TextIO, threshold: int, shared: list[Any], renderer: Any
+) -> None:
+    handler = _StructlogHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StructlogHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(threshold)
+    # httpx logs every request at info; the providers log what matters about them.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(threshold if threshold <= logging.DEBUG else "WARNING")
 
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+def bound_log_context(**values: Any) -> AbstractContextManager[None]:
+    """Every log line written inside the block (this thread) carries ``values``."""
+    return structlog.contextvars.bound_contextvars(**values)

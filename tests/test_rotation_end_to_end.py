@@ -184,7 +184,7 @@ def test_rotate_now_during_grace_does_not_start_a_second_rotation(
 
     again = rig.run("rotate", "now", "app", "--json")
 
-    assert json.loads(again.stdout)["result"] == "waiting"
+    assert json.loads(again.stdout)["result"] == "in_grace"
     assert len(rig.live_keys("app")) == 2
     assert rig.vault_version("app") == 2
 

@@ -14,6 +14,19 @@ from datetime import datetime
 #: keeps Alembic out of every CLI start; a test keeps it equal to Alembic's own head.
 SCHEMA_REVISION = "0003"
 
+#: The outcomes rotator records on audit events (``audit --outcome`` checks against them).
+AUDIT_OUTCOMES = (
+    "started",
+    "succeeded",
+    "failed",
+    "skipped",
+    "conflict",
+    "regenerate_again",
+    "revoked_orphan",
+    "flagged",
+    "cleared",
+)
+
 #: Rotation states after which nothing more happens to that rotation.
 TERMINAL_STATES = frozenset({"completed", "rolled_back", "abandoned"})
 

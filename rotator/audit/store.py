@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -40,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit import migrations
+from rotator.audit.actor import current_actor
 from rotator.audit.connections import make_engine
 from rotator.audit.records import TERMINAL_STATES, PolicyState
 from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
@@ -48,7 +47,7 @@ from rotator.log import get_logger
 from rotator.secret import Secret, scrub
 
 DetailValue = str | int | float | bool | None
-ACTOR = f"{socket.gethostname()}:{os.getpid()}"
+ACTOR = current_actor()
 log = get_logger(__name__)
 
 
@@ -446,9 +445,16 @@ class AuditStore:
         since: datetime | None = None,
         until: datetime | None = None,
         outcome: str | None = None,
+        step: str | None = None,
         limit: int | None = None,
     ) -> list[AuditEvent]:
-        query = select(*_EVENT_COLUMNS).order_by(audit_events.c.id)
+        """Matching events in the order they were written; ``limit``: only the newest that many."""
+        newest_first = limit is not None
+        query = select(*_EVENT_COLUMNS).order_by(
+            audit_events.c.id.desc() if newest_first else audit_events.c.id
+        )
+        if step is not None:
+            query = query.where(audit_events.c.step == step)
         if policy is not None:
             query = query.where(audit_events.c.policy == policy)
         if rotation_id is not None:
@@ -464,7 +470,13 @@ class AuditStore:
         with self.transaction() as connection:
             # .all() fetches the rows in one driver call; iterating fetches them one by one.
             rows = connection.execute(query).all()
-        return [AuditEvent(*row) for row in rows]
+        events = [AuditEvent(*row) for row in rows]
+        return events[::-1] if newest_first else events
+
+    def recorded_outcomes(self) -> set[str]:
+        """Every outcome the log holds (a full scan: only asked about an unfamiliar one)."""
+        with self.transaction() as connection:
+            return set(connection.execute(select(audit_events.c.outcome).distinct()).scalars())
 
     def set_attention(
         self, policy: str, reason: str | None, *, details: Mapping[str, DetailValue]

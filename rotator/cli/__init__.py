@@ -15,11 +15,13 @@ import click
 
 from rotator import __version__
 from rotator.cli.db import db
-from rotator.cli.inspect import audit, plan, status
+from rotator.cli.inspect import audit
 from rotator.cli.operate import reconcile
-from rotator.cli.options import config_option, load
+from rotator.cli.options import Verbosity, config_option, load
+from rotator.cli.plan import plan
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
+from rotator.cli.status import status
 from rotator.errors import RotatorError
 from rotator.secret import scrub
 
@@ -28,8 +30,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rotator")
-def cli() -> None:
-    """Rotate third-party API keys on a schedule, safely, into Vault."""
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more: -v info, -vv debug (default: warning on a terminal, info off one, "
+    "or $ROTATOR_LOG_LEVEL).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only failures; log only errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Rotate third-party API keys on a schedule, safely, into Vault.
+
+    Logs go to stderr: JSON lines off a terminal, readable lines on one.
+    """
+    if quiet and verbose:
+        raise click.UsageError("-q and -v contradict each other; pass one")
+    level = "error" if quiet else {0: None, 1: "info"}.get(verbose, "debug")
+    ctx.obj = Verbosity(log_level=level, quiet=quiet)
 
 
 @cli.command()

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.options import config_option, load
+from rotator.cli.options import complete_policies, config_option, load
 
 if TYPE_CHECKING:
     from rotator.config.loader import Config
+    from rotator.engine.inspection import SlotReport
+    from rotator.providers.base import VendorKey
     from rotator.vault import VaultStore
 
 
 @click.command()
 @config_option
-@click.argument("policies", nargs=-1)
+@click.argument("policies", nargs=-1, shell_complete=complete_policies)
 @click.option("--apply", is_flag=True, help="Revoke orphans older than the grace period.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (automation).")
 @click.option(
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     help="Refuse to revoke more than this many keys in one run.",
 )
 @click.option("--force", is_flag=True, help="Allow more revocations than --max-revocations.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per policy.")
 def reconcile(
     config_path: str | None,
     policies: tuple[str, ...],
@@ -34,12 +38,15 @@ def reconcile(
     yes: bool,
     max_revocations: int,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Compare vendor keys, Vault and the database; report orphans, strays and drift.
 
     Without --apply nothing is changed. With it, orphans older than the grace
     period are revoked and drift flags the policy needs_attention (and notifies);
-    drift is never fixed automatically. Exit 1 when drift or an error was found.
+    drift is never fixed automatically. Keys named for another policy sharing the
+    slot are reported under that policy's name. Policies come in file order.
+    Exit 1 when drift or an error was found.
     """
     from rotator.audit.store import utcnow
     from rotator.engine.engine import Engine
@@ -49,27 +56,14 @@ def reconcile(
     config = load(config_path)
     engine = Engine.open(config)
     now = utcnow()
-    troubled = False
     try:
-        names = list(policies) or sorted(config.policies)
+        names = list(policies or config.policies)
         reports = {name: inspect_policy(engine, engine.policy(name), now) for name in names}
         plan = {name: revocable_orphans(engine.policy(name), r, now) for name, r in reports.items()}
-        for name, report in reports.items():
-            click.secho(name, bold=True)
-            if report.error:
-                troubled = True
-                click.secho(f"  error: {report.error}", fg="red")
-            for key in report.orphans:
-                eligible = key in plan[name]
-                note = "older than grace: revocable" if eligible else "younger than grace: kept"
-                click.echo(f"  orphan: {key.key_id} ({key.name}), {note}")
-            for key in report.strays:
-                click.echo(f"  stray (not rotator's, never touched): {key.key_id} ({key.name})")
-            for finding in report.drift:
-                troubled = True
-                click.secho(f"  DRIFT: {finding}", fg="red", bold=True)
-            if not (report.error or report.orphans or report.strays or report.drift):
-                click.echo("  in order")
+        entries = {name: _entry(report, plan[name]) for name, report in reports.items()}
+        if not as_json:
+            for entry in entries.values():
+                _print_entry(entry)
         if apply:
             total = sum(len(keys) for keys in plan.values())
             if total > max_revocations and not force:
@@ -77,17 +71,77 @@ def reconcile(
                     f"{total} orphans would be revoked, more than --max-revocations "
                     f"{max_revocations}; check the report, then pass --force"
                 )
-            if total and not yes and not click.confirm(f"revoke {total} orphan keys?"):
+            owners = ", ".join(name for name, keys in plan.items() if keys)
+            question = f"revoke {_count(total, 'orphan key')} (of {owners})?"
+            if total and not yes and not click.confirm(question, err=True):
                 raise click.Abort()
             for name, keys in plan.items():
                 policy = engine.policy(name)
-                for key_id in revoke_orphans(engine, policy, keys):
+                revoked = revoke_orphans(engine, policy, keys)
+                entries[name]["revoked"] = revoked
+                for key_id in revoked if not as_json else ():
                     click.echo(f"revoked orphan {key_id} of {name}")
                 if not reports[name].error:
-                    record_drift(engine, policy, reports[name])
+                    change = record_drift(engine, policy, reports[name])
+                    entries[name]["attention"] = change
+                    if change and not as_json:
+                        click.secho(_attention_line(name, change), fg="red", bold=True)
     finally:
         engine.close()
+    if as_json:
+        for entry in entries.values():
+            click.echo(json.dumps(entry))
+    troubled = any(entry["error"] or entry["drift"] for entry in entries.values())
     sys.exit(1 if troubled else 0)
+
+
+def _entry(report: SlotReport, revocable: list[VendorKey]) -> dict[str, Any]:
+    """One policy's findings, as printed by --json."""
+    return {
+        "policy": report.policy,
+        "error": report.error,
+        "orphans": [
+            {"key_id": k.key_id, "name": k.name, "revocable": k in revocable}
+            for k in report.orphans
+        ],
+        "strays": [{"key_id": k.key_id, "name": k.name} for k in report.strays],
+        "other_policies_keys": [
+            {"key_id": k.key_id, "name": k.name, "policy": owner} for owner, k in report.others
+        ],
+        "drift": report.drift,
+        "revoked": [],
+        "attention": None,
+    }
+
+
+def _print_entry(entry: dict[str, Any]) -> None:
+    click.secho(entry["policy"], bold=True)
+    if entry["error"]:
+        click.secho(f"  error: {entry['error']}", fg="red")
+    for key in entry["orphans"]:
+        note = "older than grace: revocable" if key["revocable"] else "younger than grace: kept"
+        click.echo(f"  orphan: {key['key_id']} ({key['name']}), {note}")
+    for key in entry["other_policies_keys"]:
+        click.echo(f"  another policy's ({key['policy']}): {key['key_id']} ({key['name']})")
+    for key in entry["strays"]:
+        click.echo(f"  stray (not rotator's, never touched): {key['key_id']} ({key['name']})")
+    for finding in entry["drift"]:
+        click.secho(f"  DRIFT: {finding}", fg="red", bold=True)
+    if not any(entry[k] for k in ("error", "orphans", "other_policies_keys", "strays", "drift")):
+        click.echo("  in order")
+
+
+def _attention_line(policy: str, change: str) -> str:
+    if change == "flagged":
+        return (
+            f"flagged {policy} needs_attention: not rotated on schedule until someone runs "
+            f"'rotator rotate now {policy}'"
+        )
+    return f"cleared {policy}'s needs_attention flag: no drift is left"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def online_checks(config_path: str | None) -> bool:
@@ -139,7 +193,7 @@ def online_checks(config_path: str | None) -> bool:
             known or f"none named nor adopted; run 'rotator adopt {name} --key-id ID'",
         )
     checked_providers: set[str] = set()
-    for name, policy in sorted(config.policies.items()):
+    for name, policy in config.policies.items():
         caps = vault.capabilities(policy.vault.normalized_path)
         writable = {"create", "update"} <= caps["data"] or "root" in caps["data"]
         meta_ok = bool({"update", "create", "root"} & caps["metadata"])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from rotator.audit.store import AuditStore
     from rotator.config.loader import Config
 
@@ -25,11 +28,30 @@ def config_option(function: F) -> F:
     )(function)
 
 
-def load(config_path: str | None) -> Config:
-    """Set up logging, then load and check the configuration."""
+@dataclass(frozen=True)
+class Verbosity:
+    """The global ``-v``/``-q`` choice: the log level, and whether only failures are printed."""
+
+    log_level: str | None = None
+    quiet: bool = False
+
+
+def verbosity() -> Verbosity:
+    context = click.get_current_context(silent=True)
+    chosen = context.find_root().obj if context is not None else None
+    return chosen if isinstance(chosen, Verbosity) else Verbosity()
+
+
+def setup_logging() -> None:
+    """Logging at the level ``-v``/``-q`` chose (else ``$ROTATOR_LOG_LEVEL``, else the default)."""
     from rotator.log import configure_logging
 
-    configure_logging()
+    configure_logging(level=verbosity().log_level)
+
+
+def load(config_path: str | None) -> Config:
+    """Set up logging, then load and check the configuration."""
+    setup_logging()
     return read_config(config_path)
 
 
@@ -38,6 +60,21 @@ def read_config(config_path: str | None) -> Config:
     from rotator.config.loader import load_config, resolve_config_path
 
     return load_config(resolve_config_path(config_path))
+
+
+def complete_policies(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion: the policy names of the configuration, in file order."""
+    from click.shell_completion import CompletionItem
+
+    from rotator.errors import RotatorError
+
+    try:
+        names = list(read_config(ctx.params.get("config_path")).policies)
+    except RotatorError:
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
 
 
 def open_store(config: Config) -> AuditStore:

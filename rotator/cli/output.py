@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import datetime
@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
+from rotator.cli.options import verbosity
 from rotator.engine.states import Outcome, Result
+from rotator.timestamps import format_time
 
 _COLOURS = {
     Result.COMPLETED: "green",
@@ -24,12 +26,15 @@ _COLOURS = {
     Result.FAILED: "red",
     Result.ROLLED_BACK: "red",
     Result.NEEDS_ATTENTION: "red",
+    Result.IN_GRACE: "yellow",
+    Result.RETRY_PENDING: "yellow",
+    Result.ADOPTED: "green",
 }
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return format_time(value)
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
     return value
@@ -45,6 +50,9 @@ def print_outcomes(outcomes: Iterable[Outcome], *, as_json: bool) -> None:
 
 
 def print_outcome(outcome: Outcome, *, as_json: bool) -> None:
+    """One outcome; with ``-q`` only failures (and policies another process held) are printed."""
+    if verbosity().quiet and not (outcome.result.is_failure or outcome.result is Result.LOCKED):
+        return
     if as_json:
         click.echo(json.dumps(outcome_json(outcome)))
         return
@@ -57,7 +65,7 @@ def print_outcome(outcome: Outcome, *, as_json: bool) -> None:
 def run_each(
     names: list[str], work: Callable[[str], Outcome], *, as_json: bool, concurrency: int
 ) -> list[Outcome]:
-    """Run ``work`` for each policy, ``concurrency`` at a time, printing outcomes as they come.
+    """Run ``work`` for each policy, ``concurrency`` at a time; print outcomes in ``names`` order.
 
     On a terminal (and without ``--json``) a progress bar shows how far the run is.
     """
@@ -71,7 +79,7 @@ def run_each(
             progress = stack.enter_context(Progress(transient=True))
             task = progress.add_task("rotating", total=len(names))
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, concurrency)))
-        for future in as_completed([pool.submit(work, name) for name in names]):
+        for future in [pool.submit(work, name) for name in names]:
             outcome = future.result()
             outcomes.append(outcome)
             print_outcome(outcome, as_json=as_json)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from rotator.cli.options import config_option, load, read_config
+from rotator.cli.options import complete_policies, config_option, load, read_config, setup_logging
 from rotator.cli.output import print_outcome, print_outcomes, run_each
 
 
@@ -17,7 +17,7 @@ def rotate() -> None:
 
 @rotate.command()
 @config_option
-@click.argument("policies", nargs=-1)
+@click.argument("policies", nargs=-1, shell_complete=complete_policies)
 @click.option("--all", "all_policies", is_flag=True, help="Every policy in the configuration.")
 @click.option("--dry-run", is_flag=True, help="Print the calls that would be made; make none.")
 @click.option(
@@ -40,7 +40,10 @@ def now(
 ) -> None:
     """Rotate POLICIES (or --all) regardless of schedule.
 
-    Exit 1 if any rotation failed or another process held a policy's lock.
+    A rotation still in grace is not replaced (result in_grace: its new key is
+    already in Vault); --emergency revokes its old key and makes a fresh one.
+    Results come in the order of the configuration file. Exit 1 if any rotation
+    failed or another process held a policy's lock.
     """
     from rotator.engine.engine import Engine
     from rotator.engine.states import Result
@@ -49,7 +52,7 @@ def now(
     if bool(policies) == all_policies:
         raise click.UsageError("name one or more policies, or pass --all (not both)")
     config = load(config_path)
-    names = sorted(config.policies) if all_policies else list(policies)
+    names = list(config.policies) if all_policies else list(policies)
     for name in names:
         if name not in config.policies:
             known = ", ".join(sorted(config.policies)) or "none"
@@ -80,7 +83,10 @@ def now(
 def due(config_path: str | None, as_json: bool, concurrency: int | None) -> None:
     """Rotate every due policy and advance rotations waiting in grace, then exit.
 
-    For a Kubernetes CronJob: exit 0 when all is fine, 1 on any failure.
+    For a Kubernetes CronJob: exit 1 only when an attempt made by this run failed
+    or a policy became needs_attention in this run; a policy waiting for its retry
+    time (retry_pending) or flagged by an earlier run is reported, exit 0.
+    Results come in the order of the configuration file.
     """
     from rotator.engine.idle import idle_outcomes
 
@@ -92,24 +98,23 @@ def due(config_path: str | None, as_json: bool, concurrency: int | None) -> None
         print_outcomes(idle, as_json=as_json)
         sys.exit(0)
     from rotator.engine.engine import Engine
-    from rotator.log import configure_logging
 
-    configure_logging()
+    setup_logging()
 
     workers = concurrency or config.daemon.concurrency
     engine = Engine.open(config, workers=workers)
     try:
         outcomes = run_each(
-            sorted(config.policies), engine.rotate_if_due, as_json=as_json, concurrency=workers
+            list(config.policies), engine.rotate_if_due, as_json=as_json, concurrency=workers
         )
     finally:
         engine.close()
-    sys.exit(1 if any(o.result.is_failure for o in outcomes) else 0)
+    sys.exit(1 if any(o.attempted and o.result.is_failure for o in outcomes) else 0)
 
 
 @click.command()
 @config_option
-@click.argument("policy")
+@click.argument("policy", shell_complete=complete_policies)
 @click.option("--key-id", help="The vendor id of the key in Vault (default: as far as known).")
 def adopt(config_path: str | None, policy: str, key_id: str | None) -> None:
     """Record the key already in Vault as current, without rotating.

@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rotator.config.credentials import Credential, VaultReference, parse_credential
 from rotator.config.database import DatabaseUrl, PasswordProblem, build_database_url
+from rotator.config.messages import sentence
 from rotator.config.model import (
     AppRoleAuth,
     DaemonConfig,
     KubernetesAuth,
+    PolicyConfig,
     RawConfig,
     ScheduleConfig,
     TokenAuth,
@@ -39,6 +42,10 @@ from rotator.providers.registry import VENDORS, provider_class
 from rotator.secret import Secret
 
 DEFAULT_CONFIG_PATH = Path("rotator.yaml")
+NO_POLICIES = (
+    "no policies: nothing to rotate; add a 'policies:' section (config.example.yaml shows "
+    "every option)"
+)
 
 
 @dataclass(frozen=True)
@@ -117,15 +124,14 @@ class _Issues:
         vocabulary = _field_names(model)
         for err in exc.errors():
             loc = self._document_loc((*prefix, *err["loc"]))
-            message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 key = str(loc[-1])
                 message = f"unknown key {key!r}; remove it or fix its spelling"
                 close = difflib.get_close_matches(key, vocabulary, n=1)
                 if close:
                     message += f" (did you mean {close[0]!r}?)"
-            elif err["type"] == "missing":
-                message = "this required key is missing; add it"
+            else:
+                message = sentence(err)
             self.error(loc, message)
 
     def _document_loc(self, loc: Location) -> Location:
@@ -157,8 +163,13 @@ def _item(node: Any, part: str | int) -> Any:
 
 def _field_names(model: type[Any]) -> list[str]:
     """Every key name the model (and the models nested in it) accepts, for suggestions."""
-    names: set[str] = set()
-    pending: list[Any] = [model]
+    return sorted({name for _, name in configuration_keys(model)})
+
+
+def configuration_keys(*models: type[Any]) -> set[tuple[str, str]]:
+    """(model name, key) for every key the models and the models nested in them accept."""
+    keys: set[tuple[str, str]] = set()
+    pending: list[Any] = list(models)
     seen: set[Any] = set()
     while pending:
         current = pending.pop()
@@ -167,11 +178,11 @@ def _field_names(model: type[Any]) -> list[str]:
         seen.add(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
             for name, info in current.model_fields.items():
-                names.add(name)
+                keys.add((current.__name__, name))
                 pending.append(info.annotation)
         else:
             pending.extend(typing.get_args(current))
-    return sorted(names)
+    return keys
 
 
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -203,20 +214,25 @@ def parse_config(text: str, source: str) -> Config:
     """Check configuration ``text`` read from ``source`` (used in messages)."""
     document = load_yaml(text, source)
     issues = _Issues(document, source)
+    if document.data is None or document.data == {}:
+        raise ConfigError(NO_POLICIES, source=source)
     if not isinstance(document.data, dict):
         issues.error((), "the top level must be a mapping with keys such as vault and policies")
         issues.raise_if_any()
+    broken: set[str] = set()
     try:
         raw = RawConfig.model_validate(document.data)
     except ValidationError as exc:
         issues.add_validation_error(exc, (), RawConfig)
-        issues.raise_if_any()
-        raise
-    database = _database_url(raw, issues)
-    vault_token = _vault_token(raw, issues)
+        # Go on with what is valid, so one run reports every independent problem.
+        raw, broken = _valid_sections(document.data)
+    if not document.data.get("policies") and "policies" not in broken:
+        issues.error(("policies",), NO_POLICIES)
+    database = _database_url(raw, document.data, issues)
+    vault_token = None if "vault" in broken else _vault_token(raw, issues)
     providers = _providers(raw, issues)
     policies = _policies(raw, providers, issues)
-    webhooks = _webhooks(raw, issues)
+    webhooks = _webhooks(raw, set(_mapping(document.data.get("policies"))), issues)
     _transport_warnings(raw, providers, webhooks, issues)
     issues.raise_if_any()
     return Config(
@@ -233,14 +249,82 @@ def parse_config(text: str, source: str) -> Config:
     )
 
 
-def _database_url(raw: RawConfig, issues: _Issues) -> DatabaseUrl:
+def _valid_sections(data: dict[str, Any]) -> tuple[RawConfig, set[str]]:
+    """The file's valid sections and policies, each checked on its own; and the broken ones.
+
+    Only used once the whole file failed to validate (its errors are reported already), so
+    that the checks that follow still run on everything that is not broken.
+    """
+    values: dict[str, Any] = {}
+    broken: set[str] = set()
+    for name, info in RawConfig.model_fields.items():
+        if name == "policies":
+            continue
+        if name == "providers":
+            # Entries that are not mappings are reported by the provider checks themselves.
+            values[name] = _mapping(data.get(name))
+            continue
+        value = data[name] if name in data else info.get_default(call_default_factory=True)
+        try:
+            values[name] = TypeAdapter[Any](info.annotation or Any).validate_python(value)
+        except ValidationError:
+            broken.add(name)
+            values[name] = None
+    values["policies"] = {}
+    for name, policy in _mapping(data.get("policies")).items():
+        try:
+            values["policies"][name] = PolicyConfig.model_validate(policy)
+        except ValidationError:
+            broken.add("policies")
+    return RawConfig.model_construct(**values), broken
+
+
+def _mapping(value: object) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _database_url(raw: RawConfig, data: dict[str, Any], issues: _Issues) -> DatabaseUrl:
+    loc: Location = ("database", "url")
+    unknown = DatabaseUrl(Secret(""), None)
+    if raw.database is None:
+        return unknown
+    template = raw.database.url
+    written = _mapping(data.get("database")).get("url")
+    if isinstance(written, str) and written.startswith("file:"):
+        try:
+            credential = parse_credential(written, allow_literal=False).credential
+        except ValueError as exc:
+            issues.error(loc, str(exc))
+            return unknown
+        assert isinstance(credential, Secret)  # a file: reference reads to a Secret
+        template = credential.reveal().strip()
+    elif isinstance(written, str) and _literal_password(written) and not raw.allow_literal_secrets:
+        issues.error(
+            loc,
+            "holds a literal password; secrets must not be written into config files. Write "
+            "the password as ${ENV_VAR} (e.g. postgresql+psycopg://rotator:${ROTATOR_DB_PASSWORD}"
+            "@host/rotator), put the whole URL in a file ('file:/path') or in "
+            "$ROTATOR_DATABASE_URL, or set 'allow_literal_secrets: true' for a local trial",
+        )
+        return unknown
     try:
-        return build_database_url(raw.database.url, raw.database.password)
+        return build_database_url(template, raw.database.password)
     except PasswordProblem as exc:
         issues.error(("database", "password"), str(exc))
     except ValueError as exc:
-        issues.error(("database", "url"), str(exc))
-    return DatabaseUrl(Secret(""), None)
+        issues.error(loc, str(exc))
+    return unknown
+
+
+def _literal_password(url: str) -> bool:
+    """Whether ``url`` holds a password written out rather than referenced as ``${ENV}``."""
+    parts = urlsplit(url)
+    try:
+        password = parts.password
+    except ValueError:
+        password = None
+    in_query = parse_qs(parts.query).get("password", [])
+    return any(value and "${" not in value for value in [password, *in_query])
 
 
 def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:
@@ -375,11 +459,12 @@ def _transport_warnings(
     webhooks: list[Webhook],
     issues: _Issues,
 ) -> None:
-    if raw.vault.address and (
-        warning := plain_http_warning(raw.vault.address, "the Vault token and every new secret")
-    ):
-        issues.warn(("vault", "address"), warning)
-    if raw.vault.verify_tls is False:
+    vault = raw.vault  # None when the section is broken (reported already)
+    if vault is not None and vault.address:
+        warning = plain_http_warning(vault.address, "the Vault token and every new secret")
+        if warning:
+            issues.warn(("vault", "address"), warning)
+    if vault is not None and vault.verify_tls is False:
         issues.warn(("vault", "verify_tls"), unverified_tls_warning())
     for name, settings in providers.items():
         url = settings.base_url or ""
@@ -392,12 +477,14 @@ def _transport_warnings(
             issues.warn(("notifications", "webhooks", hook.name, "url"), warning)
 
 
-def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
-    webhooks = []
+def _webhooks(raw: RawConfig, policy_names: set[str], issues: _Issues) -> list[Webhook]:
+    webhooks: list[Webhook] = []
+    if raw.notifications is None:
+        return webhooks
     for name, hook in raw.notifications.webhooks.items():
         loc: Location = ("notifications", "webhooks", name)
         for policy in hook.policies or []:
-            if policy not in raw.policies:
+            if policy not in policy_names:
                 issues.error((*loc, "policies"), f"names policy {policy!r}, which does not exist")
         url = hook.url
         if url.startswith(("http://", "https://")) and "${" not in url:

@@ -11,22 +11,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
-from rotator.durations import format_duration
+from rotator.durations import format_setting
 from rotator.engine.lock import PolicyLocks
 from rotator.engine.protocol import RotationContext, RotationRun
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import ConfigError, RotationFailed, VaultError, VendorError
+from rotator.log import bound_log_context
 from rotator.metrics import ROTATION_DURATION, ROTATIONS, provider_labels
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
 from rotator.secret import Secret
+from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
 
 if TYPE_CHECKING:
@@ -134,40 +137,62 @@ class Engine:
         return self._reported(name, lambda: self._rotate_if_due(name))
 
     def _reported(self, name: str, run: Callable[[], Outcome]) -> Outcome:
-        """Run one policy's rotation and count, time and notify its outcome."""
+        """Run one policy's rotation and count, time and notify its outcome.
+
+        Every log line of the run (the HTTP layer's retries too) carries the policy.
+        """
         started = time.monotonic()
         policy = self.policy(name)
-        with provider_labels(policy.provider_name, policy.provider_type):
+        with (
+            bound_log_context(policy=name),
+            provider_labels(policy.provider_name, policy.provider_type),
+        ):
             outcome = run()
-        if outcome.result not in (Result.NOT_DUE, Result.LOCKED, Result.DRY_RUN):
-            if outcome.attempted:
-                labels = (policy.provider_name, policy.provider_type)
-                ROTATION_DURATION.labels(*labels).observe(time.monotonic() - started)
-                # Waiting in grace is a step of a rotation, counted once it completes.
-                if outcome.result is not Result.WAITING:
-                    ROTATIONS.labels(name, *labels, outcome.result.value).inc()
+        if outcome.attempted and outcome.result not in (
+            Result.NOT_DUE,
+            Result.LOCKED,
+            Result.DRY_RUN,
+            Result.IN_GRACE,
+        ):
+            labels = (policy.provider_name, policy.provider_type)
+            ROTATION_DURATION.labels(*labels).observe(time.monotonic() - started)
+            # Waiting in grace is a step of a rotation, counted once it completes.
+            if outcome.result is not Result.WAITING:
+                ROTATIONS.labels(name, *labels, outcome.result.value).inc()
             self.notifier.notify(outcome)
         return outcome
 
     def _rotate_now(self, name: str, *, emergency: bool = False) -> Outcome:
         """Rotate regardless of schedule; an unfinished rotation is resumed first.
 
-        Without ``emergency`` a rotation waiting in grace is only advanced. With
-        it, that rotation's old key is revoked now and a fresh key replaces the
-        current one with no grace period (a key leaked).
+        A rotation still in grace is left alone (``in_grace``: its new key is already
+        in Vault); any other unfinished rotation is resumed to its end, as after a
+        crash. With ``emergency`` (a key leaked) an unfinished rotation is finished
+        with no grace (a rotation in grace has its old key revoked now), then a
+        fresh key replaces the current one with no grace period.
         """
         policy = self.policy(name)
         with self.locks.hold(name) as acquired:
             if not acquired:
                 return _locked(name)
             active = self.store.active_rotation(name)
-            if active is not None:
-                if emergency:
-                    active = self._make_emergency(active)
-                outcome = self._run(policy, active)
-                if not emergency or outcome.result is not Result.COMPLETED:
-                    return outcome
-            return self._plan_and_run(policy, trigger="now", emergency=emergency)
+            if active is None:
+                return self._plan_and_run(policy, trigger="now", emergency=emergency)
+            in_grace = active.state == State.GRACE
+            if (
+                in_grace
+                and not emergency
+                and active.grace_until
+                and self.clock() < active.grace_until
+            ):
+                return _in_grace(active)
+            if emergency:
+                active = self._make_emergency(active)
+            outcome = self._run(policy, active)
+            if outcome.result is not Result.COMPLETED or not emergency:
+                return outcome
+            fresh = self._plan_and_run(policy, trigger="now", emergency=True)
+            return _emergency_after_grace(fresh, active) if in_grace else fresh
 
     def _rotate_if_due(self, name: str) -> Outcome:
         policy = self.policy(name)
@@ -191,8 +216,9 @@ class Engine:
                 if active.next_attempt_at and active.next_attempt_at > now:
                     return Outcome(
                         name,
-                        Result.FAILED,
-                        f"retrying at {active.next_attempt_at.isoformat()}: {active.last_error}",
+                        Result.RETRY_PENDING,
+                        f"retrying at {format_time(active.next_attempt_at)} (attempt "
+                        f"{active.attempts + 1} of {self.max_attempts}) after: {active.last_error}",
                         rotation_id=active.id,
                         state=active.state,
                         attempted=False,
@@ -263,14 +289,18 @@ class Engine:
             due = due_window(name, policy.schedule, self.store.policy_state(name), now).start
             return Outcome(
                 name,
-                Result.COMPLETED,
+                Result.ADOPTED,
                 f"adopted key {key_id or '(id unknown)'} at Vault version {current.version}; "
-                f"first rotation due {due.isoformat()}",
+                f"first rotation due {format_time(due)}",
             )
 
     # -- steps shared by the entry points ----------------------------------------
 
     def _run(self, policy: Policy, rotation: RotationRecord) -> Outcome:
+        with bound_log_context(rotation_id=rotation.id):
+            return self._drive(policy, rotation)
+
+    def _drive(self, policy: Policy, rotation: RotationRecord) -> Outcome:
         self.vault.renew_if_needed()
         context = RotationContext(
             policy=policy,
@@ -398,10 +428,39 @@ class Engine:
         else:
             calls.append(f"verify: none ({policy.provider_type} offers no verification)")
         if not regenerate:
-            grace = "0s (emergency)" if emergency else format_duration(policy.grace_period)
+            grace = "0s (emergency)" if emergency else format_setting(policy.grace_period)
             calls.append(f"wait {grace} (grace period, persisted deadline)")
             calls.append(provider.describe_call("revoke", selector, old_label))
         return Outcome(name, Result.DRY_RUN, "no call was made", calls=tuple(calls))
+
+
+def _in_grace(active: RotationRecord) -> Outcome:
+    assert active.grace_until is not None
+    return Outcome(
+        active.policy,
+        Result.IN_GRACE,
+        f"not rotated: rotation {active.id} is in grace until {format_time(active.grace_until)} "
+        f"(old key {active.old_key_id} still live); the new key is already in Vault. "
+        "Use --emergency to revoke the old key now, or wait.",
+        rotation_id=active.id,
+        state=active.state,
+        new_key_id=active.new_key_id,
+        vault_version=active.vault_version,
+        grace_until=active.grace_until,
+        attempted=False,
+    )
+
+
+def _emergency_after_grace(fresh: Outcome, interrupted: RotationRecord) -> Outcome:
+    """An emergency during grace revokes the key in grace and, once replaced, its successor."""
+    if fresh.result is not Result.COMPLETED:
+        note = f"emergency: 1 key revoked ({interrupted.old_key_id}, the old key in grace)"
+    else:
+        note = (
+            f"emergency: 2 keys revoked ({interrupted.old_key_id}, the old key in grace, and "
+            f"{interrupted.new_key_id}, which rotation {interrupted.id} had made)"
+        )
+    return replace(fresh, message=f"{fresh.message}; {note}")
 
 
 def _locked(name: str) -> Outcome:

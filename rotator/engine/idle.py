@@ -27,7 +27,7 @@ def idle_outcomes(config: Config, now: datetime | None = None) -> list[Outcome] 
     if snapshot is None or snapshot.revision != SCHEMA_REVISION:
         return None
     outcomes = []
-    for name in sorted(config.policies):
+    for name in config.policies:
         state = snapshot.states.get(name)
         if name in snapshot.unfinished or state is None or state.attention:
             return None

@@ -6,6 +6,8 @@ current version metadata, and the rotation records in the database.
 - orphans: vendor keys named the way rotator names its keys that neither
   Vault nor the database (current key, in-flight rotation) references;
 - strays: other keys of the slot that are not rotator's (reported, never touched);
+- other policies' keys: keys named for another policy of the same provider that
+  shares the slot (reported under that policy's name, never touched here);
 - drift: Vault's current key is no longer listed by the vendor (revoked by
   hand), or Vault was written by someone else since rotator's last write.
 
@@ -41,6 +43,8 @@ class SlotReport:
     in_flight: RotationRecord | None = None
     orphans: list[VendorKey] = field(default_factory=list)
     strays: list[VendorKey] = field(default_factory=list)
+    #: Keys of the slot named for another policy, with that policy's name.
+    others: list[tuple[str, VendorKey]] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -86,10 +90,16 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
 
     orphans: list[VendorKey] = []
     strays: list[VendorKey] = []
+    others: list[tuple[str, VendorKey]] = []
     for key in keys:
         if key.key_id in referenced or (in_flight_name and key.name == in_flight_name):
             continue
-        (orphans if provider.is_ours(policy.selector, policy.name, key) else strays).append(key)
+        if provider.is_ours(policy.selector, policy.name, key):
+            orphans.append(key)
+        elif owner := _other_owner(engine, policy, key):
+            others.append((owner, key))
+        else:
+            strays.append(key)
 
     drift = []
     if vault_key_id and vault_key_id not in listed:
@@ -120,6 +130,7 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
         in_flight=active,
         orphans=orphans,
         strays=strays,
+        others=others,
         drift=drift,
         warnings=warnings,
     )
@@ -127,3 +138,13 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
     if held is not None and held.expires_at is not None and held.expires_at - now < EXPIRY_WARNING:
         warnings.append(f"the current key expires at the vendor on {held.expires_at.isoformat()}")
     return report
+
+
+def _other_owner(engine: Engine, policy: Policy, key: VendorKey) -> str | None:
+    """The other policy of the same provider whose key name ``key`` carries, if any."""
+    provider = engine.provider_for(policy)
+    for other in engine.config.policies.values():
+        shares_provider = other.name != policy.name and other.provider_name == policy.provider_name
+        if shares_provider and provider.is_ours(other.selector, other.name, key):
+            return other.name
+    return None

@@ -55,6 +55,32 @@ class PolicyLocks:
             with self._local:
                 self._held.discard(policy)
 
+    def held_elsewhere(self, policy: str) -> bool:
+        """True while another process (or another thread here) works on ``policy``.
+
+        On PostgreSQL this only reads ``pg_locks``; on SQLite the file lock is tried and
+        released at once, as a lock file cannot be inspected without trying it.
+        """
+        with self._local:
+            if policy in self._held:
+                return True
+        if self._engine.dialect.name == "postgresql":
+            unsigned = _lock_key(policy) & 0xFFFFFFFFFFFFFFFF
+            with self._engine.connect() as conn:
+                return bool(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                            "AND classid = :hi AND objid = :lo AND objsubid = 1 AND granted "
+                            "AND database = (SELECT oid FROM pg_database "
+                            "WHERE datname = current_database())"
+                        ),
+                        {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},
+                    ).scalar()
+                )
+        with self._file(policy) as acquired:
+            return not acquired
+
     @contextmanager
     def _postgres(self, policy: str) -> Iterator[bool]:
         key = _lock_key(policy)

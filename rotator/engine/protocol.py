@@ -39,6 +39,7 @@ from rotator.errors import (
 from rotator.log import get_logger
 from rotator.providers.base import MintedKey, Provider, Strategy, VendorKey
 from rotator.secret import Secret
+from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
 
 if TYPE_CHECKING:
@@ -111,7 +112,11 @@ class RotationRun:
             State.GRACE: Result.WAITING,
         }.get(State(r.state), Result.FAILED)
         if result is Result.WAITING:
-            message = f"new key {r.new_key_id} in Vault; old key revoked after {r.grace_until}"
+            assert r.grace_until is not None
+            message = (
+                f"new key {r.new_key_id} in Vault; old key revoked after "
+                f"{format_time(r.grace_until)}"
+            )
         elif result is Result.COMPLETED:
             message = f"rotated to key {r.new_key_id} (Vault version {r.vault_version})"
         else:

@@ -49,13 +49,19 @@ def revoke_orphans(engine: Engine, policy: Policy, keys: list[VendorKey]) -> lis
     return revoked
 
 
-def record_drift(engine: Engine, policy: Policy, report: SlotReport) -> None:
-    """Flag the policy for a person when drift is found; clear the flag once it is gone."""
+def record_drift(engine: Engine, policy: Policy, report: SlotReport) -> str | None:
+    """Flag the policy for a person when drift is found; clear the flag once it is gone.
+
+    Returns what changed: ``"flagged"``, ``"cleared"`` or None.
+    """
     state = engine.store.policy_state(policy.name)
     if report.drift:
         reason = "drift: " + " | ".join(report.drift)
         if state is None or state.attention != reason:
             engine.store.set_attention(policy.name, reason, details={"findings": len(report.drift)})
             engine.notifier.notify(Outcome(policy.name, Result.NEEDS_ATTENTION, reason))
+            return "flagged"
     elif state is not None and state.attention:
         engine.store.set_attention(policy.name, None, details={"note": "no drift found"})
+        return "cleared"
+    return None

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from rotator.audit.records import PolicyState
 from rotator.config.model import ScheduleConfig
 from rotator.engine.states import Outcome, Result
+from rotator.timestamps import format_time
 
 NEVER_ROTATED = datetime.min.replace(tzinfo=UTC)
 
@@ -79,4 +80,4 @@ def next_due(
 
 def not_due(policy: str, window: DueWindow) -> Outcome:
     """What a scheduled run reports for ``policy`` while ``window`` has not opened."""
-    return Outcome(policy, Result.NOT_DUE, f"next due {window.start.isoformat()}")
+    return Outcome(policy, Result.NOT_DUE, f"next due {format_time(window.start)}")

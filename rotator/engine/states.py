@@ -25,6 +25,7 @@ class Result(StrEnum):
     """What one run of ``rotate now`` / ``rotate due`` did for a policy."""
 
     COMPLETED = "completed"
+    ADOPTED = "adopted"  # an existing key was recorded as current; nothing was rotated
     WAITING = "waiting"  # in grace: the old key is revoked by a later run
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"  # will be retried with backoff
@@ -32,6 +33,8 @@ class Result(StrEnum):
     LOCKED = "locked"  # another process is rotating this policy
     NOT_DUE = "not_due"
     DRY_RUN = "dry_run"
+    IN_GRACE = "in_grace"  # rotate now found a rotation in grace: no new key was made
+    RETRY_PENDING = "retry_pending"  # a failed rotation waits for its retry time
 
     @property
     def is_failure(self) -> bool:
@@ -49,6 +52,7 @@ class Outcome:
     vault_version: int | None = None
     grace_until: datetime | None = None
     calls: tuple[str, ...] = ()
-    #: False when the run only reported a standing condition (flagged, retry not yet due):
-    #: such a run is not a rotation attempt and is not counted in the metrics.
+    #: False when this run made no attempt (a retry not yet due, a flag set by an earlier
+    #: run): such a failure is reported but is not this run's failure, and it is neither
+    #: counted in the metrics nor notified again.
     attempted: bool = True

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from rotator.audit import migrations
 from rotator.audit.store import AuditStore
@@ -166,6 +167,18 @@ class Rig:
             timeout=timeout,
         )
 
+    def run_on_terminal(
+        self, command: str, *, columns: int = 200, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``rotator COMMAND`` under a pseudo-terminal (``script``); stdout is the screen."""
+        return subprocess.run(
+            ["script", "-qec", f"{sys.executable} -m rotator {command}", "/dev/null"],
+            capture_output=True,
+            text=True,
+            env={**self.env, "COLUMNS": str(columns), **(env or {})},
+            timeout=120,
+        )
+
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "rotator", *args],
@@ -193,6 +206,30 @@ class Rig:
         count = sum(1 for r in store.rotations_for(policy) if r.state == "completed")
         store.dispose()
         return count
+
+    def fail_every_create(self) -> None:
+        """The vendor answers every key creation with 503 from now on (an outage at mint)."""
+        method, path = self.emulator.operations["create"]
+        self.server.fail(method, path, status=503, times=10_000)
+
+    def one_attempt_left(self, policy: str) -> None:
+        """``policy``'s rotation fails at mint and is due again with one attempt left (of 5).
+
+        The backoff is cleared in the database, so the next scheduled run makes the last attempt.
+        """
+        self.add_policy(policy, strategy="create_then_delete", grace="0s")
+        self.fail_every_create()
+        self.run("rotate", "due")
+        store = self.store()
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE rotations SET attempts = 4, next_attempt_at = NULL "
+                    "WHERE policy = :policy"
+                ),
+                {"policy": policy},
+            )
+        store.dispose()
 
     # -- observing ------------------------------------------------------------
 
