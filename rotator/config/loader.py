@@ -298,7 +298,12 @@ def _database_url(raw: RawConfig, data: dict[str, Any], issues: _Issues) -> Data
             return unknown
         assert isinstance(credential, Secret)  # a file: reference reads to a Secret
         template = credential.reveal().strip()
-    elif isinstance(written, str) and _literal_password(written) and not raw.allow_literal_secrets:
+    elif (
+        isinstance(written, str)
+        and raw.database.password is None  # else build_database_url says to keep one of them
+        and _literal_password(written)
+        and not raw.allow_literal_secrets
+    ):
         issues.error(
             loc,
             "holds a literal password; secrets must not be written into config files. Write "
@@ -389,7 +394,7 @@ def _policies(
         if not isinstance(name, str) or not POLICY_NAME.fullmatch(name):
             issues.error(loc, f"{name!r} is refused: {POLICY_NAME_RULE}")
             continue
-        if is_under(policy.vault.path, raw.vault.staging_prefix):
+        if raw.vault is not None and is_under(policy.vault.path, raw.vault.staging_prefix):
             issues.error(
                 (*loc, "vault", "path"),
                 f"lies inside vault.staging_prefix ({raw.vault.staging_prefix}), where rotator "
