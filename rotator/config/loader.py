@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from rotator.config.credentials import Credential, VaultReference, expand_env, parse_credential
 from rotator.config.model import (
     AppRoleAuth,
+    AuditConfig,
     DaemonConfig,
     KubernetesAuth,
     RawConfig,
@@ -85,6 +86,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     webhooks: list[Webhook] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 @dataclass
@@ -211,6 +213,13 @@ def parse_config(text: str, source: str) -> Config:
     providers = _providers(raw, issues)
     policies = _policies(raw, providers, issues)
     webhooks = _webhooks(raw, issues)
+    if raw.audit.key_path is None:
+        issues.warn(
+            ("audit", "key_path"),
+            "not set: the audit chain is unkeyed, so anyone who can write the database can "
+            "rewrite it undetected; keep an HMAC key in Vault ('rotator audit rotate-key') and "
+            "set audit.key_path (README: Security model)",
+        )
     issues.raise_if_any()
     return Config(
         source=source,
@@ -222,6 +231,7 @@ def parse_config(text: str, source: str) -> Config:
         daemon=raw.daemon,
         webhooks=webhooks,
         warnings=issues.warnings,
+        audit=raw.audit,
     )
 
 
