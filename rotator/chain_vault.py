@@ -4,8 +4,9 @@ cannot reach them.
 The key is field ``key`` (base64, 32 random bytes) of ``audit.key_path``; its KV version is
 the key version events record, so ``rotator audit rotate-key`` writes a new version and old
 events still verify with theirs. It is read from Vault once per process (and looked at
-again every ``KEY_REFRESH`` seconds for a newer version), then held in memory as a
-``Secret``: MACing a million events locally takes a second, a Vault call per event hours.
+again every ``KEY_REFRESH`` seconds for a newer version), then held in memory only as
+HMAC states (``MacKey``), never logged or shown: MACing a million events locally takes
+seconds, a Vault call per event hours.
 The anchor is field ``head`` of ``audit.anchor_path``, written check-and-set so two
 sealers never move it back.
 """
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rotator.audit.chain import KEY_BYTES, AnchorPoint
+from rotator.audit.chain import KEY_BYTES, AnchorPoint, MacKey
 from rotator.config.loader import Config
 from rotator.config.model import AuditConfig
 from rotator.errors import AuditKeyError, RotatorError
@@ -74,7 +75,7 @@ class VaultChainTrust:
         self.key_path = config.key_path
         self.anchor_path = config.anchor_path
         self._lock = threading.Lock()
-        self._keys: dict[int, Secret] = {}
+        self._keys: dict[int, MacKey] = {}
         self._current = 0
         self._checked_at = 0.0
 
@@ -82,11 +83,11 @@ class VaultChainTrust:
     def where(self) -> str:
         return f"Vault (audit.key_path {self.key_path}, audit.anchor_path {self.anchor_path})"
 
-    def current_key(self) -> tuple[int, bytes]:
+    def current_key(self) -> tuple[int, MacKey]:
         with self._lock:
             if not self._current or time.monotonic() - self._checked_at > KEY_REFRESH:
                 self._refresh()
-            return self._current, self._decode(self._current)
+            return self._current, self._keys[self._current]
 
     def _refresh(self) -> None:
         try:
@@ -109,33 +110,26 @@ class VaultChainTrust:
             )
         self._current, self._checked_at = newest, time.monotonic()
 
-    def key(self, version: int) -> bytes:
+    def key(self, version: int) -> MacKey:
         with self._lock:
             if version not in self._keys:
                 self._load(version)
-            return self._decode(version)
+            return self._keys[version]
 
     def _load(self, version: int) -> None:
+        """Read ``version`` from Vault; only its HMAC states stay in memory."""
         found = self._vault().read(self.key_path, version)
         value = found.field("key") if found else None
-        if value is None:
-            raise AuditKeyError(
-                f"version {version} of the audit key at {self.key_path} has no 'key'"
-            )
-        self._keys[version] = value
-        self._decode(version)
-
-    def _decode(self, version: int) -> bytes:
         try:
-            key = base64.b64decode(self._keys[version].reveal(), validate=True)
+            key = base64.b64decode(value.reveal(), validate=True) if value else b""
         except (binascii.Error, ValueError):
             key = b""
         if len(key) < KEY_BYTES:
             raise AuditKeyError(
                 f"version {version} of the audit key at {self.key_path} is not {KEY_BYTES} "
-                "base64-encoded bytes; write a proper one with 'rotator audit rotate-key'"
+                "base64-encoded bytes in field 'key'; write one with 'rotator audit rotate-key'"
             )
-        return key
+        self._keys[version] = MacKey(key)
 
     def read_anchor(self) -> AnchorPoint | None:
         found = self._vault().read(self.anchor_path)

@@ -7,6 +7,7 @@ revocations against the chain. Real PostgreSQL, SQLite and OpenBao throughout.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from rotator.audit import migrations
+from rotator.audit.chain import MacKey
 from rotator.audit.store import AuditStore, RotationRecord, event_hash, utcnow
 from rotator.chain_vault import VaultChainTrust, rotate_key
 from rotator.config.model import AuditConfig, TokenAuth, VaultConfig
@@ -41,7 +43,7 @@ def audit_config(vault_prefix: str) -> AuditConfig:
 
 @pytest.fixture
 def vault(openbao: OpenBaoServer) -> VaultStore:
-    config = VaultConfig(address=openbao.address, auth=TokenAuth(token="${VAULT_TOKEN}"))
+    config = VaultConfig(address=openbao.address, auth=TokenAuth())
     return VaultStore(config, Secret(openbao.root_token))
 
 
@@ -422,3 +424,9 @@ def test_without_a_key_validate_and_verify_warn_that_the_chain_is_unkeyed(
     assert "audit.key_path" in validate.stderr
     assert verify.returncode == 0
     assert "UNKEYED" in verify.stderr
+
+
+@pytest.mark.parametrize("key", [b"k" * 32, b"k" * 64, b"k" * 100, bytes(range(32))])
+def test_the_precomputed_mac_is_standard_hmac_sha256(key: bytes) -> None:
+    for message in (b"", b"event", b"x" * 1000):
+        assert MacKey(key).hexdigest(message) == hmac.digest(key, message, "sha256").hex()

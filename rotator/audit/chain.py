@@ -18,7 +18,6 @@ database) are provided by a ``ChainTrust``; ``rotator.chain_vault`` keeps both i
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,8 +56,38 @@ def event_hash(prev_hash: str, values: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{event_content(values)}".encode()).hexdigest()
 
 
+class MacKey:
+    """HMAC-SHA256 (RFC 2104) with one key, its padded hash states computed once.
+
+    ``hmac.digest`` derives them again for every message; verifying a million events
+    MACs two million messages, and starting from copies of the two states halves that
+    cost. Tests hold it equal to the standard library's ``hmac``. Only hash states are
+    kept, never the key itself.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+    def __repr__(self) -> str:
+        return "MacKey(...)"
+
+
 def event_mac(
-    key: bytes,
+    key: MacKey,
     version: int,
     nonce: str,
     at: datetime,
@@ -70,15 +99,24 @@ def event_mac(
     details: str,
     changes: str | None,
 ) -> str:
-    """A keyed event's MAC over its content, JSON columns as the text they are stored as."""
-    fields = (version, nonce, at.astimezone(UTC).isoformat(), policy, rotation_id, step)
-    content = json.dumps((*fields, outcome, actor, details, changes), separators=(",", ":"))
-    return hmac.digest(key, content.encode(), "sha256").hex()
+    """A keyed event's MAC over its content, JSON columns as the text they are stored as.
+
+    ``at`` is in UTC (as the store reads and writes it). Free-text fields are length-
+    prefixed, so no two contents give one message; the nonce, the id and the JSON texts
+    hold no newline. A JSON dump of the fields would do the same at five times the cost,
+    which ``audit verify`` pays once per event.
+    """
+    message = (
+        f"{version}\n{nonce}\n{at.isoformat()}\n{len(policy)}:{policy}\n{rotation_id or ''}\n"
+        f"{len(step)}:{step}\n{len(outcome)}:{outcome}\n{len(actor)}:{actor}\n{details}\n"
+        f"{changes or ''}"
+    )
+    return key.hexdigest(message.encode())
 
 
-def link_mac(key: bytes, prev_hash: str, seq: int, mac: str) -> str:
+def link_mac(key: MacKey, prev_hash: str, seq: int, mac: str) -> str:
     """A keyed event's chain hash: binds its MAC to its position and its predecessor."""
-    return hmac.digest(key, f"{prev_hash}\n{seq}\n{mac}".encode(), "sha256").hex()
+    return key.hexdigest(f"{prev_hash}\n{seq}\n{mac}".encode())
 
 
 @dataclass(frozen=True)
@@ -94,10 +132,10 @@ class AnchorPoint:
 class ChainTrust(Protocol):
     """The audit key's versions and the chain's anchor, kept where the database owner cannot."""
 
-    def current_key(self) -> tuple[int, bytes]:
+    def current_key(self) -> tuple[int, MacKey]:
         """The newest key version and its key, for new events."""
 
-    def key(self, version: int) -> bytes:
+    def key(self, version: int) -> MacKey:
         """The key of ``version`` (events sealed before a rotation of the key)."""
 
     def read_anchor(self) -> AnchorPoint | None:

@@ -14,11 +14,12 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Text, cast, func, select
 
-from rotator.audit.chain import AnchorPoint, ChainTrust, event_hash, event_mac, link_mac
+from rotator.audit.chain import AnchorPoint, ChainTrust, MacKey, event_hash, event_mac, link_mac
 from rotator.audit.records import TERMINAL_STATES
 from rotator.audit.tables import audit_events, policy_state, rotations
 from rotator.errors import RotatorError
@@ -82,9 +83,9 @@ class _Keys:
 
     def __init__(self, trust: ChainTrust | None) -> None:
         self.trust = trust
-        self._keys: dict[int, bytes | str] = {}
+        self._keys: dict[int, MacKey | str] = {}
 
-    def get(self, version: int) -> bytes | str:
+    def get(self, version: int) -> MacKey | str:
         """The key, or why it cannot be had."""
         if version not in self._keys:
             if self.trust is None:
@@ -187,10 +188,11 @@ def verify(
     start, pruned_to = _start(connection)
     keys = _Keys(trust)
     replay = _StateReplay() if state else None
-    rows = connection.execution_options(yield_per=_FETCH).execute(
+    result = connection.execution_options(yield_per=_FETCH).execute(
         select(*_CHAIN_COLUMNS).where(_EVENTS.seq.is_not(None)).order_by(_EVENTS.seq)
     )
-    last = _walk(rows, start, keys, anchor, report, replay)
+    # Row by row from whole fetches: iterating the result itself fetches each row in a call.
+    last = _walk(chain.from_iterable(result.partitions()), start, keys, anchor, report, replay)
     if report.broken_at is None:
         _check_anchor(trust, anchor, last, pruned_to, report)
     _check_copies(connection, report)
@@ -370,7 +372,7 @@ def _check_unsealed(
         event_id, at, policy, rotation_id, step, outcome, actor, details, changes = row[:9]
         version, nonce, mac = row[9:12]
         key = keys.get(version) if version else None
-        authentic = isinstance(key, bytes) and mac == event_mac(
+        authentic = isinstance(key, MacKey) and mac == event_mac(
             key, version, nonce, at, policy, rotation_id, step, outcome, actor, details, changes
         )
         if version and not authentic:
