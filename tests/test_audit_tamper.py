@@ -29,6 +29,7 @@ from rotator.config.model import AuditConfig, TokenAuth, VaultConfig
 from rotator.secret import Secret
 from rotator.vault import VaultStore
 from tests.support.configs import config_text
+from tests.support.rig import Rig
 from tests.support.servers import OpenBaoServer
 
 StoreFactory = Callable[[], AuditStore]
@@ -430,3 +431,58 @@ def test_without_a_key_validate_and_verify_warn_that_the_chain_is_unkeyed(
 def test_the_precomputed_mac_is_standard_hmac_sha256(key: bytes) -> None:
     for message in (b"", b"event", b"x" * 1000):
         assert MacKey(key).hexdigest(message) == hmac.digest(key, message, "sha256").hex()
+
+
+# -- with rotator running for real ------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed_rig(rig_factory: Callable[[str], Rig], vault_prefix: str) -> Rig:
+    """A rig with policy ``app`` whose audit chain is keyed (the key written by rotate-key)."""
+    rig = rig_factory("digitalocean_gradient")
+    rig.extra_config = (
+        f"audit: {{key_path: {vault_prefix}/audit/key, anchor_path: {vault_prefix}/audit/anchor}}\n"
+    )
+    rig.add_policy("app", strategy="create_then_delete", grace="0s")
+    assert rig.run("audit", "rotate-key").returncode == 0
+    return rig
+
+
+def test_a_keyed_rotation_verifies_and_its_rows_match_the_chain(keyed_rig: Rig) -> None:
+    assert keyed_rig.run("rotate", "now", "app").returncode == 0
+
+    result = keyed_rig.run("audit", "verify", "--state")
+
+    assert result.returncode == 0, result.stderr
+    assert "intact (keyed, anchored in Vault)" in result.stdout
+    assert "rows match it" in result.stdout
+
+
+def test_a_rotation_rolled_back_in_the_database_is_caught_by_verify_state(
+    keyed_rig: Rig,
+) -> None:
+    assert keyed_rig.run("rotate", "now", "app").returncode == 0
+    store = keyed_rig.store()
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE policy_state SET current_key_id = 'someone-elses-key'"))
+    store.dispose()
+
+    result = keyed_rig.run("audit", "verify", "--state")
+
+    assert result.returncode == 1
+    assert "policy app: current_key_id is 'someone-elses-key'" in result.stderr
+
+
+def test_rotating_without_the_audit_key_in_vault_fails_before_any_vendor_call(
+    rig_factory: Callable[[str], Rig], vault_prefix: str
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    rig.extra_config = f"audit: {{key_path: {vault_prefix}/no-such-key}}\n"
+    spec = rig.add_policy("app", strategy="create_then_delete")
+
+    result = rig.run("rotate", "now", "app")
+
+    assert result.returncode != 0
+    assert "there is no audit key" in result.stdout + result.stderr
+    assert "rotate-key" in result.stdout + result.stderr
+    assert rig.emulator.live_key_ids(spec.slot.selector) == [spec.slot.key_id]
