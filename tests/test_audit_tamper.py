@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -224,6 +225,92 @@ def test_a_missing_anchor_is_reported_not_ignored(
 
     assert not report.intact
     assert any("anchor" in problem and "missing" in problem for problem in report.problems)
+
+
+def test_the_anchor_follows_the_chain_head_without_being_asked(
+    keyed: AuditStore, audit_config: AuditConfig, vault: VaultStore
+) -> None:
+    for n in range(3):
+        keyed.record_event("p", "mint", "succeeded", details={"n": n})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        anchor = VaultChainTrust(lambda: vault, audit_config).read_anchor()
+        if anchor is not None and anchor.seq == 3:
+            break
+        time.sleep(0.1)
+
+    assert anchor is not None
+    assert (anchor.seq, anchor.hash) == (3, keyed.events()[-1].hash)
+
+
+def test_events_sealed_after_a_truncation_do_not_hide_it(keyed: AuditStore) -> None:
+    write_events(keyed, 5)
+    with keyed.engine.begin() as conn:
+        kept = conn.execute(text("SELECT hash FROM audit_events WHERE seq = 3")).scalar_one()
+        conn.execute(text("DELETE FROM audit_events WHERE seq > 3"))
+        conn.execute(text("UPDATE audit_chain_head SET last_seq = 3, last_hash = :h"), {"h": kept})
+    write_events(keyed, 4)  # rotator goes on writing and sealing past the anchored position
+
+    report = keyed.verify_chain()
+
+    assert not report.intact
+    assert any("Vault's anchor" in problem for problem in report.problems)
+
+
+def test_deleting_the_oldest_events_is_caught(keyed: AuditStore) -> None:
+    write_events(keyed, 4)
+    with keyed.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq <= 2"))
+
+    report = keyed.verify_chain()
+
+    assert "removed or inserted" in str(report.problem)
+
+
+def test_swapping_the_positions_of_two_events_is_caught(keyed: AuditStore) -> None:
+    write_events(keyed, 4)
+    with keyed.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET seq = -2 WHERE seq = 2"))
+        conn.execute(text("UPDATE audit_events SET seq = 2 WHERE seq = 3"))
+        conn.execute(text("UPDATE audit_events SET seq = 3 WHERE seq = -2"))
+
+    assert not keyed.verify_chain().intact
+
+
+def test_unkeyed_events_from_before_the_key_are_covered_by_the_first_keyed_one(
+    database_url: str, open_keyed: StoreFactory
+) -> None:
+    unkeyed = AuditStore.open(Secret(database_url))
+    write_events(unkeyed, 3)
+    unkeyed.close()
+    keyed = open_keyed()
+    write_events(keyed, 2)
+    first = keyed.events()[0].id
+    with keyed.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audit_events SET outcome = 'failed' WHERE id = :id"), {"id": first}
+        )
+    rehash_chain(keyed, first)  # the unkeyed ones; the keyed ones cannot be re-chained
+
+    report = keyed.verify_chain()
+
+    assert report.broken_at == keyed.events()[3].id
+
+
+def test_an_unreadable_key_version_is_reported(
+    keyed: AuditStore, vault: VaultStore, audit_config: AuditConfig, database_url: str
+) -> None:
+    write_events(keyed, 2)
+    assert audit_config.key_path is not None
+    vault.destroy(audit_config.key_path)
+    fresh = AuditStore.open(
+        Secret(database_url), trust=VaultChainTrust(lambda: vault, audit_config)
+    )
+
+    report = fresh.verify_chain()
+
+    assert "audit key version 1, which cannot be read" in str(report.problem)
+    fresh.dispose()
 
 
 def test_events_sealed_with_an_older_key_version_verify_after_the_key_is_rotated(
