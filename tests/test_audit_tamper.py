@@ -438,6 +438,34 @@ def test_a_policy_state_row_inserted_behind_rotators_back_is_caught(keyed: Audit
     assert any("policy other" in problem for problem in report.problems)
 
 
+def test_rows_from_before_the_key_are_checked_once_a_baseline_records_them(
+    database_url: str, open_keyed: StoreFactory
+) -> None:
+    unkeyed = AuditStore.open(Secret(database_url))
+    write_events(unkeyed, 2)
+    with unkeyed.engine.begin() as conn:  # as rotator wrote it before events recorded rows
+        conn.execute(
+            text(
+                "INSERT INTO policy_state (policy, current_key_id, updated_at) "
+                "VALUES ('p', 'k-new', :now)"
+            ),
+            {"now": utcnow().replace(tzinfo=None) if unkeyed.dialect == "sqlite" else utcnow()},
+        )
+    unkeyed.close()
+    keyed = open_keyed()
+    assert any("audit baseline" in p for p in keyed.verify_chain(state=True).problems)
+
+    assert keyed.record_baseline() == 1
+    keyed.seal()
+    assert keyed.verify_chain(state=True).intact
+    with keyed.engine.begin() as conn:
+        conn.execute(text("UPDATE policy_state SET current_key_id = 'k-old' WHERE policy = 'p'"))
+
+    report = keyed.verify_chain(state=True)
+
+    assert any("policy p: current_key_id is 'k-old'" in p for p in report.problems)
+
+
 # -- the command line ------------------------------------------------------------------------
 
 

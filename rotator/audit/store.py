@@ -127,6 +127,8 @@ SEAL_INTERVAL = 0.1
 ANCHOR_INTERVAL = 1.0
 #: Marks, in a connection's ``info``, a transaction that appended events.
 _APPENDED = "rotator.audit.appended"
+#: Rows one baseline event records.
+_BASELINE_ROWS = 500
 #: Row values written in a transaction, waiting for the event that records them.
 _CHANGES = "rotator.audit.changes"
 
@@ -457,6 +459,34 @@ class AuditStore:
                 return bool(found.hash == anchor.hash)
             oldest = connection.execute(select(func.min(events.seq))).scalar()
         return oldest is not None and anchor.seq < oldest
+
+    def record_baseline(self) -> int:
+        """Vouch for the rows that decide revocations as they are now: record them in the chain.
+
+        ``policy_state`` and unfinished ``rotations`` rows written before the chain was
+        keyed (or whose events were pruned) are recorded by no event, so ``verify --state``
+        cannot check them until this is run. Returns how many rows were recorded.
+        """
+        with self.transaction() as connection:
+            if connection.dialect.name == "sqlite":
+                # Hold the write lock from the start, so no row changes between read and record.
+                connection.execute(
+                    update(audit_chain_head).values(last_seq=audit_chain_head.c.last_seq)
+                )
+            states = connection.execute(select(policy_state).with_for_update()).all()
+            unfinished = connection.execute(
+                select(rotations).where(rotations.c.state.not_in(TERMINAL_STATES)).with_for_update()
+            ).all()
+            rows = [("policy_state", row.policy, row) for row in states]
+            rows += [("rotations", row.id, row) for row in unfinished]
+            for start in range(0, len(rows), _BASELINE_ROWS):
+                chunk = rows[start : start + _BASELINE_ROWS]
+                for table, key, row in chunk:
+                    self._note_changes(connection, table, key, row._asdict())
+                self.record_event(
+                    "*", "baseline", "recorded", details={"rows": len(chunk)}, connection=connection
+                )
+        return len(rows)
 
     def verify_chain(self, *, state: bool = False) -> ChainReport:
         """Check the chain read-only (see rotator/audit/verify.py); with ``state``, the rows too."""

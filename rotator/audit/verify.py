@@ -144,8 +144,9 @@ class _StateReplay:
                             "it was written behind rotator's back"
                             if complete
                             else f"{label} {key[1]}: its row is recorded by no event the chain "
-                            "still holds (written before the chain was keyed, or pruned); it "
-                            "cannot be checked"
+                            "still holds (written before the chain was keyed, or pruned), so it "
+                            "cannot be checked; once it is known to be right, 'rotator audit "
+                            "baseline' records it"
                         )
                     else:
                         uncovered += 1

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from rotator import __version__
-from rotator.cli.chain import rotate_key, seal
+from rotator.cli.chain import baseline, rotate_key, seal
 from rotator.cli.db import db
 from rotator.cli.inspect import audit, plan, status
 from rotator.cli.operate import reconcile
@@ -56,7 +56,7 @@ def validate(config_path: str | None, online: bool) -> None:
 
 for command in (db, rotate, adopt, plan, status, audit, reconcile, sandbox):
     cli.add_command(command)
-for command in (seal, rotate_key):
+for command in (seal, baseline, rotate_key):
     audit.add_command(command)
 
 
