@@ -333,7 +333,7 @@ def test_events_sealed_with_an_older_key_version_verify_after_the_key_is_rotated
 def test_pruning_keeps_a_keyed_chain_verifiable(keyed: AuditStore) -> None:
     write_events(keyed, 5)
     assert keyed.prune(datetime.now(UTC) + timedelta(seconds=1)) == 5
-    keyed.seal()
+    assert keyed.verify_chain().intact  # the anchored events are gone; the summary vouches
     write_events(keyed, 2)
 
     report = keyed.verify_chain()

@@ -496,8 +496,8 @@ class AuditStore:
     def prune(self, before: datetime) -> int:
         """Delete the chain's oldest events, up to the first one at or after ``before``.
 
-        A summary event records the hash of the last event removed, so the rest of
-        the chain stays verifiable from it.
+        A summary event records the position and hash of the last event removed, so
+        the rest of the chain (and the anchor) stays verifiable from it.
         """
         self.seal()
         events = audit_events.c
@@ -524,6 +524,8 @@ class AuditStore:
                 },
                 connection=connection,
             )
+        # Sealed and anchored now: until then the anchor names a position no event holds.
+        self.seal()
         return int(count)
 
     def close(self) -> None:
