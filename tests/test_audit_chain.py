@@ -229,7 +229,7 @@ def test_downgrading_below_sealing_is_refused_while_events_wait_to_be_sealed(
 ) -> None:
     insert_unsealed_event(store)
 
-    with pytest.raises(RuntimeError, match="run `rotator audit verify`"):
+    with pytest.raises(RuntimeError, match="run `rotator audit seal`"):
         migrations.downgrade(store.engine, "0002")
 
     assert migrations.current_revision(store.engine) == SCHEMA_REVISION
