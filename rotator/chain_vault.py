@@ -69,9 +69,12 @@ def chain_trust(
 class VaultChainTrust:
     """``ChainTrust`` on Vault KV v2 (see the module docstring)."""
 
-    def __init__(self, vault: Callable[[], VaultStore], config: AuditConfig) -> None:
+    def __init__(
+        self, vault: Callable[[], VaultStore], config: AuditConfig, *, refresh: float = KEY_REFRESH
+    ) -> None:
         assert config.key_path is not None
         self._vault = vault
+        self._refresh_after = refresh
         self.key_path = config.key_path
         self.anchor_path = config.anchor_path
         self._lock = threading.Lock()
@@ -85,7 +88,7 @@ class VaultChainTrust:
 
     def current_key(self) -> tuple[int, MacKey]:
         with self._lock:
-            if not self._current or time.monotonic() - self._checked_at > KEY_REFRESH:
+            if not self._current or time.monotonic() - self._checked_at > self._refresh_after:
                 self._refresh()
             return self._current, self._keys[self._current]
 
@@ -100,7 +103,7 @@ class VaultChainTrust:
                     f"cannot read the audit key at {self.key_path} from Vault ({exc}); rotator "
                     "writes no audit event it cannot MAC"
                 ) from None
-            # Keep MACing with the version in hand; another look after KEY_REFRESH.
+            # Keep MACing with the version in hand; another look after the refresh interval.
             log.warning("audit_key_refresh_failed", error=str(exc))
             newest = self._current
         if not newest:

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from rotator.audit import migrations
 from rotator.audit.chain import MacKey
 from rotator.audit.store import AuditStore, RotationRecord, event_hash, utcnow
+from rotator.audit.verify import verify
 from rotator.chain_vault import VaultChainTrust, rotate_key
 from rotator.config.model import AuditConfig, TokenAuth, VaultConfig
 from rotator.secret import Secret
@@ -328,6 +329,37 @@ def test_events_sealed_with_an_older_key_version_verify_after_the_key_is_rotated
     assert report.intact, report.problems
     assert report.checked == 6
     assert sorted({e.key_version for e in after.events()}) == [1, 2]
+
+
+def test_a_running_process_takes_up_a_new_key_version(
+    database_url: str, open_keyed: StoreFactory, vault: VaultStore, audit_config: AuditConfig
+) -> None:
+    open_keyed()  # the schema, and key version 1
+    trust = VaultChainTrust(lambda: vault, audit_config, refresh=0.2)
+    store = AuditStore.open(Secret(database_url), trust=trust)
+    write_events(store, 1)
+    assert audit_config.key_path is not None
+    rotate_key(vault, audit_config.key_path)
+    time.sleep(0.3)
+    write_events(store, 1)
+
+    assert [e.key_version for e in store.events()] == [1, 2]
+    assert store.verify_chain().intact
+    store.dispose()
+
+
+def test_an_authentic_event_a_stopped_process_left_unsealed_says_how_to_seal_it(
+    keyed: AuditStore,
+) -> None:
+    with keyed.engine.begin() as conn:  # committed; the process stops before sealing
+        keyed.record_event("p", "mint", "started", connection=conn)
+    assert keyed.trust is not None
+    with keyed.engine.begin() as conn:
+        report = verify(conn, keyed.trust, now=utcnow() + timedelta(minutes=1))
+
+    assert any("run 'rotator audit seal'" in p for p in report.problems)
+    keyed.seal()
+    assert keyed.verify_chain().intact
 
 
 def test_pruning_keeps_a_keyed_chain_verifiable(keyed: AuditStore) -> None:
