@@ -498,6 +498,42 @@ def test_rows_from_before_the_key_are_checked_once_a_baseline_records_them(
     assert any("policy p: current_key_id is 'k-old'" in p for p in report.problems)
 
 
+def test_rows_committed_a_moment_ago_match_the_event_that_waits_to_be_sealed(
+    pg_url: str, vault: VaultStore, audit_config: AuditConfig
+) -> None:
+    assert audit_config.key_path is not None
+    rotate_key(vault, audit_config.key_path)
+    admin = AuditStore.open(Secret(pg_url), trust=VaultChainTrust(lambda: vault, audit_config))
+    migrations.upgrade(admin.engine)
+    role = f"no_seal_{uuid.uuid4().hex[:8]}"
+    with admin.engine.begin() as conn:  # a writer whose sealing passes fail: nothing gets sealed
+        for statement in (
+            f"CREATE ROLE {role} LOGIN",
+            f"GRANT SELECT, INSERT, UPDATE ON rotations, policy_state TO {role}",
+            f"GRANT SELECT, INSERT ON audit_events TO {role}",
+            f"GRANT USAGE ON SEQUENCE audit_events_id_seq TO {role}",
+            f"GRANT SELECT ON audit_chain_head, alembic_version TO {role}",
+        ):
+            conn.execute(text(statement))
+    writer = AuditStore.open(
+        Secret(pg_url.replace("//postgres@", f"//{role}@")),
+        trust=VaultChainTrust(lambda: vault, audit_config),
+    )
+    record = rotation_record(uuid.uuid4().hex)
+    writer.create_rotation(record, details={"trigger": "test"})
+    writer.update_rotation(record, step="mint", outcome="succeeded", state="minted")
+
+    report = admin.verify_chain(state=True)
+
+    assert report.intact, report.problems
+    assert [event.seq for event in admin.events()] == [None, None]
+    writer.dispose()
+    with admin.engine.begin() as conn:
+        conn.execute(text(f"DROP OWNED BY {role}"))
+        conn.execute(text(f"DROP ROLE {role}"))
+    admin.dispose()
+
+
 # -- the command line ------------------------------------------------------------------------
 
 

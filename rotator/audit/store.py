@@ -490,8 +490,13 @@ class AuditStore:
 
     def verify_chain(self, *, state: bool = False) -> ChainReport:
         """Check the chain read-only (see rotator/audit/verify.py); with ``state``, the rows too."""
-        with self.transaction() as connection:
-            return verify(connection, self.trust, state=state)
+        with self._errors(), self.engine.connect() as connection:
+            if self.dialect == "postgresql":
+                # One snapshot for the events and the rows, while rotator goes on writing both
+                # (SQLite's read transaction is one already).
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                return verify(connection, self.trust, state=state)
 
     def prune(self, before: datetime) -> int:
         """Delete the chain's oldest events, up to the first one at or after ``before``.

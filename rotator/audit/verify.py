@@ -197,7 +197,7 @@ def verify(
     if report.broken_at is None:
         _check_anchor(trust, anchor, last, pruned_to, report)
     _check_copies(connection, report)
-    _check_unsealed(connection, keys, now or datetime.now(UTC), report)
+    _check_unsealed(connection, keys, now or datetime.now(UTC), report, replay)
     if replay is not None:
         if report.intact:
             complete = start == "" and last.keyed_only and last.seq is not None
@@ -361,9 +361,17 @@ def _check_copies(connection: Connection, report: ChainReport) -> None:
 
 
 def _check_unsealed(
-    connection: Connection, keys: _Keys, now: datetime, report: ChainReport
+    connection: Connection,
+    keys: _Keys,
+    now: datetime,
+    report: ChainReport,
+    replay: _StateReplay | None,
 ) -> None:
-    """Events a sealing pass should long have taken: crash leftovers, or inserted by hand."""
+    """Events a sealing pass should long have taken: crash leftovers, or inserted by hand.
+
+    The rows a transaction committed a moment ago are recorded by its event that waits
+    to be sealed; ``replay`` takes those events' changes (keyed: only with a valid MAC).
+    """
     columns = [c for c in _CHAIN_COLUMNS if c is not _EVENTS.seq]
     rows = connection.execute(
         select(*columns).where(_EVENTS.seq.is_(None)).order_by(_EVENTS.id)
@@ -383,6 +391,8 @@ def _check_unsealed(
             )
         elif abs(now - at) <= UNSEALED_GRACE:
             waiting += 1
+            if replay is not None and (authentic or keys.trust is None):
+                replay.apply(event_id, changes)
         elif authentic:
             report.problems.append(
                 f"event {event_id} (dated {at.isoformat()}) is still unsealed: a process "
