@@ -64,6 +64,8 @@ class ChainReport:
     broken_at: int | None = None
     #: Things the reader should know that are not (yet) a break: an unkeyed chain, say.
     notes: list[str] = field(default_factory=list)
+    #: The chain ends in keyed events (and is anchored, or the anchor is a problem above).
+    keyed: bool = False
 
     @property
     def intact(self) -> bool:
@@ -194,6 +196,7 @@ def verify(
     )
     # Row by row from whole fetches: iterating the result itself fetches each row in a call.
     last = _walk(chain.from_iterable(result.partitions()), start, keys, anchor, report, replay)
+    report.keyed = last.keyed
     if report.broken_at is None:
         _check_anchor(trust, anchor, last, pruned_to, report)
     _check_copies(connection, report)

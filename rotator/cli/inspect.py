@@ -289,7 +289,7 @@ def verify(config_path: str | None, state: bool) -> None:
     for note in report.notes:
         click.secho(f"warning: {note}", fg="yellow", err=True)
     if report.intact:
-        keyed = "keyed, anchored in Vault" if store.trust else "unkeyed"
+        keyed = "keyed, anchored in Vault" if report.keyed else "unkeyed"
         rows = ", rows match it" if state else ""
         click.echo(f"audit chain intact ({keyed}): {report.checked} events verified{rows}")
         return
