@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import text
 
 from rotator.audit import migrations
-from rotator.audit.chain import MacKey
+from rotator.audit.chain import AnchorPoint, MacKey
 from rotator.audit.store import AuditStore, RotationRecord, event_hash, utcnow
 from rotator.audit.verify import verify
 from rotator.chain_vault import VaultChainTrust, rotate_key
@@ -33,6 +33,7 @@ from rotator.vault import VaultStore
 from tests.support.configs import config_text
 from tests.support.rig import Rig
 from tests.support.servers import OpenBaoServer
+from tests.test_daemon import RunningDaemon, wait_until
 
 StoreFactory = Callable[[], AuditStore]
 
@@ -669,3 +670,36 @@ def test_rotating_without_the_audit_key_in_vault_fails_before_any_vendor_call(
     assert "there is no audit key" in result.stdout + result.stderr
     assert "rotate-key" in result.stdout + result.stderr
     assert rig.emulator.live_key_ids(spec.slot.selector) == [spec.slot.key_id]
+
+
+def test_the_daemon_keeps_a_keyed_chain_anchored_while_it_rotates(
+    rig_factory: Callable[[str], Rig], vault_prefix: str, vault: VaultStore
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    daemon = RunningDaemon(rig)
+    audit = AuditConfig(key_path=f"{vault_prefix}/audit/key", anchor_path=f"{vault_prefix}/anchor")
+    rig.extra_config += f"audit: {{key_path: {audit.key_path}, anchor_path: {audit.anchor_path}}}\n"
+    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="3s")
+    assert rig.run("audit", "rotate-key").returncode == 0
+    daemon.start()
+    try:
+        wait_until(lambda: rig.completed_rotations("app") >= 2)
+        store = rig.store()
+        trust = VaultChainTrust(lambda: vault, audit)
+        wait_until(lambda: any(e.seq for e in store.events()))
+        sealed = max(e.seq or 0 for e in store.events())
+        # The running daemon anchors what it sealed, without being asked.
+        wait_until(lambda: (trust.read_anchor() or AnchorPoint(0, "")).seq >= sealed)
+    finally:
+        code, _ = daemon.stop()
+    anchor = trust.read_anchor()
+    head = max((e for e in store.events() if e.seq), key=lambda e: e.seq or 0)
+    store.dispose()
+
+    assert anchor is not None
+    assert (anchor.seq, anchor.hash) == (head.seq, head.hash)  # stopping anchors the rest
+    result = rig.run("audit", "verify", "--state")
+
+    assert code == 0
+    assert result.returncode == 0, result.stderr
+    assert "intact (keyed, anchored in Vault)" in result.stdout
