@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from rotator.audit import migrations
 from rotator.audit.chain import AnchorPoint, MacKey
@@ -191,6 +192,19 @@ def test_a_replayed_copy_of_an_authentic_event_is_caught(keyed: AuditStore) -> N
 
     assert not report.intact
     assert any("copy of event" in problem for problem in report.problems)
+
+
+def test_the_database_refuses_a_copy_of_an_authentic_event(keyed: AuditStore) -> None:
+    write_events(keyed, 1)
+
+    with pytest.raises(IntegrityError), keyed.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_events (at, policy, step, outcome, actor, details, key_version, "
+                "nonce, mac) SELECT at, policy, step, outcome, actor, details, key_version, nonce, "
+                "mac FROM audit_events WHERE seq = 1"
+            )
+        )
 
 
 def test_deleting_the_newest_events_is_caught_by_the_vault_anchor(keyed: AuditStore) -> None:
