@@ -257,9 +257,23 @@ def _walk(
     walked = _Walked(hash=start)
     expected_prev = start
     checked = 0
-    for row in rows:
-        (event_id, seq, at, policy, rotation_id, step, outcome, actor) = row[:8]
-        details, changes, version, nonce, mac, prev, digest = row[8:]
+    for (
+        event_id,
+        seq,
+        at,
+        policy,
+        rotation_id,
+        step,
+        outcome,
+        actor,
+        details,
+        changes,
+        version,
+        nonce,
+        mac,
+        prev,
+        digest,
+    ) in rows:
         if prev != expected_prev:
             report.broken(
                 event_id, "does not follow the event before it (an event was removed or inserted)"
