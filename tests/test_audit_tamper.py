@@ -717,3 +717,16 @@ def test_the_daemon_keeps_a_keyed_chain_anchored_while_it_rotates(
     assert code == 0
     assert result.returncode == 0, result.stderr
     assert "intact (keyed, anchored in Vault)" in result.stdout
+
+
+def test_validate_online_checks_that_the_audit_key_can_be_read(keyed_rig: Rig) -> None:
+    good = keyed_rig.run("validate", "--online")
+    keyed_rig.extra_config = "audit: {key_path: nowhere/key}\n"
+    keyed_rig.write_config()
+    missing = keyed_rig.run("validate", "--online")
+
+    assert good.returncode == 0, good.stdout
+    assert "audit key" in good.stdout
+    assert "version 1" in good.stdout
+    assert missing.returncode == 2
+    assert "FAIL audit key: there is no audit key at nowhere/key" in missing.stdout
