@@ -111,6 +111,10 @@ class AuditStoreError(RotatorError):
     """The audit database could not be used."""
 
 
+class AuditKeyError(AuditStoreError):
+    """The audit chain's key or anchor is missing or unusable."""
+
+
 class SchemaOutOfDate(AuditStoreError):
     """The audit database schema is older (or newer) than this rotator expects."""
 

@@ -26,6 +26,22 @@ path "secret/metadata/rotator/credentials/*" {
   capabilities = ["read"]
 }
 
+# The audit chain's HMAC key (audit.key_path): read only. 'rotator audit rotate-key' writes
+# new versions with an administrator's token, not rotator's.
+path "secret/data/rotator/audit/key" {
+  capabilities = ["read"]
+}
+path "secret/metadata/rotator/audit/key" {
+  capabilities = ["read"]
+}
+# The chain's anchor (audit.anchor_path): rotator moves it forward after each sealing pass.
+path "secret/data/rotator/audit/anchor" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/metadata/rotator/audit/anchor" {
+  capabilities = ["read"]
+}
+
 # Keep its own token alive, and let 'rotator validate --online' ask what it may do.
 path "auth/token/lookup-self" {
   capabilities = ["read"]

@@ -53,8 +53,7 @@ def downgrade() -> None:
     unsealed = op.get_bind().execute(sa.text("SELECT COUNT(*) FROM audit_events WHERE seq IS NULL"))
     if unsealed.scalar_one():
         raise RuntimeError(
-            "audit events are waiting to be sealed: run `rotator audit verify` (it seals them) "
-            "and downgrade again"
+            "audit events are waiting to be sealed: run `rotator audit seal` and downgrade again"
         )
     with op.batch_alter_table("audit_chain_head") as batch:
         batch.drop_column("last_seq")

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 
+from rotator.audit.chain import canonical_json
 from rotator.secret import Secret
 
 #: Seconds a pooled PostgreSQL connection may sit unused before it is pinged on checkout.
@@ -41,14 +42,22 @@ def make_engine(url: Secret, *, workers: int = 4) -> Engine:
     # LIFO hands out the connection used last, so busy workers keep reusing warm connections
     # (no ping) and only the spare ones age past PING_AFTER_IDLE.
     engine = create_engine(
-        raw, pool_size=2 * workers + 2, max_overflow=2 * workers + 2, pool_use_lifo=True
+        raw,
+        pool_size=2 * workers + 2,
+        max_overflow=2 * workers + 2,
+        pool_use_lifo=True,
+        json_serializer=canonical_json,
     )
     _ping_when_idle(engine)
     return engine
 
 
 def _sqlite_engine(raw: str) -> Engine:
-    engine = create_engine(raw, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(
+        raw,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        json_serializer=canonical_json,
+    )
     _create_private(engine.url.database)
 
     @event.listens_for(engine, "connect")

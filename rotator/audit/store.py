@@ -1,22 +1,25 @@
 """The audit store: rotation rows, per-policy state and the append-only event log.
 
 Every state change of a rotation and the event that records it are written in
-one transaction, so the log never disagrees with the state. Event details are
-plain values; a ``Secret`` handed to them is refused, and any text holding a
-live secret's value is scrubbed before it is stored.
+one transaction, so the log never disagrees with the state: the values written to
+``rotations`` and ``policy_state`` ride along in the event's ``changes``. Event
+details are plain values; a ``Secret`` handed to them is refused, and any text
+holding a live secret's value is scrubbed before it is stored.
 
-The log is a hash chain, sealed after commit: an event is inserted unsealed and,
-within ``SEAL_INTERVAL`` of its commit, a sealing pass on a timer thread gives
-every committed unsealed event its position ``seq``, ``prev_hash`` and ``hash``
-in one batch. Sealing in the writer's own transaction would make every rotation
-step in the database queue on one row; sealed afterwards, only the sealer takes
-that lock, and it skips rather than waits when another process holds it.
+The log is a chain (rotator/audit/chain.py), sealed after commit: an event is
+inserted unsealed, MACed by its writer when an audit key is configured, and within
+``SEAL_INTERVAL`` of its commit a sealing pass on a timer thread gives every
+committed unsealed event its position ``seq``, ``prev_hash`` and ``hash`` in one
+batch, then records the new head in the anchor outside the database. Sealing in the
+writer's own transaction would make every rotation step in the database queue on
+one row; sealed afterwards, only the sealer takes that lock, and it skips rather
+than waits when another process holds it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -28,7 +31,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Text,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -39,10 +44,19 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit import migrations
 from rotator.audit.actor import current_actor
+from rotator.audit.chain import (
+    AnchorPoint,
+    ChainTrust,
+    canonical_json,
+    event_hash,
+    event_mac,
+    link_mac,
+)
 from rotator.audit.connections import make_engine
 from rotator.audit.records import TERMINAL_STATES, PolicyState
 from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
-from rotator.errors import AuditStoreError, SecretLeakError
+from rotator.audit.verify import ChainReport, row_changes, verify
+from rotator.errors import AuditStoreError, RotatorError, SecretLeakError
 from rotator.log import get_logger
 from rotator.secret import Secret, scrub
 
@@ -97,50 +111,25 @@ class AuditEvent:
     seq: int | None = None
     prev_hash: str = ""
     hash: str = ""
+    #: The audit key version that MACs it; 0 for an unkeyed event.
+    key_version: int = 0
 
 
-@dataclass(frozen=True)
-class ChainReport:
-    """The result of recomputing the audit hash chain."""
-
-    checked: int
-    broken_at: int | None
-    problem: str | None
-
-    @property
-    def intact(self) -> bool:
-        return self.broken_at is None
-
-
-def event_content(values: Mapping[str, Any]) -> str:
-    """An event's content, canonically serialised: what its chain hash covers."""
-    return json.dumps(
-        {
-            "at": values["at"].astimezone(UTC).isoformat(),
-            "policy": values["policy"],
-            "rotation_id": values["rotation_id"],
-            "step": values["step"],
-            "outcome": values["outcome"],
-            "actor": values["actor"],
-            "details": values["details"],
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-
-
-def event_hash(prev_hash: str, values: Mapping[str, Any]) -> str:
-    """The chain hash of one event: sha256 of ``prev_hash``, a newline, and its content."""
-    return hashlib.sha256(f"{prev_hash}\n{event_content(values)}".encode()).hexdigest()
-
+__all__ = ["AuditEvent", "AuditStore", "ChainReport", "RotationRecord", "event_hash", "utcnow"]
 
 #: Events sealed per transaction: bounds the sealer's lock hold and memory.
 SEAL_BATCH = 2000
 #: Seconds between sealing passes: the most an event waits to be sealed while rotator runs.
 SEAL_INTERVAL = 0.1
+#: Seconds between two anchor writes to Vault by one process: the newest events sealed
+#: within it are not yet covered by the anchor.
+ANCHOR_INTERVAL = 1.0
 #: Marks, in a connection's ``info``, a transaction that appended events.
 _APPENDED = "rotator.audit.appended"
+#: Rows one baseline event records.
+_BASELINE_ROWS = 500
+#: Row values written in a transaction, waiting for the event that records them.
+_CHANGES = "rotator.audit.changes"
 
 
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
@@ -150,6 +139,21 @@ _EVENT_COLUMNS = tuple(audit_events.c[f.name] for f in fields(AuditEvent))
 # Statements built once, values passed as parameters: building one per call (and its cache
 # key over literal values) cost more CPU than executing it.
 _INSERT_EVENT = insert(audit_events)
+_SEAL_EVENT = (
+    update(audit_events)
+    .where(audit_events.c.id == bindparam("event_id"))
+    .values(seq=bindparam("b_seq"), prev_hash=bindparam("prev"), hash=bindparam("digest"))
+)
+# What a sealer reads of an unsealed event: JSON columns as the text they are stored as.
+_SEAL_COLUMNS = (
+    *(audit_events.c[name] for name in ("id", "at", "policy", "rotation_id", "step", "outcome")),
+    audit_events.c.actor,
+    cast(audit_events.c.details, Text).label("details"),
+    cast(audit_events.c.changes, Text).label("changes"),
+    audit_events.c.key_version,
+    audit_events.c.nonce,
+    audit_events.c.mac,
+)
 _INSERT_ROTATION = insert(rotations)
 _UPDATE_ROTATION = update(rotations).where(rotations.c.id == bindparam("b_id"))
 _INSERT_POLICY_STATE = insert(policy_state)
@@ -168,18 +172,23 @@ def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]
 class AuditStore:
     """Rotation state and audit events in PostgreSQL (production) or SQLite (trials)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, trust: ChainTrust | None = None) -> None:
         self.engine = engine
+        #: The audit key and anchor; None keeps the chain unkeyed (see chain.py).
+        self.trust = trust
         self._sealer = threading.Lock()
         self._schedule_lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._last_pass = 0.0
         self._appended = False
         self._closed = False
+        self._head: AnchorPoint | None = None
+        self._anchored_seq = 0
+        self._anchored_at = -ANCHOR_INTERVAL
 
     @classmethod
-    def open(cls, url: Secret, *, workers: int = 4) -> AuditStore:
-        return cls(make_engine(url, workers=workers))
+    def open(cls, url: Secret, *, workers: int = 4, trust: ChainTrust | None = None) -> AuditStore:
+        return cls(make_engine(url, workers=workers), trust)
 
     @property
     def dialect(self) -> str:
@@ -219,6 +228,9 @@ class AuditStore:
         with self._errors():
             with self.engine.begin() as connection:
                 yield connection
+                if connection.info.get(_CHANGES):
+                    # Rows written after the transaction's last event still get one.
+                    self.record_event("*", "state", "changed", connection=connection)
                 appended = connection.info.pop(_APPENDED, False)
             if appended:
                 self._appended = True
@@ -252,15 +264,45 @@ class AuditStore:
         with self.transaction() as conn:
             self._append(conn, values)
 
-    @staticmethod
-    def _append(connection: Connection, values: dict[str, Any]) -> None:
+    def _append(self, connection: Connection, values: dict[str, Any]) -> None:
+        """Insert one event, with the row changes written before it and (keyed) its MAC."""
+        changes = connection.info.pop(_CHANGES, None)
+        values["changes"] = changes
+        if self.trust is not None:
+            version, key = self.trust.current_key()
+            nonce = secrets.token_hex(16)
+            values.update(
+                key_version=version,
+                nonce=nonce,
+                mac=event_mac(
+                    key,
+                    version,
+                    nonce,
+                    values["at"],
+                    values["policy"],
+                    values["rotation_id"],
+                    values["step"],
+                    values["outcome"],
+                    values["actor"],
+                    canonical_json(values["details"]),
+                    None if changes is None else canonical_json(changes),
+                ),
+            )
         connection.execute(_INSERT_EVENT, values)
         connection.info[_APPENDED] = True
 
+    @staticmethod
+    def _note_changes(
+        connection: Connection, table: str, key: str, values: Mapping[str, Any]
+    ) -> None:
+        """Remember row values written in this transaction for the next event to record."""
+        pending = connection.info.setdefault(_CHANGES, {})
+        pending.setdefault(table, {}).setdefault(key, {}).update(row_changes(dict(values)))
+
     # -- sealing ----------------------------------------------------------------
 
-    def seal_soon(self) -> None:
-        """Have committed events sealed within ``SEAL_INTERVAL``, on a timer thread.
+    def seal_soon(self, delay: float | None = None) -> None:
+        """Have committed events sealed within ``SEAL_INTERVAL`` (or ``delay``), on a timer thread.
 
         Requests arriving while a pass is scheduled join it, so a busy process makes
         at most one pass per interval, and writers never wait for one. Sealing is
@@ -270,7 +312,8 @@ class AuditStore:
         with self._schedule_lock:
             if self._timer is not None or self._closed:
                 return
-            delay = max(0.0, self._last_pass + SEAL_INTERVAL - time.monotonic())
+            if delay is None:
+                delay = max(0.0, self._last_pass + SEAL_INTERVAL - time.monotonic())
             self._timer = threading.Timer(delay, self._timed_seal)
             self._timer.daemon = True
             self._timer.start()
@@ -285,19 +328,26 @@ class AuditStore:
             with self._sealer:
                 while (count := self._seal_pass(wait=False)) == SEAL_BATCH:
                     continue
-        except SQLAlchemyError as exc:
+                wait = self._anchor(force=False)
+        except (SQLAlchemyError, RotatorError) as exc:
             log.warning("audit_seal_deferred", error=scrub(str(getattr(exc, "orig", exc))).strip())
             return
         if count is None:
             # Another process holds the chain head; it may have missed our newest events.
             self.seal_soon()
+        elif wait:
+            self.seal_soon(wait)
 
     def seal(self) -> int:
-        """Seal every committed unsealed event, waiting for other sealers; how many were sealed."""
+        """Seal every committed unsealed event, waiting for other sealers; how many were sealed.
+
+        The new head is anchored at once (rotator commands call this before they exit).
+        """
         sealed = 0
         with self._errors(), self._sealer:
             while count := self._seal_pass(wait=True):
                 sealed += count
+            self._anchor(force=True)
         return sealed
 
     def _seal_pass(self, *, wait: bool) -> int | None:
@@ -320,81 +370,138 @@ class AuditStore:
             ).first()
             if locked is None:
                 return None
+            prev, seq = locked.last_hash, locked.last_seq
             rows = connection.execute(
-                select(audit_events)
+                select(*_SEAL_COLUMNS)
                 .where(events.seq.is_(None))
                 .order_by(events.id)
                 .limit(SEAL_BATCH)
             ).all()
-            if not rows:
-                return 0
-            prev, seq = locked.last_hash, locked.last_seq
             seals = []
             for row in rows:
+                digest = self._link(row, prev, seq + 1)
+                if digest is None:
+                    break
                 seq += 1
-                digest = event_hash(prev, row._asdict())
                 seals.append({"event_id": row.id, "b_seq": seq, "prev": prev, "digest": digest})
                 prev = digest
-            connection.execute(
-                update(audit_events)
-                .where(events.id == bindparam("event_id"))
-                .values(
-                    seq=bindparam("b_seq"), prev_hash=bindparam("prev"), hash=bindparam("digest")
-                ),
-                seals,
-            )
-            connection.execute(
-                update(audit_chain_head).where(head.id == 1).values(last_hash=prev, last_seq=seq)
-            )
+            if seals:
+                connection.execute(_SEAL_EVENT, seals)
+                connection.execute(
+                    update(audit_chain_head)
+                    .where(head.id == 1)
+                    .values(last_hash=prev, last_seq=seq)
+                )
+        self._head = AnchorPoint(seq, prev)
+        return len(seals)
+
+    def _link(self, row: Any, prev: str, seq: int) -> str | None:
+        """The chain hash of ``row`` at ``seq``; None if it needs a key this process lacks."""
+        if not row.key_version:
+            values = row._asdict()
+            values["details"] = json.loads(values["details"])
+            return event_hash(prev, values)
+        if self.trust is None:
+            log.warning("audit_seal_needs_key", event_id=row.id, key_version=row.key_version)
+            return None
+        key = self.trust.key(row.key_version)
+        content_mac = event_mac(
+            key,
+            row.key_version,
+            row.nonce,
+            row.at,
+            row.policy,
+            row.rotation_id,
+            row.step,
+            row.outcome,
+            row.actor,
+            row.details,
+            row.changes,
+        )
+        if content_mac != row.mac:
+            # Sealed all the same, so the chain goes on; verify reports it at this event.
+            log.error("audit_event_not_authentic", event_id=row.id)
+        return link_mac(key, prev, seq, row.mac)
+
+    def _anchor(self, *, force: bool) -> float | None:
+        """Record the chain head this process saw in the anchor outside the database.
+
+        At most once per ``ANCHOR_INTERVAL`` unless ``force``; returns the seconds to
+        wait before trying again when it held back. The anchor only moves forward, and
+        only from a chain that still holds the anchored event: a chain truncated or
+        rolled back behind rotator's back is never anchored over.
+        """
+        head = self._head
+        if self.trust is None or head is None or head.seq <= self._anchored_seq:
+            return None
+        wait = self._anchored_at + ANCHOR_INTERVAL - time.monotonic()
+        if wait > 0 and not force:
+            return wait
+        current = self.trust.read_anchor()
+        if current is not None and current.seq >= head.seq:
+            self._anchored_seq = head.seq
+            return None
+        if current is not None and not self._holds(current):
+            log.error("audit_anchor_diverged", anchored_seq=current.seq, head_seq=head.seq)
+            self._anchored_seq = head.seq
+            return None
+        self.trust.write_anchor(head, replacing=current)
+        self._anchored_seq, self._anchored_at = head.seq, time.monotonic()
+        return None
+
+    def _holds(self, anchor: AnchorPoint) -> bool:
+        """The chain still holds the anchored event (or pruned it, which verify checks)."""
+        events = audit_events.c
+        with self.engine.begin() as connection:
+            found = connection.execute(select(events.hash).where(events.seq == anchor.seq)).first()
+            if found is not None:
+                return bool(found.hash == anchor.hash)
+            oldest = connection.execute(select(func.min(events.seq))).scalar()
+        return oldest is not None and anchor.seq < oldest
+
+    def record_baseline(self) -> int:
+        """Vouch for the rows that decide revocations as they are now: record them in the chain.
+
+        ``policy_state`` and unfinished ``rotations`` rows written before the chain was
+        keyed (or whose events were pruned) are recorded by no event, so ``verify --state``
+        cannot check them until this is run. Returns how many rows were recorded.
+        """
+        with self.transaction() as connection:
+            if connection.dialect.name == "sqlite":
+                # Hold the write lock from the start, so no row changes between read and record.
+                connection.execute(
+                    update(audit_chain_head).values(last_seq=audit_chain_head.c.last_seq)
+                )
+            states = connection.execute(select(policy_state).with_for_update()).all()
+            unfinished = connection.execute(
+                select(rotations).where(rotations.c.state.not_in(TERMINAL_STATES)).with_for_update()
+            ).all()
+            rows = [("policy_state", row.policy, row) for row in states]
+            rows += [("rotations", row.id, row) for row in unfinished]
+            for start in range(0, len(rows), _BASELINE_ROWS):
+                chunk = rows[start : start + _BASELINE_ROWS]
+                for table, key, row in chunk:
+                    self._note_changes(connection, table, key, row._asdict())
+                self.record_event(
+                    "*", "baseline", "recorded", details={"rows": len(chunk)}, connection=connection
+                )
         return len(rows)
 
-    def verify_chain(self) -> ChainReport:
-        """Seal what is pending, then recompute every hash in chain order; report the first break.
-
-        The chain starts at the newest prune's anchor (the hash of the last event it
-        removed), or at the empty string.
-        """
-        self.seal()
-        events = audit_events.c
-        anchor = ""
-        with self.transaction() as connection:
-            last_prune = connection.execute(
-                select(events.details)
-                .where(
-                    events.step == "prune", events.outcome == "succeeded", events.seq.is_not(None)
-                )
-                .order_by(events.seq.desc())
-                .limit(1)
-            ).scalar()
-            if last_prune:
-                anchor = str(last_prune.get("last_pruned_hash") or "")
-            rows = connection.execution_options(yield_per=5000).execute(
-                select(audit_events).where(events.seq.is_not(None)).order_by(events.seq)
-            )
-            expected_prev = anchor
-            checked = 0
-            for row in rows:
-                values = row._asdict()
-                if values["prev_hash"] != expected_prev:
-                    return ChainReport(
-                        checked,
-                        row.id,
-                        f"event {row.id} does not follow the event before it "
-                        "(an event was removed or inserted)",
-                    )
-                if event_hash(values["prev_hash"], values) != values["hash"]:
-                    return ChainReport(
-                        checked, row.id, f"event {row.id} was changed after it was written"
-                    )
-                expected_prev = values["hash"]
-                checked += 1
-        return ChainReport(checked, None, None)
+    def verify_chain(self, *, state: bool = False) -> ChainReport:
+        """Check the chain read-only (see rotator/audit/verify.py); with ``state``, the rows too."""
+        with self._errors(), self.engine.connect() as connection:
+            if self.dialect == "postgresql":
+                # One snapshot for the events and the rows, while rotator goes on writing both
+                # (SQLite's read transaction is one already).
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                return verify(connection, self.trust, state=state)
 
     def prune(self, before: datetime) -> int:
         """Delete the chain's oldest events, up to the first one at or after ``before``.
 
-        A summary event records the hash of the last event removed, so the rest of
-        the chain stays verifiable from it.
+        A summary event records the position and hash of the last event removed, so
+        the rest of the chain (and the anchor) stays verifiable from it.
         """
         self.seal()
         events = audit_events.c
@@ -421,6 +528,8 @@ class AuditStore:
                 },
                 connection=connection,
             )
+        # Sealed and anchored now: until then the anchor names a position no event holds.
+        self.seal()
         return int(count)
 
     def close(self) -> None:
@@ -433,7 +542,7 @@ class AuditStore:
         try:
             if self._appended:
                 self.seal()
-        except AuditStoreError as exc:
+        except RotatorError as exc:
             log.warning("audit_seal_deferred", error=str(exc))
         self.dispose()
 
@@ -498,7 +607,9 @@ class AuditStore:
         self, record: RotationRecord, *, details: Mapping[str, DetailValue]
     ) -> None:
         with self.transaction() as connection:
-            connection.execute(_INSERT_ROTATION, {f: getattr(record, f) for f in _ROTATION_FIELDS})
+            values = {f: getattr(record, f) for f in _ROTATION_FIELDS}
+            connection.execute(_INSERT_ROTATION, values)
+            self._note_changes(connection, "rotations", record.id, values)
             self.record_event(
                 record.policy,
                 "plan",
@@ -531,6 +642,9 @@ class AuditStore:
         changes["updated_at"] = utcnow()
         with self.transaction() as connection:
             connection.execute(_UPDATE_ROTATION, {"b_id": rotation.id, **changes})
+            self._note_changes(connection, "rotations", rotation.id, changes)
+            if policy_state is not None:
+                self.set_policy_state(rotation.policy, connection=connection, **policy_state)
             self.record_event(
                 rotation.policy,
                 step,
@@ -539,8 +653,6 @@ class AuditStore:
                 details=details,
                 connection=connection,
             )
-            if policy_state is not None:
-                self.set_policy_state(rotation.policy, connection=connection, **policy_state)
         return RotationRecord(**{**{f: getattr(rotation, f) for f in _ROTATION_FIELDS}, **changes})
 
     def rotation(self, rotation_id: str) -> RotationRecord | None:
@@ -619,11 +731,15 @@ class AuditStore:
         else:
             self._upsert_policy_state(connection, policy, values)
 
-    @staticmethod
-    def _upsert_policy_state(connection: Connection, policy: str, values: dict[str, Any]) -> None:
+    @classmethod
+    def _upsert_policy_state(
+        cls, connection: Connection, policy: str, values: dict[str, Any]
+    ) -> None:
         changed = connection.execute(_UPDATE_POLICY_STATE, {"b_policy": policy, **values}).rowcount
         if not changed:
-            connection.execute(_INSERT_POLICY_STATE, {"policy": policy, **values})
+            values = {**dict.fromkeys(policy_state.c.keys()), **values, "policy": policy}
+            connection.execute(_INSERT_POLICY_STATE, values)
+        cls._note_changes(connection, "policy_state", policy, values)
 
     def dispose(self) -> None:
         self.engine.dispose()

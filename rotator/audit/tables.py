@@ -118,12 +118,25 @@ audit_events = Table(
     Column("outcome", String(20), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("details", JSON, nullable=False),
-    # Tamper evidence: hash = sha256(prev_hash + canonical content), chained in seq order.
+    # The rotations / policy_state values written in the event's transaction (audit verify --state).
+    Column("changes", JSON(none_as_null=True)),
+    # Tamper evidence (rotator/audit/chain.py): the writer's MAC over the content, with the
+    # audit key's version (0: unkeyed) and a nonce; the chain ``hash`` links it in seq order.
     # An event is written unsealed (seq NULL, empty hashes) and sealed just after it commits.
+    Column("key_version", Integer, nullable=False, server_default="0"),
+    Column("nonce", String(32), nullable=False, server_default=""),
+    Column("mac", String(64), nullable=False, server_default=""),
     Column("seq", EventId),
     Column("prev_hash", String(64), nullable=False, server_default=""),
     Column("hash", String(64), nullable=False, server_default=""),
     Index("ix_audit_events_seq", "seq", unique=True),
+    Index(
+        "ux_audit_events_mac",
+        "mac",
+        unique=True,
+        postgresql_where=text("mac <> ''"),
+        sqlite_where=text("mac <> ''"),
+    ),
     Index(
         "ix_audit_events_unsealed",
         "id",

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from rotator import __version__
+from rotator.cli.chain import baseline, rotate_key, seal
 from rotator.cli.db import db
 from rotator.cli.inspect import audit
 from rotator.cli.operate import reconcile
@@ -74,6 +75,8 @@ def validate(config_path: str | None, online: bool) -> None:
 
 for command in (db, rotate, adopt, plan, status, audit, reconcile, sandbox):
     cli.add_command(command)
+for command in (seal, baseline, rotate_key):
+    audit.add_command(command)
 
 
 @cli.command()

@@ -133,20 +133,30 @@ def _current_store(config_path: str | None) -> AuditStore:
 
 @audit.command()
 @config_option
-def verify(config_path: str | None) -> None:
-    """Recompute the audit hash chain; exit 1 at the first broken link."""
+@click.option(
+    "--state", is_flag=True, help="Also check the rotations and policy_state rows against it."
+)
+def verify(config_path: str | None, state: bool) -> None:
+    """Check the audit chain, read-only; exit 1 at the first broken link or suspicious event."""
     store = _current_store(config_path)
-    report = store.verify_chain()
+    report = store.verify_chain(state=state)
     store.dispose()
+    for note in report.notes:
+        click.secho(f"warning: {note}", fg="yellow", err=True)
     if report.intact:
-        click.echo(f"audit chain intact: {report.checked} events verified")
+        keyed = "keyed, anchored in Vault" if report.keyed else "unkeyed"
+        rows = ", rows match it" if state else ""
+        click.echo(f"audit chain intact ({keyed}): {report.checked} events verified{rows}")
         return
-    click.secho(
-        f"audit chain BROKEN at event {report.broken_at}: {report.problem} "
-        f"({report.checked} events before it verified)",
-        fg="red",
-        err=True,
-    )
+    problems = list(report.problems)
+    if report.broken_at is not None:
+        click.secho(
+            f"audit chain BROKEN at {problems.pop(0)} ({report.checked} events before it verified)",
+            fg="red",
+            err=True,
+        )
+    for problem in problems:
+        click.secho(f"audit chain NOT INTACT: {problem}", fg="red", err=True)
     sys.exit(1)
 
 

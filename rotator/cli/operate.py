@@ -176,6 +176,7 @@ def online_checks(config_path: str | None) -> bool:
     except RotatorError as exc:
         report(False, "Vault login", str(exc))
         return False
+    report(*audit_key_check(config, vault))
     tokens: dict[str, Secret] = {}
     for name, settings in config.providers.items():
         try:
@@ -248,3 +249,18 @@ def _keys_to_regenerate(config: Config, vault: VaultStore) -> dict[str, str | No
     finally:
         store.dispose()
     return found
+
+
+def audit_key_check(config: Config, vault: VaultStore) -> tuple[bool, str, str]:
+    """Whether the audit chain's key can be read (no key configured passes, with a note)."""
+    from rotator.chain_vault import chain_trust
+    from rotator.errors import RotatorError
+
+    trust = chain_trust(config, lambda: vault)
+    if trust is None:
+        return True, "audit chain", "unkeyed (audit.key_path is not set)"
+    try:
+        version, _ = trust.current_key()
+    except RotatorError as exc:
+        return False, "audit key", str(exc)
+    return True, f"audit key {config.audit.key_path} readable", f"version {version}"

@@ -78,6 +78,8 @@ def complete_policies(
 
 
 def open_store(config: Config) -> AuditStore:
+    """The audit store, keyed when ``audit.key_path`` is set (Vault is reached on first use)."""
     from rotator.audit.store import AuditStore
+    from rotator.chain_vault import chain_trust
 
-    return AuditStore.open(config.database_url)
+    return AuditStore.open(config.database_url, trust=chain_trust(config))

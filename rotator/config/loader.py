@@ -24,6 +24,7 @@ from rotator.config.database import DatabaseUrl, PasswordProblem, build_database
 from rotator.config.messages import sentence
 from rotator.config.model import (
     AppRoleAuth,
+    AuditConfig,
     DaemonConfig,
     KubernetesAuth,
     PolicyConfig,
@@ -98,6 +99,7 @@ class Config:
     warnings: list[str] = field(default_factory=list)
     #: Kept so the password stays a live ``Secret``, scrubbed from any text that quotes it.
     database_password: Secret | None = None
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 @dataclass
@@ -234,6 +236,13 @@ def parse_config(text: str, source: str) -> Config:
     policies = _policies(raw, providers, issues)
     webhooks = _webhooks(raw, set(_mapping(document.data.get("policies"))), issues)
     _transport_warnings(raw, providers, webhooks, issues)
+    if raw.audit is not None and raw.audit.key_path is None:
+        issues.warn(
+            ("audit", "key_path"),
+            "not set: the audit chain is unkeyed, so anyone who can write the database can "
+            "rewrite it undetected; keep an HMAC key in Vault ('rotator audit rotate-key') and "
+            "set audit.key_path (README: Security model)",
+        )
     issues.raise_if_any()
     return Config(
         source=source,
@@ -246,6 +255,7 @@ def parse_config(text: str, source: str) -> Config:
         daemon=raw.daemon,
         webhooks=webhooks,
         warnings=issues.warnings,
+        audit=raw.audit,
     )
 
 

@@ -113,6 +113,16 @@ def _timezone(value: object) -> object:
     return value
 
 
+class AuditConfig(_Model):
+    """Where the audit chain's key and anchor live in Vault (``vault.mount``, KV v2)."""
+
+    #: The HMAC key's path (field ``key``, written by ``rotator audit rotate-key``). Unset,
+    #: the chain is unkeyed sha256, which only catches accidents (README: Security model).
+    key_path: str | None = Field(default=None, min_length=1)
+    #: Where the newest sealed position and hash are recorded after each sealing pass.
+    anchor_path: str = Field(default="rotator/audit/anchor", min_length=1)
+
+
 class ScheduleConfig(_Model):
     cron: str | None = None
     every: Duration | None = None
@@ -210,6 +220,7 @@ class RawConfig(_Model):
     allow_literal_secrets: bool = False
     database: DatabaseConfig = Field(default_factory=dict, validate_default=True)
     vault: VaultConfig = Field(default_factory=dict, validate_default=True)
+    audit: AuditConfig = Field(default_factory=dict, validate_default=True)
     daemon: DaemonConfig = Field(default_factory=dict, validate_default=True)
     notifications: NotificationsConfig = Field(default_factory=dict, validate_default=True)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)

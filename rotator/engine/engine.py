@@ -64,9 +64,14 @@ class Engine:
     @classmethod
     def open(cls, config: Config, *, workers: int | None = None) -> Engine:
         """Connect to the audit database (schema must be current); Vault on first use."""
+        from rotator.chain_vault import chain_trust
+
         store = AuditStore.open(config.database_url, workers=workers or config.daemon.concurrency)
         store.require_current_schema()
-        return cls(config, store)
+        engine = cls(config, store)
+        # The audit key comes through the engine's Vault client, whose token it keeps alive.
+        store.trust = chain_trust(config, lambda: engine.vault)
+        return engine
 
     @property
     def vault(self) -> VaultStore:
