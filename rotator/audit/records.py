@@ -12,7 +12,7 @@ from datetime import datetime
 
 #: The newest migration in migrations/versions. Checking the database against this constant
 #: keeps Alembic out of every CLI start; a test keeps it equal to Alembic's own head.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004_fencing"
 
 #: Rotation states after which nothing more happens to that rotation.
 TERMINAL_STATES = frozenset({"completed", "rolled_back", "abandoned"})

@@ -15,6 +15,7 @@ that lock, and it skips rather than waits when another process holds it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,13 +38,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit import migrations
 from rotator.audit.connections import make_engine
 from rotator.audit.records import TERMINAL_STATES, PolicyState
 from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
-from rotator.errors import AuditStoreError, SecretLeakError
+from rotator.errors import AuditStoreError, LockLost, SecretLeakError
 from rotator.log import get_logger
 from rotator.secret import Secret, scrub
 
@@ -82,6 +83,8 @@ class RotationRecord:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    #: The value this process holds; a process taking the rotation over bumps it.
+    fence: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,9 +155,18 @@ _EVENT_COLUMNS = tuple(audit_events.c[f.name] for f in fields(AuditEvent))
 # key over literal values) cost more CPU than executing it.
 _INSERT_EVENT = insert(audit_events)
 _INSERT_ROTATION = insert(rotations)
-_UPDATE_ROTATION = update(rotations).where(rotations.c.id == bindparam("b_id"))
+_UPDATE_ROTATION = update(rotations).where(
+    rotations.c.id == bindparam("b_id"), rotations.c.fence == bindparam("b_fence")
+)
 _INSERT_POLICY_STATE = insert(policy_state)
 _UPDATE_POLICY_STATE = update(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
+
+
+def _fenced_off(rotation: RotationRecord) -> LockLost:
+    return LockLost(
+        f"policy {rotation.policy}: rotation {rotation.id} was taken over by another process "
+        "(this one lost the policy's lock); this process stopped and wrote nothing more"
+    )
 
 
 def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]:
@@ -485,16 +497,40 @@ class AuditStore:
     def create_rotation(
         self, record: RotationRecord, *, details: Mapping[str, DetailValue]
     ) -> None:
+        """Insert a new rotation; ``LockLost`` if the policy already has an unfinished one."""
+        try:
+            with self.transaction() as connection:
+                connection.execute(
+                    _INSERT_ROTATION, {f: getattr(record, f) for f in _ROTATION_FIELDS}
+                )
+                self.record_event(
+                    record.policy,
+                    "plan",
+                    "succeeded",
+                    rotation_id=record.id,
+                    details=details,
+                    connection=connection,
+                )
+        except IntegrityError:
+            raise LockLost(
+                f"policy {record.policy} already has an unfinished rotation: another process "
+                "started it while this one believed it held the policy's lock"
+            ) from None
+
+    def claim_rotation(self, rotation: RotationRecord) -> RotationRecord:
+        """Take ``rotation`` over: bump its fence, so whoever worked on it before is fenced off.
+
+        ``LockLost`` if the fence moved since ``rotation`` was read (someone else took it).
+        """
         with self.transaction() as connection:
-            connection.execute(_INSERT_ROTATION, {f: getattr(record, f) for f in _ROTATION_FIELDS})
-            self.record_event(
-                record.policy,
-                "plan",
-                "succeeded",
-                rotation_id=record.id,
-                details=details,
-                connection=connection,
-            )
+            claimed = connection.execute(
+                update(rotations)
+                .where(rotations.c.id == rotation.id, rotations.c.fence == rotation.fence)
+                .values(fence=rotations.c.fence + 1)
+            ).rowcount
+        if not claimed:
+            raise _fenced_off(rotation)
+        return dataclasses.replace(rotation, fence=rotation.fence + 1)
 
     def update_rotation(
         self,
@@ -510,6 +546,8 @@ class AuditStore:
 
         ``policy_state`` values, when given, update the policy's row in the same
         transaction (a finished rotation moves the policy's current key with it).
+        Nothing is written, and ``LockLost`` raised, if another process has taken
+        the rotation over since ``rotation`` was claimed (its fence moved).
         """
         unknown = set(changes) - set(_ROTATION_FIELDS)
         if unknown:
@@ -518,7 +556,11 @@ class AuditStore:
             changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
         changes["updated_at"] = utcnow()
         with self.transaction() as connection:
-            connection.execute(_UPDATE_ROTATION, {"b_id": rotation.id, **changes})
+            updated = connection.execute(
+                _UPDATE_ROTATION, {"b_id": rotation.id, "b_fence": rotation.fence, **changes}
+            ).rowcount
+            if not updated:
+                raise _fenced_off(rotation)
             self.record_event(
                 rotation.policy,
                 step,

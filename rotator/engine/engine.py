@@ -18,11 +18,11 @@ from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
 from rotator.durations import format_duration
-from rotator.engine.lock import PolicyLocks
-from rotator.engine.protocol import RotationContext, RotationRun
+from rotator.engine.lock import Lease, PolicyLocks
+from rotator.engine.protocol import RotationContext, RotationRun, lost_lock
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
-from rotator.errors import ConfigError, RotationFailed, VaultError, VendorError
+from rotator.errors import ConfigError, LockLost, RotationFailed, VaultError, VendorError
 from rotator.metrics import ROTATION_DURATION, ROTATIONS
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
@@ -140,22 +140,23 @@ class Engine:
         current one with no grace period (a key leaked).
         """
         policy = self.policy(name)
-        with self.locks.hold(name) as acquired:
-            if not acquired:
+        with self.locks.hold(name) as lease:
+            if not lease:
                 return _locked(name)
             active = self.store.active_rotation(name)
             if active is not None:
+                active = self.store.claim_rotation(active)
                 if emergency:
                     active = self._make_emergency(active)
-                outcome = self._run(policy, active)
+                outcome = self._run(policy, active, lease)
                 if not emergency or outcome.result is not Result.COMPLETED:
                     return outcome
-            return self._plan_and_run(policy, trigger="now", emergency=emergency)
+            return self._plan_and_run(policy, lease, trigger="now", emergency=emergency)
 
     def _rotate_if_due(self, name: str) -> Outcome:
         policy = self.policy(name)
-        with self.locks.hold(name) as acquired:
-            if not acquired:
+        with self.locks.hold(name) as lease:
+            if not lease:
                 return _locked(name)
             now = self.clock()
             active = self.store.active_rotation(name)
@@ -178,7 +179,7 @@ class Engine:
                         rotation_id=active.id,
                         state=active.state,
                     )
-                return self._run(policy, active)
+                return self._run(policy, self.store.claim_rotation(active), lease)
             state = self.store.policy_state(name)
             if state is not None and state.attention:
                 return Outcome(
@@ -190,7 +191,7 @@ class Engine:
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
                 return not_due(name, window)
-            return self._plan_and_run(policy, trigger="schedule", emergency=False)
+            return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
 
     def adopt(self, name: str, key_id: str | None = None) -> Outcome:
         """Record the key already in Vault as current, so rotation follows the schedule.
@@ -198,8 +199,8 @@ class Engine:
         Without adoption a policy never rotated is due at once.
         """
         policy = self.policy(name)
-        with self.locks.hold(name) as acquired:
-            if not acquired:
+        with self.locks.hold(name) as lease:
+            if not lease:
                 return _locked(name)
             active = self.store.active_rotation(name)
             if active is not None:
@@ -208,6 +209,7 @@ class Engine:
                     "finish it with 'rotator rotate now' instead of adopting"
                 )
             path = policy.vault.normalized_path
+            lease.confirm()
             current = self.vault.read(path)
             if current is None or current.field(policy.vault.field) is None:
                 raise RotationFailed(
@@ -217,6 +219,7 @@ class Engine:
             key_id = key_id or self.current_key_id(policy)
             now = self.clock()
             if key_id:
+                lease.confirm()
                 self.vault.update_metadata(
                     path,
                     {
@@ -250,7 +253,7 @@ class Engine:
 
     # -- steps shared by the entry points ----------------------------------------
 
-    def _run(self, policy: Policy, rotation: RotationRecord) -> Outcome:
+    def _run(self, policy: Policy, rotation: RotationRecord, lease: Lease) -> Outcome:
         self.vault.renew_if_needed()
         context = RotationContext(
             policy=policy,
@@ -259,16 +262,22 @@ class Engine:
             store=self.store,
             clock=self.clock,
             max_attempts=self.max_attempts,
+            lease=lease,
         )
         return RotationRun(context, rotation).run()
 
-    def _plan_and_run(self, policy: Policy, *, trigger: str, emergency: bool) -> Outcome:
+    def _plan_and_run(
+        self, policy: Policy, lease: Lease, *, trigger: str, emergency: bool
+    ) -> Outcome:
         try:
+            lease.confirm()
             rotation = self._plan(policy, trigger=trigger, emergency=emergency)
+        except LockLost as exc:
+            return lost_lock(policy.name, exc, self.store)
         except (VendorError, VaultError, RotationFailed) as exc:
             # Nothing was changed yet: report it, and let the other policies go on.
             return Outcome(policy.name, Result.FAILED, f"not started: {exc}")
-        return self._run(policy, rotation)
+        return self._run(policy, rotation, lease)
 
     def _make_emergency(self, rotation: RotationRecord) -> RotationRecord:
         changes: dict[str, Any] = {"emergency": True}

@@ -29,13 +29,20 @@ from typing import TYPE_CHECKING, Any
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.engine.states import Outcome, Result, State
-from rotator.errors import RotationFailed, RotatorError, VaultCasConflict, VendorConflict
+from rotator.errors import (
+    LockLost,
+    RotationFailed,
+    RotatorError,
+    VaultCasConflict,
+    VendorConflict,
+)
 from rotator.log import get_logger
 from rotator.providers.base import MintedKey, Provider, Strategy, VendorKey
 from rotator.secret import Secret
 from rotator.vault_metadata import metadata_key
 
 if TYPE_CHECKING:
+    from rotator.engine.lock import Lease
     from rotator.vault import VaultStore
 
 log = get_logger("rotator.engine")
@@ -62,6 +69,24 @@ class RotationContext:
     store: AuditStore
     clock: Callable[[], datetime]
     max_attempts: int
+    lease: Lease
+
+
+def lost_lock(
+    policy: str, exc: LockLost, store: AuditStore, rotation: RotationRecord | None = None
+) -> Outcome:
+    """Stop: another process may own the policy now. Only an event is written, no row."""
+    state = rotation.state if rotation else None
+    rotation_id = rotation.id if rotation else None
+    log.warning("policy lock lost", policy=policy, rotation_id=rotation_id, error=str(exc))
+    store.record_event(
+        policy,
+        "fence",
+        "lost_lock",
+        rotation_id=rotation_id,
+        details={"state": state, "error": str(exc)},
+    )
+    return Outcome(policy, Result.LOST_LOCK, str(exc), rotation_id=rotation_id, state=state)
 
 
 class RotationRun:
@@ -93,9 +118,36 @@ class RotationRun:
                 steps[State(self.rotation.state)]()
                 if (self.rotation.state, self.rotation.updated_at) == before:
                     break  # the step decided to wait (grace not over)
+        except LockLost as exc:
+            return self._lost_lock(exc)
         except RotatorError as exc:
-            return self._failed(exc)
+            try:
+                return self._failed(exc)
+            except LockLost as lost:
+                return self._lost_lock(lost)
         return self._outcome()
+
+    def _lost_lock(self, exc: LockLost) -> Outcome:
+        return lost_lock(self.policy.name, exc, self.ctx.store, self.rotation)
+
+    # -- the lock, re-checked before every vendor and Vault call -----------------
+
+    @property
+    def vendor(self) -> Provider[Any, Any]:
+        """The provider, once this process is known to still hold the policy."""
+        self._confirm_lease()
+        return self.ctx.provider
+
+    @property
+    def vault(self) -> VaultStore:
+        """The Vault store, once this process is known to still hold the policy."""
+        self._confirm_lease()
+        return self.ctx.vault
+
+    def _confirm_lease(self) -> None:
+        if self.ctx.lease.confirm():
+            # The lock was free for a while: go on only if nobody took the rotation meanwhile.
+            self.rotation = self.ctx.store.claim_rotation(self.rotation)
 
     def _outcome(self) -> Outcome:
         r = self.rotation
@@ -195,15 +247,14 @@ class RotationRun:
                 "key_name": None if regenerate else r.new_key_name,
             },
         )
-        provider = self.ctx.provider
         if regenerate:
             assert r.old_key_id is not None
-            self._minted(provider.regenerate_key(self.selector, r.old_key_id))
+            self._minted(self.vendor.regenerate_key(self.selector, r.old_key_id))
             return
         assert r.new_key_name is not None
         chosen = self._staged_secret() if self._caller_chooses else None
         try:
-            minted = provider.create_key(
+            minted = self.vendor.create_key(
                 self.selector, r.new_key_name, chosen, replacing=r.old_key_id
             )
         except VendorConflict:
@@ -243,7 +294,7 @@ class RotationRun:
                 if staged is not None:
                     self._minted(MintedKey(key, staged))
                     return
-                self.ctx.provider.revoke_key(self.selector, key.key_id)
+                self.vendor.revoke_key(self.selector, key.key_id)
                 self._advance(
                     State.MINTING,
                     step="recover",
@@ -264,7 +315,7 @@ class RotationRun:
         return f"{prefix}/{self.policy.name}"
 
     def _read_staged(self) -> Secret | None:
-        staged = self.ctx.vault.read(self._staging_path)
+        staged = self.vault.read(self._staging_path)
         if staged is None or staged.custom_metadata.get("rotation_id") != self.rotation.id:
             return None
         return staged.field("secret")
@@ -276,8 +327,8 @@ class RotationRun:
             return staged
         secret = self.ctx.provider.generate_secret()
         path = self._staging_path
-        self.ctx.vault.write_field(path, "secret", secret, cas=self.ctx.vault.current_version(path))
-        self.ctx.vault.update_metadata(path, {"rotation_id": self.rotation.id})
+        self.vault.write_field(path, "secret", secret, cas=self.vault.current_version(path))
+        self.vault.update_metadata(path, {"rotation_id": self.rotation.id})
         self._advance(
             State.MINTING,
             step="stage",
@@ -288,10 +339,10 @@ class RotationRun:
 
     def _discard_staged(self) -> None:
         if self._caller_chooses:
-            self.ctx.vault.destroy(self._staging_path)
+            self.vault.destroy(self._staging_path)
 
     def _keys_named(self, name: str | None) -> list[VendorKey]:
-        return [k for k in self.ctx.provider.list_keys(self.selector) if name and k.name == name]
+        return [k for k in self.vendor.list_keys(self.selector) if name and k.name == name]
 
     # -- store ----------------------------------------------------------------
 
@@ -300,7 +351,7 @@ class RotationRun:
             self.store(self._secret)
             return
         r = self.rotation
-        current = self.ctx.vault.read(self._path)
+        current = self.vault.read(self._path)
         value = current.field(r.vault_field) if current else None
         if current and value and fingerprint(r.id, value) == r.new_secret_fingerprint:
             self._learn_secret(value)
@@ -313,7 +364,7 @@ class RotationRun:
             return
         # The Vault write never happened and the secret is gone: this key is an orphan.
         if r.strategy != Strategy.REGENERATE and r.new_key_id:
-            self.ctx.provider.revoke_key(self.selector, r.new_key_id)
+            self.vendor.revoke_key(self.selector, r.new_key_id)
             self._advance(
                 State.PLANNED,
                 step="recover",
@@ -333,7 +384,7 @@ class RotationRun:
     def store(self, secret: Secret) -> None:
         """Write the new secret as a new Vault version, check-and-set on the version read."""
         for attempt in range(1, MAX_CAS_RETRIES + 1):
-            base = self.ctx.vault.current_version(self._path)
+            base = self.vault.current_version(self._path)
             self._advance(
                 State.MINTED,
                 step="store",
@@ -342,7 +393,7 @@ class RotationRun:
                 vault_base_version=base,
             )
             try:
-                version = self.ctx.vault.write_field(
+                version = self.vault.write_field(
                     self._path, self.rotation.vault_field, secret, cas=base
                 )
             except VaultCasConflict:
@@ -357,7 +408,7 @@ class RotationRun:
         r = self.rotation
         now = self.ctx.clock()
         field = r.vault_field
-        self.ctx.vault.update_metadata(
+        self.vault.update_metadata(
             self._path,
             {
                 metadata_key(field, "key_id"): r.new_key_id or "",
@@ -383,7 +434,7 @@ class RotationRun:
     def _new_secret(self) -> Secret:
         if self._secret is not None:
             return self._secret
-        stored = self.ctx.vault.read(self._path, version=self.rotation.vault_version)
+        stored = self.vault.read(self._path, version=self.rotation.vault_version)
         value = stored.field(self.rotation.vault_field) if stored else None
         if value is None:
             raise RotationFailed(
@@ -409,7 +460,7 @@ class RotationRun:
             return
         assert r.new_key_id is not None
         minted = MintedKey(VendorKey(key_id=r.new_key_id, name=r.new_key_name), self._new_secret())
-        if self.ctx.provider.verify_key(self.selector, minted):
+        if self.vendor.verify_key(self.selector, minted):
             self._advance(
                 State.VERIFIED,
                 step="verify",
@@ -433,16 +484,16 @@ class RotationRun:
     def roll_back(self) -> None:
         """Restore the previous Vault version as current and revoke the new key."""
         r = self.rotation
-        current_version = self.ctx.vault.current_version(self._path)
+        current_version = self.vault.current_version(self._path)
         restored: int | None = None
         if current_version == r.vault_version and r.vault_base_version:
-            previous = self.ctx.vault.read(self._path, version=r.vault_base_version)
+            previous = self.vault.read(self._path, version=r.vault_base_version)
             old_value = previous.field(r.vault_field) if previous else None
             if old_value is not None:
-                restored = self.ctx.vault.write_field(
+                restored = self.vault.write_field(
                     self._path, r.vault_field, old_value, cas=current_version
                 )
-                self.ctx.vault.update_metadata(
+                self.vault.update_metadata(
                     self._path,
                     {
                         metadata_key(r.vault_field, "key_id"): r.old_key_id or "",
@@ -450,7 +501,7 @@ class RotationRun:
                     },
                 )
         if r.new_key_id:
-            self.ctx.provider.revoke_key(self.selector, r.new_key_id)
+            self.vendor.revoke_key(self.selector, r.new_key_id)
         self._discard_staged()
         self._advance(
             State.ROLLED_BACK,
@@ -476,7 +527,7 @@ class RotationRun:
             return
         grace = timedelta(0) if r.emergency else self.policy.grace_period
         grace_until = self.ctx.clock() + grace
-        self.ctx.provider.prepare_grace(self.selector, r.old_key_id, grace_until)
+        self.vendor.prepare_grace(self.selector, r.old_key_id, grace_until)
         self._advance(
             State.GRACE,
             step="grace",
@@ -495,7 +546,7 @@ class RotationRun:
         self._advance(
             State.GRACE, step="revoke", outcome="started", details={"key_id": r.old_key_id}
         )
-        self.ctx.provider.revoke_key(self.selector, r.old_key_id)
+        self.vendor.revoke_key(self.selector, r.old_key_id)
         self.finish(f"old key {r.old_key_id} revoked")
 
     def finish(self, note: str) -> None:

@@ -30,12 +30,18 @@ class Result(StrEnum):
     FAILED = "failed"  # will be retried with backoff
     NEEDS_ATTENTION = "needs_attention"
     LOCKED = "locked"  # another process is rotating this policy
+    LOST_LOCK = "lost_lock"  # this process lost the policy's lock mid-way and stopped
     NOT_DUE = "not_due"
     DRY_RUN = "dry_run"
 
     @property
     def is_failure(self) -> bool:
-        return self in (Result.ROLLED_BACK, Result.FAILED, Result.NEEDS_ATTENTION)
+        return self in (
+            Result.ROLLED_BACK,
+            Result.FAILED,
+            Result.NEEDS_ATTENTION,
+            Result.LOST_LOCK,
+        )
 
 
 @dataclass(frozen=True)
