@@ -116,3 +116,7 @@ class LockLost(RotatorError):
 
 class RotationFailed(RotatorError):
     """A rotation could not complete and needs attention."""
+
+
+class SecretLost(RotationFailed):
+    """A regenerated secret never reached Vault: the vendor's only working key is unknown."""

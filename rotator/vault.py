@@ -37,6 +37,11 @@ from rotator.secret import Secret, scrub
 # Renew when less than this share of the token's lifetime is left.
 _RENEW_FRACTION = 1 / 3
 _LOOKUP_INTERVAL = 60.0
+#: What writing a secret takes: a check-and-set write of its data, then its custom_metadata.
+_WRITE_NEEDS = {
+    "data": frozenset({"read", "create", "update"}),
+    "metadata": frozenset({"read", "update"}),
+}
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,26 @@ class VaultStore:
             kind: set(data.get(full) or [])
             for kind, full in zip(("data", "metadata"), paths, strict=True)
         }
+
+    def require_writable(self, *paths: str) -> None:
+        """Raise unless the token may write each path's data and metadata (nothing is written).
+
+        Asking Vault also proves it is unsealed and the token valid: the step that would
+        change a key at the vendor runs only once its secret has somewhere to go.
+        """
+        for path in paths:
+            caps = self.capabilities(path)
+            missing = [
+                f"{kind} {' and '.join(sorted(needed - caps[kind]))}"
+                for kind, needed in _WRITE_NEEDS.items()
+                if "root" not in caps[kind] and not needed <= caps[kind]
+            ]
+            if missing:
+                raise VaultPermissionDenied(
+                    f"rotator's Vault token may not write {self.mount}/{path} (it lacks "
+                    f"{'; '.join(missing)}); nothing was changed at the vendor: grant the "
+                    "capabilities in deploy/vault/rotator-policy.hcl, then retry"
+                )
 
     def destroy(self, path: str) -> None:
         """Delete ``path`` with all its versions and metadata; already gone is fine."""

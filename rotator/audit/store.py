@@ -225,6 +225,11 @@ class AuditStore:
                 "run 'rotator db upgrade' and check that rotator's database role may read and "
                 "write its tables"
             ) from None
+        except SQLAlchemyError as exc:
+            raise AuditStoreError(
+                f"the audit database failed a statement ({type(exc.__cause__ or exc).__name__}); "
+                "check the database's log"
+            ) from None
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -498,24 +503,24 @@ class AuditStore:
         self, record: RotationRecord, *, details: Mapping[str, DetailValue]
     ) -> None:
         """Insert a new rotation; ``LockLost`` if the policy already has an unfinished one."""
-        try:
-            with self.transaction() as connection:
+        with self.transaction() as connection:
+            try:
                 connection.execute(
                     _INSERT_ROTATION, {f: getattr(record, f) for f in _ROTATION_FIELDS}
                 )
-                self.record_event(
-                    record.policy,
-                    "plan",
-                    "succeeded",
-                    rotation_id=record.id,
-                    details=details,
-                    connection=connection,
-                )
-        except IntegrityError:
-            raise LockLost(
-                f"policy {record.policy} already has an unfinished rotation: another process "
-                "started it while this one believed it held the policy's lock"
-            ) from None
+            except IntegrityError:
+                raise LockLost(
+                    f"policy {record.policy} already has an unfinished rotation: another process "
+                    "started it while this one believed it held the policy's lock"
+                ) from None
+            self.record_event(
+                record.policy,
+                "plan",
+                "succeeded",
+                rotation_id=record.id,
+                details=details,
+                connection=connection,
+            )
 
     def claim_rotation(self, rotation: RotationRecord) -> RotationRecord:
         """Take ``rotation`` over: bump its fence, so whoever worked on it before is fenced off.

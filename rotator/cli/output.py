@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from rotator.engine.states import Outcome, Result
+from rotator.errors import RotatorError
 
 _COLOURS = {
     Result.COMPLETED: "green",
@@ -72,8 +73,13 @@ def run_each(
             progress = stack.enter_context(Progress(transient=True))
             task = progress.add_task("rotating", total=len(names))
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, concurrency)))
-        for future in as_completed([pool.submit(work, name) for name in names]):
-            outcome = future.result()
+        futures = {pool.submit(work, name): name for name in names}
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()
+            except RotatorError as exc:
+                # One policy's failure is its own result line; the others still get theirs.
+                outcome = Outcome(futures[future], Result.FAILED, str(exc))
             outcomes.append(outcome)
             print_outcome(outcome, as_json=as_json)
             if progress is not None:

@@ -81,6 +81,9 @@ class VaultConfig(_Model):
     verify_tls: bool | str = True
     #: Where a secret rotator generates itself waits (in this mount) until the vendor has it.
     staging_prefix: str = Field(default="rotator/staging", min_length=1)
+    #: How long a regenerated secret, whose predecessor is already dead, is held in memory
+    #: while its Vault write is retried before rotator gives up on it.
+    write_retry_for: Duration = timedelta(minutes=5)
 
     @model_validator(mode="after")
     def _address_known(self) -> VaultConfig:

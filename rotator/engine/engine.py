@@ -19,10 +19,17 @@ from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
 from rotator.durations import format_duration
 from rotator.engine.lock import Lease, PolicyLocks
-from rotator.engine.protocol import RotationContext, RotationRun, lost_lock
+from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
-from rotator.errors import ConfigError, LockLost, RotationFailed, VaultError, VendorError
+from rotator.errors import (
+    ConfigError,
+    LockLost,
+    RotationFailed,
+    RotatorError,
+    VaultError,
+    VendorError,
+)
 from rotator.metrics import ROTATION_DURATION, ROTATIONS
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
@@ -122,9 +129,20 @@ class Engine:
         return self._reported(name, lambda: self._rotate_if_due(name))
 
     def _reported(self, name: str, run: Callable[[], Outcome]) -> Outcome:
-        """Run one policy's rotation and count, time and notify its outcome."""
+        """Run one policy's rotation and count, time and notify its outcome.
+
+        Whatever goes wrong outside a rotation's steps (the lock, the database, a vendor
+        answer while planning) is this policy's outcome too, so the other policies go on.
+        """
         started = time.monotonic()
-        outcome = run()
+        try:
+            outcome = run()
+        except LockLost as exc:
+            outcome = lost_lock(name, exc, self.store)
+        except RotatorError as exc:
+            outcome = Outcome(name, Result.FAILED, str(exc))
+        except Exception as exc:  # one policy's surprise must not stop the others
+            outcome = Outcome(name, Result.FAILED, unexpected(exc, "before any rotation step"))
         if outcome.result not in (Result.NOT_DUE, Result.LOCKED, Result.DRY_RUN):
             provider = self.policy(name).provider_type
             ROTATIONS.labels(name, provider, outcome.result.value).inc()
@@ -375,6 +393,8 @@ class Engine:
         if active is None or active.state in (State.PLANNED, State.MINTING, State.MINTED):
             name_hint = provider.key_name(selector, name, "<rot-id>")
             calls += [
+                f"vault: check the token may write {path} and its metadata "
+                "(sys/capabilities-self); stop here if not",
                 provider.describe_call("regenerate", selector, old_label)
                 if regenerate
                 else provider.describe_call("create", selector, name_hint),

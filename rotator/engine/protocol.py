@@ -28,12 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
+from rotator.durations import format_duration
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
+    AuditStoreError,
     LockLost,
     RotationFailed,
     RotatorError,
+    SecretLost,
     VaultCasConflict,
+    VaultError,
     VendorConflict,
 )
 from rotator.log import get_logger
@@ -55,6 +59,11 @@ def fingerprint(rotation_id: str, secret: Secret) -> str:
     return hashlib.sha256(f"{rotation_id}:{secret.reveal()}".encode()).hexdigest()
 
 
+def _vault_may_recover(exc: Exception) -> bool:
+    """Worth another try: Vault sealed, unreachable, refusing or failing; not a conflict."""
+    return isinstance(exc, VaultError) and not isinstance(exc, VaultCasConflict)
+
+
 def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff with full jitter between runs: 30 s, 1 min, 2 min ... at most 1 h."""
     ceiling = min(30 * 2 ** max(attempts - 1, 0), 3600)
@@ -70,6 +79,15 @@ class RotationContext:
     clock: Callable[[], datetime]
     max_attempts: int
     lease: Lease
+
+
+def unexpected(exc: Exception, where: str) -> str:
+    """Words for an exception rotator did not foresee: its type only, since its text may
+    quote vendor data (a secret, even)."""
+    return (
+        f"unexpected {type(exc).__module__}.{type(exc).__qualname__} {where} (its text is "
+        "withheld: it may quote vendor data; this is a bug or an answer rotator cannot read)"
+    )
 
 
 def lost_lock(
@@ -120,7 +138,7 @@ class RotationRun:
                     break  # the step decided to wait (grace not over)
         except LockLost as exc:
             return self._lost_lock(exc)
-        except RotatorError as exc:
+        except Exception as exc:  # whatever went wrong, this attempt failed
             try:
                 return self._failed(exc)
             except LockLost as lost:
@@ -174,19 +192,34 @@ class RotationRun:
         )
 
     def _failed(self, exc: Exception) -> Outcome:
+        """Count a failed attempt, back off, flag after too many; the outcome is always returned.
+
+        Any exception counts, not only rotator's own: an unexpected one (a vendor's
+        answer no parser foresaw, a bug) is named by its type only, since its text may
+        quote vendor data.
+        """
         attempts = self.rotation.attempts + 1
-        attention = attempts >= self.ctx.max_attempts
-        message = str(exc)
-        self._advance(
-            self.rotation.state,
-            step="attention" if attention else "retry",
-            outcome="failed",
-            details={"error": message, "error_type": type(exc).__name__, "attempts": attempts},
-            attempts=attempts,
-            last_error=message,
-            needs_attention=attention,
-            next_attempt_at=self.ctx.clock() + retry_delay(attempts),
-        )
+        # Repeating a rotation that lost its secret would regenerate again: a person decides.
+        attention = attempts >= self.ctx.max_attempts or isinstance(exc, SecretLost)
+        if isinstance(exc, RotatorError):
+            message = str(exc)
+        else:
+            message = unexpected(exc, f"in state {self.rotation.state}")
+            message += "; counted as a failed attempt and retried with backoff"
+        try:
+            self._advance(
+                self.rotation.state,
+                step="attention" if attention else "retry",
+                outcome="failed",
+                details={"error": message, "error_type": type(exc).__name__, "attempts": attempts},
+                attempts=attempts,
+                last_error=message,
+                needs_attention=attention,
+                next_attempt_at=self.ctx.clock() + retry_delay(attempts),
+            )
+        except AuditStoreError as unrecorded:
+            # The state written before the failing step stands; the next run resumes from it.
+            message = f"{message}; the audit database could not record it either ({unrecorded})"
         log.error(
             "rotation step failed",
             policy=self.policy.name,
@@ -234,9 +267,16 @@ class RotationRun:
     # -- mint -----------------------------------------------------------------
 
     def mint(self) -> None:
-        """Ask the vendor for the new key; the intent is on record before the call."""
+        """Ask the vendor for the new key; the intent is on record before the call.
+
+        Vault is asked first whether the new secret could be stored (unsealed, token
+        valid, the policy's path and metadata writable): if not, nothing happens at the
+        vendor.
+        """
         r = self.rotation
         regenerate = r.strategy == Strategy.REGENERATE
+        staging = [self._staging_path] if self._caller_chooses else []
+        self.vault.require_writable(self._path, *staging)
         self._advance(
             State.MINTING,
             step="mint",
@@ -248,8 +288,7 @@ class RotationRun:
             },
         )
         if regenerate:
-            assert r.old_key_id is not None
-            self._minted(self.vendor.regenerate_key(self.selector, r.old_key_id))
+            self._regenerate()
             return
         assert r.new_key_name is not None
         chosen = self._staged_secret() if self._caller_chooses else None
@@ -264,6 +303,74 @@ class RotationRun:
                 raise
             minted = MintedKey(found[0], chosen)
         self._minted(minted)
+
+    def _regenerate(self) -> None:
+        """Regenerate in place: the old secret dies at the vendor, the new one is all there is.
+
+        So it goes to Vault before the database hears of it, and its Vault write is
+        retried while it is held in memory (``vault.write_retry_for``): an outage of
+        Vault or of the audit database must not cost the only working secret.
+        """
+        r = self.rotation
+        assert r.old_key_id is not None
+        minted = self.vendor.regenerate_key(self.selector, r.old_key_id)
+        self._learn_secret(minted.secret)
+        try:
+            # Recorded first when possible: the fingerprint recognises the Vault write later.
+            self._minted(minted)
+            recorded = True
+        except AuditStoreError as exc:
+            log.error(
+                "audit database failed after a regenerate; storing the secret in Vault first",
+                policy=self.policy.name,
+                rotation_id=r.id,
+                error=str(exc),
+            )
+            recorded = False
+        base, version = self._write_while_held(minted)
+        if not recorded:
+            self._minted(minted)
+        self._record_stored(version, vault_base_version=base)
+
+    def _write_while_held(self, minted: MintedKey) -> tuple[int, int]:
+        """Store a regenerated secret and label it; (base version, new version).
+
+        Any Vault failure but a conflicting write is retried with backoff until
+        ``vault.write_retry_for`` has passed; then the secret is lost (``SecretLost``).
+        """
+        import stamina
+
+        window = self.ctx.vault.config.write_retry_for
+        written: tuple[int, int] | None = None
+        try:
+            for attempt in stamina.retry_context(
+                on=_vault_may_recover,
+                attempts=None if window else 1,
+                timeout=window.total_seconds() or None,
+                wait_initial=0.5,
+                wait_max=15.0,
+            ):
+                with attempt:
+                    if written is None:
+                        base = self.vault.current_version(self._path)
+                        field = self.rotation.vault_field
+                        written = (
+                            base,
+                            self.vault.write_field(self._path, field, minted.secret, cas=base),
+                        )
+                    self._label(written[1], minted.key.key_id)
+        except VaultError as exc:
+            if written is not None:
+                # The secret is in Vault, only rotator's labels are missing: not lost.
+                return written
+            raise SecretLost(
+                f"key {minted.key.key_id} was regenerated at the vendor, but Vault did not take "
+                f"the new secret within {format_duration(window)} ({exc}); the old secret no "
+                "longer works and the new one is gone, so consumers are down: regenerate again "
+                f"once Vault is writable: 'rotator rotate now {self.policy.name}'"
+            ) from None
+        assert written is not None
+        return written
 
     def _minted(self, minted: MintedKey) -> None:
         self._learn_secret(minted.secret)
@@ -288,6 +395,8 @@ class RotationRun:
         lost: a key bearing this rotation's name is adopted instead.
         """
         r = self.rotation
+        if r.strategy == Strategy.REGENERATE and self._adopt_stored_regeneration():
+            return
         if r.strategy != Strategy.REGENERATE:
             staged = self._read_staged() if self._caller_chooses else None
             for key in self._keys_named(r.new_key_name):
@@ -302,6 +411,29 @@ class RotationRun:
                     details={"key_id": key.key_id, "reason": "secret lost in an interrupted mint"},
                 )
         self.mint()
+
+    def _adopt_stored_regeneration(self) -> bool:
+        """Whether Vault's current version is this rotation's regenerated secret, now recorded.
+
+        A regenerated secret reaches Vault before the database: if the database write
+        failed, Vault's labels (this rotation's id on the current version) say so.
+        """
+        r = self.rotation
+        current = self.vault.read(self._path)
+        if current is None:
+            return False
+        labels = current.custom_metadata
+        value = current.field(r.vault_field)
+        if (
+            value is None
+            or labels.get(metadata_key(r.vault_field, "rotation_id")) != r.id
+            or labels.get(metadata_key(r.vault_field, "version")) != str(current.version)
+        ):
+            return False
+        assert r.old_key_id is not None
+        self._minted(MintedKey(VendorKey(key_id=r.old_key_id), value))
+        self._record_stored(current.version)
+        return True
 
     # -- staging (vendors that accept a secret chosen by rotator) ---------------
 
@@ -405,25 +537,33 @@ class RotationRun:
             return
 
     def _stored(self, version: int) -> None:
+        self._label(version, self.rotation.new_key_id)
+        self._record_stored(version)
+
+    def _label(self, version: int, key_id: str | None) -> None:
+        """Record in the secret's custom_metadata which key and rotation ``version`` holds."""
         r = self.rotation
-        now = self.ctx.clock()
         field = r.vault_field
         self.vault.update_metadata(
             self._path,
             {
-                metadata_key(field, "key_id"): r.new_key_id or "",
+                metadata_key(field, "key_id"): key_id or "",
                 metadata_key(field, "rotation_id"): r.id,
-                metadata_key(field, "rotated_at"): now.isoformat(),
+                metadata_key(field, "rotated_at"): self.ctx.clock().isoformat(),
                 metadata_key(field, "version"): str(version),
                 metadata_key(field, "policy"): r.policy,
             },
         )
+
+    def _record_stored(self, version: int, **changes: Any) -> None:
+        r = self.rotation
         self._advance(
             State.STORED,
             step="store",
             outcome="succeeded",
             details={"vault_path": self._path, "vault_version": version, "key_id": r.new_key_id},
             vault_version=version,
+            **changes,
         )
         self._discard_staged()
 

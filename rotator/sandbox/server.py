@@ -45,8 +45,12 @@ class Response:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    #: Sent as is instead of ``body`` (a broken answer a fault asked for).
+    raw: bytes | None = None
 
     def encoded(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         if self.body is None:
             return b""
         return json.dumps(self.body).encode()
@@ -68,7 +72,11 @@ class Route:
 
 @dataclass
 class Fault:
-    """Answer matching calls with ``status`` (or a timeout) instead of serving them."""
+    """Answer matching calls with ``status`` (or a timeout) instead of serving them.
+
+    With ``body``, the answer is that text as ``text/html`` (a proxy's maintenance page
+    behind a 200, say) instead of the vendor's error shape; it is outside every contract.
+    """
 
     method: str
     path: str
@@ -76,6 +84,7 @@ class Fault:
     times: int = 1
     retry_after: float | None = None
     timeout: bool = False
+    body: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and method == self.method and re.search(self.path, path) is not None
@@ -285,6 +294,8 @@ class EmulatorServer:
             if fault.timeout:
                 time.sleep(3600)
                 return None
+            if fault.body is not None:
+                return Response(fault.status, content_type="text/html", raw=fault.body.encode())
             response = self.emulator.error(fault.status, _FAULT_MESSAGES.get(fault.status, "fault"))
             if fault.retry_after is not None:
                 response.headers["retry-after"] = f"{fault.retry_after:g}"
@@ -331,6 +342,7 @@ class EmulatorServer:
                 status=int(spec.get("status", 500)),
                 times=int(spec.get("times", 1)),
                 retry_after=spec.get("retry_after"),
+                body=spec.get("body"),
             )
             return Response(201, {"faults": len(self.faults)})
         return Response(404, {"message": "unknown sandbox control endpoint"})
