@@ -2,7 +2,8 @@
 
 The store writes one field of a secret at a time and keeps the other fields
 of that secret as they were. Every write is check-and-set against the version
-read just before, so a concurrent writer is detected, never overwritten.
+read just before, so a concurrent writer is detected, never overwritten (the
+engine stops and flags the policy).
 Which vendor key a field holds is kept in the secret's ``custom_metadata``
 under ``rotator.<field>.*`` keys; it never holds a secret value.
 """
@@ -279,7 +280,8 @@ class VaultStore:
             if "check-and-set" in str(exc):
                 raise VaultCasConflict(
                     f"{where} was written by someone else since rotator read it "
-                    "(check-and-set failed); rotator will re-read and decide again"
+                    "(check-and-set failed); rotator never overwrites another writer: find "
+                    "out who wrote the newest version and why"
                 ) from None
             raise VaultError(f"Vault rejected the request on {where}: {_describe(exc)}") from None
         except hvac.exceptions.Forbidden as exc:

@@ -10,22 +10,14 @@ says what to do when it cannot.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from tests.support.rig import Rig, vendors_supporting
-from tests.support.servers import OpenBaoServer
 from tests.support.vault_proxy import VaultProxy
 
 RigFactory = Callable[[str], Rig]
-
-
-@pytest.fixture
-def vault_proxy(openbao: OpenBaoServer) -> Iterator[VaultProxy]:
-    proxy = VaultProxy(openbao.address)
-    yield proxy
-    proxy.stop()
 
 
 def read_only_token(rig: Rig) -> str:

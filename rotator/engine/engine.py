@@ -101,6 +101,21 @@ class Engine:
             return self.vault.resolve(credential)
         return credential
 
+    def _reread_credential(self, policy: Policy) -> bool:
+        """Read a ``vault:`` provider token again; True if it changed and is used from now on.
+
+        Another replica may have rotated it (a policy rotating rotator's own token).
+        """
+        credential = policy.provider_settings.token
+        if not isinstance(credential, VaultReference):
+            return False
+        fresh = self.vault.resolve(credential)
+        provider = self.provider_for(policy)
+        if fresh.reveal() == provider.token.reveal():
+            return False
+        provider.use_token(fresh)
+        return True
+
     def policy(self, name: str) -> Policy:
         try:
             return self.config.policies[name]
@@ -281,6 +296,7 @@ class Engine:
             clock=self.clock,
             max_attempts=self.max_attempts,
             lease=lease,
+            reread_credential=lambda: self._reread_credential(policy),
         )
         return RotationRun(context, rotation).run()
 
@@ -310,15 +326,33 @@ class Engine:
         )
 
     def current_key_id(self, policy: Policy, *, read_vault: bool = True) -> str | None:
-        """The key the policy's Vault secret holds now, as far as rotator knows it."""
+        """The key the policy's Vault secret holds now, as far as rotator knows it.
+
+        The key found here is the one revoked after the rotation, so Vault's
+        custom_metadata (which anyone with metadata write may set) only counts when
+        it names a rotation in rotator's own database that made that very key.
+        """
         state = self.store.policy_state(policy.name)
         if state and state.current_key_id:
             return state.current_key_id
         configured = self.provider_for(policy).configured_key_id(policy.selector)
         if configured or not read_vault:
             return configured
+        field = policy.vault.field
         metadata = self.vault.custom_metadata(policy.vault.normalized_path)
-        return metadata.get(metadata_key(policy.vault.field, "key_id")) or None
+        key_id = metadata.get(metadata_key(field, "key_id")) or None
+        if key_id is None:
+            return None
+        made_by = self.store.rotation(metadata.get(metadata_key(field, "rotation_id")) or "")
+        if made_by is None or made_by.policy != policy.name or made_by.new_key_id != key_id:
+            raise RotationFailed(
+                f"policy {policy.name}: Vault's custom_metadata at "
+                f"{self.config.vault.mount}/{policy.vault.normalized_path} names key {key_id}, "
+                "but no rotation in rotator's database made that key, so it does not decide "
+                f"which key is revoked. Name the key in Vault: 'rotator adopt {policy.name} "
+                "--key-id ID', or put its id in the policy's key: selector"
+            )
+        return key_id
 
     def _plan(self, policy: Policy, *, trigger: str, emergency: bool) -> RotationRecord:
         """Step 1: a fresh rotation row, state ``planned``, written under the lock."""

@@ -38,6 +38,7 @@ from rotator.errors import (
     SecretLost,
     VaultCasConflict,
     VaultError,
+    VendorAuthError,
     VendorConflict,
 )
 from rotator.log import get_logger
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
     from rotator.vault import VaultStore
 
 log = get_logger("rotator.engine")
-
-MAX_CAS_RETRIES = 3
 
 
 def fingerprint(rotation_id: str, secret: Secret) -> str:
@@ -79,6 +78,8 @@ class RotationContext:
     clock: Callable[[], datetime]
     max_attempts: int
     lease: Lease
+    #: After a 401: re-read the provider's ``vault:`` token; whether it changed (and is used).
+    reread_credential: Callable[[], bool]
 
 
 def unexpected(exc: Exception, where: str) -> str:
@@ -130,20 +131,31 @@ class RotationRun:
             State.GRACE: self.revoke,
             State.ROLLING_BACK: self.roll_back,
         }
-        try:
-            while self.rotation.state in steps:
-                before = (self.rotation.state, self.rotation.updated_at)
-                steps[State(self.rotation.state)]()
-                if (self.rotation.state, self.rotation.updated_at) == before:
-                    break  # the step decided to wait (grace not over)
-        except LockLost as exc:
-            return self._lost_lock(exc)
-        except Exception as exc:  # whatever went wrong, this attempt failed
+        credential_reread = False
+        while True:
             try:
-                return self._failed(exc)
-            except LockLost as lost:
-                return self._lost_lock(lost)
-        return self._outcome()
+                while self.rotation.state in steps:
+                    before = (self.rotation.state, self.rotation.updated_at)
+                    steps[State(self.rotation.state)]()
+                    if (self.rotation.state, self.rotation.updated_at) == before:
+                        break  # the step decided to wait (grace not over)
+            except LockLost as exc:
+                return self._lost_lock(exc)
+            except VendorAuthError as exc:
+                # Another replica may have rotated the provider's own token: read it again, once.
+                if exc.status == 401 and not credential_reread and self.ctx.reread_credential():
+                    credential_reread = True
+                    continue
+                return self._failed_or_lost(exc)
+            except Exception as exc:  # whatever went wrong, this attempt failed
+                return self._failed_or_lost(exc)
+            return self._outcome()
+
+    def _failed_or_lost(self, exc: Exception) -> Outcome:
+        try:
+            return self._failed(exc)
+        except LockLost as lost:
+            return self._lost_lock(lost)
 
     def _lost_lock(self, exc: LockLost) -> Outcome:
         return lost_lock(self.policy.name, exc, self.ctx.store, self.rotation)
@@ -200,7 +212,10 @@ class RotationRun:
         """
         attempts = self.rotation.attempts + 1
         # Repeating a rotation that lost its secret would regenerate again: a person decides.
-        attention = attempts >= self.ctx.max_attempts or isinstance(exc, SecretLost)
+        # Nor is another writer's Vault version ever overwritten by retrying.
+        attention = attempts >= self.ctx.max_attempts or isinstance(
+            exc, SecretLost | VaultCasConflict
+        )
         if isinstance(exc, RotatorError):
             message = str(exc)
         else:
@@ -318,6 +333,15 @@ class RotationRun:
         try:
             # Recorded first when possible: the fingerprint recognises the Vault write later.
             self._minted(minted)
+            self._advance(
+                State.MINTED,
+                step="store",
+                outcome="started",
+                details={
+                    "vault_path": self._path,
+                    "retried_for": format_duration(self.ctx.vault.config.write_retry_for),
+                },
+            )
             recorded = True
         except AuditStoreError as exc:
             log.error(
@@ -514,27 +538,29 @@ class RotationRun:
             )
 
     def store(self, secret: Secret) -> None:
-        """Write the new secret as a new Vault version, check-and-set on the version read."""
-        for attempt in range(1, MAX_CAS_RETRIES + 1):
-            base = self.vault.current_version(self._path)
-            self._advance(
-                State.MINTED,
-                step="store",
-                outcome="started",
-                details={"vault_path": self._path, "cas": base},
-                vault_base_version=base,
+        """Write the new secret as a new Vault version, check-and-set on the version read.
+
+        A conflict means someone else wrote the secret meanwhile: that is drift, and
+        is never overwritten. The rotation stops, flagged for a person.
+        """
+        base = self.vault.current_version(self._path)
+        self._advance(
+            State.MINTED,
+            step="store",
+            outcome="started",
+            details={"vault_path": self._path, "cas": base},
+            vault_base_version=base,
+        )
+        try:
+            version = self.vault.write_field(
+                self._path, self.rotation.vault_field, secret, cas=base
             )
-            try:
-                version = self.vault.write_field(
-                    self._path, self.rotation.vault_field, secret, cas=base
-                )
-            except VaultCasConflict:
-                if attempt == MAX_CAS_RETRIES:
-                    raise
-                self._advance(State.MINTED, step="store", outcome="conflict", details={"cas": base})
-                continue
-            self._stored(version)
-            return
+        except VaultCasConflict as exc:
+            raise VaultCasConflict(
+                f"{exc}; then run 'rotator rotate now {self.policy.name}' (the unstored new "
+                "key is revoked and a fresh one minted)"
+            ) from None
+        self._stored(version)
 
     def _stored(self, version: int) -> None:
         self._label(version, self.rotation.new_key_id)
@@ -626,20 +652,26 @@ class RotationRun:
         r = self.rotation
         current_version = self.vault.current_version(self._path)
         restored: int | None = None
-        if current_version == r.vault_version and r.vault_base_version:
-            previous = self.vault.read(self._path, version=r.vault_base_version)
-            old_value = previous.field(r.vault_field) if previous else None
-            if old_value is not None:
-                restored = self.vault.write_field(
-                    self._path, r.vault_field, old_value, cas=current_version
-                )
-                self.vault.update_metadata(
-                    self._path,
-                    {
-                        metadata_key(r.vault_field, "key_id"): r.old_key_id or "",
-                        metadata_key(r.vault_field, "version"): str(restored),
-                    },
-                )
+        previous = (
+            self.vault.read(self._path, version=r.vault_base_version)
+            if r.vault_base_version
+            else None
+        )
+        old_value = previous.field(r.vault_field) if previous else None
+        if old_value is not None and self.policy.self_rotating:
+            # Rotator's own token goes back to the old key: the new one is revoked next.
+            self.ctx.provider.use_token(old_value)
+        if current_version == r.vault_version and old_value is not None:
+            restored = self.vault.write_field(
+                self._path, r.vault_field, old_value, cas=current_version
+            )
+            self.vault.update_metadata(
+                self._path,
+                {
+                    metadata_key(r.vault_field, "key_id"): r.old_key_id or "",
+                    metadata_key(r.vault_field, "version"): str(restored),
+                },
+            )
         if r.new_key_id:
             self.vendor.revoke_key(self.selector, r.new_key_id)
         self._discard_staged()

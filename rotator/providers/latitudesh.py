@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from rotator.errors import RotationFailed, VendorError, VendorNotFound
+from rotator.errors import RotationFailed, VendorAuthError, VendorError, VendorNotFound
 from rotator.providers.base import (
     Capabilities,
     KeySelector,
@@ -145,7 +145,9 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     def verify_key(self, selector: LatitudeshSelector, minted: MintedKey) -> bool:
         try:
             self._http.request("GET", "/auth/api_keys", headers=self.auth_headers(minted.secret))
-        except VendorError:
+        except VendorAuthError:
+            # Only a definite rejection says the key does not work; a 5xx or a timeout
+            # says nothing about it and fails the attempt instead (retried later).
             return False
         return True
 

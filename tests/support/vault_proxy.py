@@ -36,8 +36,9 @@ class VaultProxy:
     def address(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def hold(self, method: str, path: str, *, after: bool) -> Hold:
-        hold = Hold(method, path, after=after)
+    def hold(self, method: str, path: str, *, after: bool, resume: bool = False) -> Hold:
+        """Hold the first matching call; with ``resume`` (and ``after``) answer it on release."""
+        hold = Hold(method, path, after=after, resume=resume)
         with self._lock:
             self.holds.append(hold)
         return hold
@@ -102,8 +103,9 @@ class VaultProxy:
                 if hold is not None:
                     hold.arrived.set()
                     hold.released.wait()
-                    self.close_connection = True
-                    return
+                    if not hold.resume:
+                        self.close_connection = True
+                        return
                 headers = {
                     name: value
                     for name, value in response.headers.items()
