@@ -8,7 +8,7 @@ and the old one deleted after the grace period.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -36,6 +36,7 @@ class DigitalOceanGradientSettings(ProviderSettings):
 
 
 class DigitalOceanGradientSelector(KeySelector):
+    NOT_SLOT: ClassVar[frozenset[str]] = frozenset({"name_prefix", "api_key_uuid"})
     agent_uuid: str = Field(min_length=1)
     #: The key to rotate first; later rotations follow the key rotator created.
     api_key_uuid: str | None = None

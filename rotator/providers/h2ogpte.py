@@ -13,7 +13,7 @@ uses only the new key is documented, so this provider does not verify.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -39,6 +39,16 @@ class H2oGpteSettings(ProviderSettings):
 
 
 class H2oGpteSelector(KeySelector):
+    NOT_SLOT: ClassVar[frozenset[str]] = frozenset(
+        {
+            "name_prefix",
+            "api_key_id",
+            "username",
+            "collection_id",
+            "inactivity_interval",
+            "expires_in",
+        }
+    )
     user_id: str = Field(min_length=1, description="the user the keys belong to")
     username: str | None = Field(default=None, description="narrows listing (vendor filter)")
     api_key_id: str | None = Field(default=None, description="the key to replace first")

@@ -17,7 +17,7 @@ key without that arrangement is refused before any change (``preflight``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -47,6 +47,7 @@ class LatitudeshSettings(ProviderSettings):
 
 
 class LatitudeshSelector(KeySelector):
+    NOT_SLOT: ClassVar[frozenset[str]] = frozenset({"name_prefix", "api_key_id"})
     api_key_id: str | None = Field(
         default=None, pattern=r"^tok_\w+$", description="the key to rotate first (tok_...)"
     )
