@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.rig import Rig, vendors_supporting
 from tests.support.vault_proxy import VaultProxy
+from tests.support.webhook import WebhookReceiver
 
 RigFactory = Callable[[str], Rig]
 
@@ -83,15 +84,24 @@ def test_a_regenerated_secret_vault_never_took_flags_the_policy_with_what_to_do(
 ) -> None:
     rig = regenerating_rig(rig_factory, vault_proxy, vendor, "1s")
     vault_proxy.fail("POST", f"^/v1/secret/data/{rig.policies['app'].vault_path}$", times=10**6)
+    receiver = WebhookReceiver()
+    rig.extra_config = f"""
+    notifications:
+      webhooks:
+        ops: {{url: "{receiver.url}", format: json, events: [needs_attention]}}
+    """
+    rig.write_config()
 
     lost = rig.run("rotate", "now", "app", "--json")
     due = rig.run("rotate", "due", "--json")
+    receiver.stop()
 
     outcome = json.loads(lost.stdout)
     assert outcome["result"] == "needs_attention", lost.stderr
     assert "consumers are down" in outcome["message"]
     assert "'rotator rotate now app'" in outcome["message"]
     assert json.loads(due.stdout)["result"] == "needs_attention"
+    assert "consumers are down" in receiver.received[0]["message"], "the webhooks hear of it"
     assert rig.server.calls(*mint_call(rig, "regenerate")) == 1, "no regenerate on schedule"
 
     vault_proxy.faults.clear()
