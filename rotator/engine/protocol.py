@@ -14,6 +14,14 @@ the rotation or rolls it back:
 - killed after storing: verification continues; killed in grace or while
   revoking: the revoke continues.
 
+A regenerate kills the old secret at once, so its new secret goes to Vault
+before the database hears of it (Vault's labels on the version say whose it
+is) and is held in memory while the Vault write is retried.
+
+Every vendor and Vault call is preceded by a check that this process still
+holds the policy's lock, and every row update is fenced: a process that lost
+the policy to another stops (``lost_lock``) and writes nothing more.
+
 The old key is only revoked once the new one is verified in Vault.
 """
 
@@ -98,13 +106,16 @@ def lost_lock(
     state = rotation.state if rotation else None
     rotation_id = rotation.id if rotation else None
     log.warning("policy lock lost", policy=policy, rotation_id=rotation_id, error=str(exc))
-    store.record_event(
-        policy,
-        "fence",
-        "lost_lock",
-        rotation_id=rotation_id,
-        details={"state": state, "error": str(exc)},
-    )
+    try:
+        store.record_event(
+            policy,
+            "fence",
+            "lost_lock",
+            rotation_id=rotation_id,
+            details={"state": state, "error": str(exc)},
+        )
+    except AuditStoreError as unrecorded:
+        log.error("lost_lock not recorded", policy=policy, error=str(unrecorded))
     return Outcome(policy, Result.LOST_LOCK, str(exc), rotation_id=rotation_id, state=state)
 
 
