@@ -398,11 +398,15 @@ class RotationRun:
             if written is not None:
                 # The secret is in Vault, only rotator's labels are missing: not lost.
                 return written
+            why = (
+                "Vault refused it: rotator does not overwrite another writer"
+                if isinstance(exc, VaultCasConflict)
+                else f"Vault did not take it within {format_duration(window)}"
+            )
             raise SecretLost(
-                f"key {minted.key.key_id} was regenerated at the vendor, but Vault did not take "
-                f"the new secret within {format_duration(window)} ({exc}); the old secret no "
-                "longer works and the new one is gone, so consumers are down: regenerate again "
-                f"once Vault is writable: 'rotator rotate now {self.policy.name}'"
+                f"key {minted.key.key_id} was regenerated at the vendor, but {why} ({exc}); the "
+                "old secret no longer works and the new one is gone, so consumers are down: "
+                f"regenerate again once Vault is writable: 'rotator rotate now {self.policy.name}'"
             ) from None
         assert written is not None
         return written
