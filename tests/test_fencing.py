@@ -14,14 +14,19 @@ import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields, replace
+from datetime import UTC, datetime
 
 import psycopg
+import pytest
 
 from rotator.audit.connections import make_engine
+from rotator.audit.store import AuditStore, RotationRecord
 from rotator.engine.lock import advisory_lock_ids
+from rotator.errors import LockLost
 from rotator.sandbox.server import Hold
 from rotator.secret import Secret
-from tests.support.rig import Rig
+from tests.support.rig import Rig, migrate
 
 
 def _connect(database_url: str) -> psycopg.Connection[tuple[object, ...]]:
@@ -141,3 +146,32 @@ def test_the_lock_connection_uses_tcp_keepalives(pg_url: str) -> None:
 
     assert parameters["keepalives"] == "1"
     assert int(parameters["keepalives_idle"]) <= 60
+
+
+def test_a_policy_never_has_two_unfinished_rotations(database_url: str) -> None:
+    migrate(database_url)
+    store = AuditStore.open(Secret(database_url))
+    now = datetime.now(UTC)
+    first = RotationRecord(
+        **{f.name: None for f in fields(RotationRecord)}
+        | {
+            "id": "a" * 32,
+            "policy": "app",
+            "provider": "sandbox",
+            "strategy": "create_then_delete",
+            "state": "planned",
+            "emergency": False,
+            "vault_path": "apps/app",
+            "vault_field": "api_key",
+            "needs_attention": False,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+            "fence": 0,
+        }
+    )
+    store.create_rotation(first, details={})
+
+    with pytest.raises(LockLost, match="already has an unfinished rotation"):
+        store.create_rotation(replace(first, id="b" * 32), details={})
+    store.dispose()
