@@ -123,5 +123,13 @@ class LockHeld(RotatorError):
     """Another process is rotating this policy right now."""
 
 
+class LockLost(RotatorError):
+    """This process lost a policy's lock while working on it; another process may own it now."""
+
+
 class RotationFailed(RotatorError):
     """A rotation could not complete and needs attention."""
+
+
+class SecretLost(RotationFailed):
+    """A regenerated secret never reached Vault: the vendor's only working key is unknown."""

@@ -2,7 +2,8 @@
 
 The store writes one field of a secret at a time and keeps the other fields
 of that secret as they were. Every write is check-and-set against the version
-read just before, so a concurrent writer is detected, never overwritten.
+read just before, so a concurrent writer is detected, never overwritten (the
+engine stops and flags the policy).
 Which vendor key a field holds is kept in the secret's ``custom_metadata``
 under ``rotator.<field>.*`` keys; it never holds a secret value.
 """
@@ -37,6 +38,11 @@ from rotator.secret import Secret, scrub
 # Renew when less than this share of the token's lifetime is left.
 _RENEW_FRACTION = 1 / 3
 _LOOKUP_INTERVAL = 60.0
+#: What writing a secret takes: a check-and-set write of its data, then its custom_metadata.
+_WRITE_NEEDS = {
+    "data": frozenset({"read", "create", "update"}),
+    "metadata": frozenset({"read", "update"}),
+}
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,26 @@ class VaultStore:
             for kind, full in zip(("data", "metadata"), paths, strict=True)
         }
 
+    def require_writable(self, *paths: str) -> None:
+        """Raise unless the token may write each path's data and metadata (nothing is written).
+
+        Asking Vault also proves it is unsealed and the token valid: the step that would
+        change a key at the vendor runs only once its secret has somewhere to go.
+        """
+        for path in paths:
+            caps = self.capabilities(path)
+            missing = [
+                f"{kind} {' and '.join(sorted(needed - caps[kind]))}"
+                for kind, needed in _WRITE_NEEDS.items()
+                if "root" not in caps[kind] and not needed <= caps[kind]
+            ]
+            if missing:
+                raise VaultPermissionDenied(
+                    f"rotator's Vault token may not write {self.mount}/{path} (it lacks "
+                    f"{'; '.join(missing)}); nothing was changed at the vendor: grant the "
+                    "capabilities in deploy/vault/rotator-policy.hcl, then retry"
+                )
+
     def destroy(self, path: str) -> None:
         """Delete ``path`` with all its versions and metadata; already gone is fine."""
         with self._errors(path):
@@ -255,7 +281,8 @@ class VaultStore:
             if "check-and-set" in str(exc):
                 raise VaultCasConflict(
                     f"{where} was written by someone else since rotator read it "
-                    "(check-and-set failed); rotator will re-read and decide again"
+                    "(check-and-set failed); rotator never overwrites another writer: find "
+                    "out who wrote the newest version and why"
                 ) from None
             raise VaultError(f"Vault rejected the request on {where}: {_describe(exc)}") from None
         except hvac.exceptions.Forbidden as exc:

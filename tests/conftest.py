@@ -14,6 +14,7 @@ from rotator.sandbox.server import EmulatorServer
 from tests.support.contracts import ContractValidator
 from tests.support.rig import MANAGEMENT_TOKEN, Rig, contract_for, migrate, vendor_strategies
 from tests.support.servers import OpenBaoServer, PostgresServer, openbao_server, postgres_server
+from tests.support.vault_proxy import VaultProxy
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,14 @@ def postgres() -> Iterator[PostgresServer]:
 def openbao() -> Iterator[OpenBaoServer]:
     with openbao_server() as server:
         yield server
+
+
+@pytest.fixture
+def vault_proxy(openbao: OpenBaoServer) -> Iterator[VaultProxy]:
+    """A proxy in front of OpenBao that holds or fails chosen calls (``rig.vault_address``)."""
+    proxy = VaultProxy(openbao.address)
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ process while the call is held, then runs ``rotate now`` again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -69,13 +69,6 @@ CASES = [
     for vendor, strategy in vendor_strategies()
     for point in kill_points(vendor, strategy)
 ]
-
-
-@pytest.fixture
-def vault_proxy(openbao: object) -> Iterator[VaultProxy]:
-    proxy = VaultProxy(openbao.address)  # type: ignore[attr-defined]
-    yield proxy
-    proxy.stop()
 
 
 def hold_at(rig: Rig, proxy: VaultProxy, point: KillPoint) -> Hold:

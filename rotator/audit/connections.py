@@ -19,7 +19,7 @@ import os
 import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError
 
 from rotator.audit.chain import canonical_json
@@ -28,6 +28,15 @@ from rotator.secret import Secret
 #: Seconds a pooled PostgreSQL connection may sit unused before it is pinged on checkout.
 PING_AFTER_IDLE = 1.0
 _IDLE_SINCE = "rotator.idle_since"
+#: libpq TCP keepalives (unless the URL sets its own): a policy lock's connection sits idle
+#: through long vendor calls, and a peer that vanished (failover, a dropped NAT entry) is
+#: noticed within about a minute instead of the operating system's two hours.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def make_engine(url: Secret, *, workers: int = 4) -> Engine:
@@ -41,12 +50,14 @@ def make_engine(url: Secret, *, workers: int = 4) -> Engine:
         return _sqlite_engine(raw)
     # LIFO hands out the connection used last, so busy workers keep reusing warm connections
     # (no ping) and only the spare ones age past PING_AFTER_IDLE.
+    given = make_url(raw).query
     engine = create_engine(
         raw,
         pool_size=2 * workers + 2,
         max_overflow=2 * workers + 2,
         pool_use_lifo=True,
         json_serializer=canonical_json,
+        connect_args={k: v for k, v in KEEPALIVES.items() if k not in given},
     )
     _ping_when_idle(engine)
     return engine

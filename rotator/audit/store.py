@@ -18,6 +18,7 @@ than waits when another process holds it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import threading
@@ -40,7 +41,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit import migrations
 from rotator.audit.actor import current_actor
@@ -56,7 +57,7 @@ from rotator.audit.connections import make_engine
 from rotator.audit.records import TERMINAL_STATES, PolicyState
 from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
 from rotator.audit.verify import ChainReport, row_changes, verify
-from rotator.errors import AuditStoreError, RotatorError, SecretLeakError
+from rotator.errors import AuditStoreError, LockLost, RotatorError, SecretLeakError
 from rotator.log import get_logger
 from rotator.secret import Secret, scrub
 
@@ -95,6 +96,8 @@ class RotationRecord:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    #: The value this process holds; a process taking the rotation over bumps it.
+    fence: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,9 +158,18 @@ _SEAL_COLUMNS = (
     audit_events.c.mac,
 )
 _INSERT_ROTATION = insert(rotations)
-_UPDATE_ROTATION = update(rotations).where(rotations.c.id == bindparam("b_id"))
+_UPDATE_ROTATION = update(rotations).where(
+    rotations.c.id == bindparam("b_id"), rotations.c.fence == bindparam("b_fence")
+)
 _INSERT_POLICY_STATE = insert(policy_state)
 _UPDATE_POLICY_STATE = update(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
+
+
+def _fenced_off(rotation: RotationRecord) -> LockLost:
+    return LockLost(
+        f"policy {rotation.policy}: rotation {rotation.id} was taken over by another process "
+        "(this one lost the policy's lock); this process stopped and wrote nothing more"
+    )
 
 
 def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]:
@@ -220,6 +232,11 @@ class AuditStore:
                 f"the audit database refused rotator's statement ({scrub(str(exc.orig)).strip()}); "
                 "run 'rotator db upgrade' and check that rotator's database role may read and "
                 "write its tables"
+            ) from None
+        except SQLAlchemyError as exc:
+            raise AuditStoreError(
+                f"the audit database failed a statement ({type(exc.__cause__ or exc).__name__}); "
+                "check the database's log"
             ) from None
 
     @contextmanager
@@ -606,9 +623,16 @@ class AuditStore:
     def create_rotation(
         self, record: RotationRecord, *, details: Mapping[str, DetailValue]
     ) -> None:
+        """Insert a new rotation; ``LockLost`` if the policy already has an unfinished one."""
         with self.transaction() as connection:
             values = {f: getattr(record, f) for f in _ROTATION_FIELDS}
-            connection.execute(_INSERT_ROTATION, values)
+            try:
+                connection.execute(_INSERT_ROTATION, values)
+            except IntegrityError:
+                raise LockLost(
+                    f"policy {record.policy} already has an unfinished rotation: another process "
+                    "started it while this one believed it held the policy's lock"
+                ) from None
             self._note_changes(connection, "rotations", record.id, values)
             self.record_event(
                 record.policy,
@@ -618,6 +642,22 @@ class AuditStore:
                 details=details,
                 connection=connection,
             )
+
+    def claim_rotation(self, rotation: RotationRecord) -> RotationRecord:
+        """Take ``rotation`` over: bump its fence, so whoever worked on it before is fenced off.
+
+        ``LockLost`` if the fence moved since ``rotation`` was read (someone else took it).
+        """
+        with self.transaction() as connection:
+            claimed = connection.execute(
+                update(rotations)
+                .where(rotations.c.id == rotation.id, rotations.c.fence == rotation.fence)
+                .values(fence=rotation.fence + 1)
+            ).rowcount
+            if not claimed:
+                raise _fenced_off(rotation)
+            self._note_changes(connection, "rotations", rotation.id, {"fence": rotation.fence + 1})
+        return dataclasses.replace(rotation, fence=rotation.fence + 1)
 
     def update_rotation(
         self,
@@ -633,6 +673,8 @@ class AuditStore:
 
         ``policy_state`` values, when given, update the policy's row in the same
         transaction (a finished rotation moves the policy's current key with it).
+        Nothing is written, and ``LockLost`` raised, if another process has taken
+        the rotation over since ``rotation`` was claimed (its fence moved).
         """
         unknown = set(changes) - set(_ROTATION_FIELDS)
         if unknown:
@@ -641,7 +683,11 @@ class AuditStore:
             changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
         changes["updated_at"] = utcnow()
         with self.transaction() as connection:
-            connection.execute(_UPDATE_ROTATION, {"b_id": rotation.id, **changes})
+            updated = connection.execute(
+                _UPDATE_ROTATION, {"b_id": rotation.id, "b_fence": rotation.fence, **changes}
+            ).rowcount
+            if not updated:
+                raise _fenced_off(rotation)
             self._note_changes(connection, "rotations", rotation.id, changes)
             if policy_state is not None:
                 self.set_policy_state(rotation.policy, connection=connection, **policy_state)

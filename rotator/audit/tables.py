@@ -52,6 +52,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 metadata = MetaData()
 
+UNFINISHED = text("state NOT IN ('completed', 'rolled_back', 'abandoned')")
+
 EventId = BigInteger().with_variant(Integer(), "sqlite")
 
 rotations = Table(
@@ -79,7 +81,18 @@ rotations = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime),
+    #: Bumped by each process that takes the rotation over; every update names the value it
+    #: holds, so a process that lost the policy's lock finds out at its next write.
+    Column("fence", Integer, nullable=False, server_default="0"),
     Index("ix_rotations_policy_state", "policy", "state"),
+    # At most one unfinished rotation per policy, whatever a process that lost its lock does.
+    Index(
+        "ix_rotations_one_unfinished",
+        "policy",
+        unique=True,
+        postgresql_where=UNFINISHED,
+        sqlite_where=UNFINISHED,
+    ),
     Index("ix_rotations_state_next_attempt", "state", "next_attempt_at"),
 )
 

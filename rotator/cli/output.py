@@ -15,6 +15,7 @@ import click
 
 from rotator.cli.options import verbosity
 from rotator.engine.states import Outcome, Result
+from rotator.errors import RotatorError
 from rotator.timestamps import format_time
 
 _COLOURS = {
@@ -23,6 +24,7 @@ _COLOURS = {
     Result.DRY_RUN: "cyan",
     Result.NOT_DUE: None,
     Result.LOCKED: "yellow",
+    Result.LOST_LOCK: "yellow",
     Result.FAILED: "red",
     Result.ROLLED_BACK: "red",
     Result.NEEDS_ATTENTION: "red",
@@ -79,8 +81,13 @@ def run_each(
             progress = stack.enter_context(Progress(transient=True))
             task = progress.add_task("rotating", total=len(names))
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, concurrency)))
-        for future in [pool.submit(work, name) for name in names]:
-            outcome = future.result()
+        futures = [(name, pool.submit(work, name)) for name in names]
+        for name, future in futures:
+            try:
+                outcome = future.result()
+            except RotatorError as exc:
+                # One policy's failure is its own result line; the others still get theirs.
+                outcome = Outcome(name, Result.FAILED, str(exc))
             outcomes.append(outcome)
             print_outcome(outcome, as_json=as_json)
             if progress is not None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 import os
 import typing
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -465,6 +466,7 @@ def _policies(
             self_rotating=self_rotating,
         )
     _check_vault_targets_unique(raw, issues)
+    _check_key_names_distinct(policies, issues)
     return policies
 
 
@@ -528,6 +530,40 @@ def _webhooks(raw: RawConfig, policy_names: set[str], issues: _Issues) -> list[W
             )
         )
     return webhooks
+
+
+def _check_key_names_distinct(policies: dict[str, Policy], issues: _Issues) -> None:
+    """Refuse two policies on one key slot whose key names could be taken for each other's.
+
+    Rotator recognises its keys by name (``reconcile`` revokes orphans by it), so on
+    one provider account and slot no policy's name prefix, cut to the vendor's name
+    limit, may equal or begin another's.
+    """
+    slots: dict[tuple[Any, ...], list[tuple[str, str]]] = defaultdict(list)
+    for name, policy in sorted(policies.items()):
+        prefix = policy.provider_class.key_prefix(policy.selector, name)
+        slots[(policy.provider_name, policy.selector.slot())].append((name, prefix))
+    for members in slots.values():
+        for (first, first_prefix), (second, second_prefix) in combinations(members, 2):
+            if not (
+                first_prefix.startswith(second_prefix) or second_prefix.startswith(first_prefix)
+            ):
+                continue
+            policy = policies[second]
+            full = policy.selector.name_prefix or f"rotator-{second}"
+            cut = (
+                f" (cut to the vendor's {policy.provider_class.capabilities.max_name_length}"
+                "-character name limit)"
+                if full != second_prefix
+                else ""
+            )
+            issues.error(
+                ("policies", second, "key"),
+                f"its keys would be named {second_prefix}-...{cut}, and policy {first}'s "
+                f"{first_prefix}-... on the same {policy.provider_name} key slot: one "
+                "policy's keys could be taken for the other's (reconcile would revoke them). "
+                "Give each a key.name_prefix that does not begin the other's",
+            )
 
 
 def _check_vault_targets_unique(raw: RawConfig, issues: _Issues) -> None:

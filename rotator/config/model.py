@@ -88,6 +88,9 @@ class VaultConfig(_Model):
     verify_tls: bool | str = Field(default_factory=_vault_ca_from_env)
     #: Where a secret rotator generates itself waits (in this mount) until the vendor has it.
     staging_prefix: VaultPath = "rotator/staging"
+    #: How long a regenerated secret, whose predecessor is already dead, is held in memory
+    #: while its Vault write is retried before rotator gives up on it.
+    write_retry_for: Duration = timedelta(minutes=5)
 
     @model_validator(mode="after")
     def _address_known(self) -> VaultConfig:

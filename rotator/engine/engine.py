@@ -19,11 +19,18 @@ from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
 from rotator.durations import format_setting
-from rotator.engine.lock import PolicyLocks
-from rotator.engine.protocol import RotationContext, RotationRun
+from rotator.engine.lock import Lease, PolicyLocks
+from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
-from rotator.errors import ConfigError, RotationFailed, VaultError, VendorError
+from rotator.errors import (
+    ConfigError,
+    LockLost,
+    RotationFailed,
+    RotatorError,
+    VaultError,
+    VendorError,
+)
 from rotator.log import bound_log_context
 from rotator.metrics import ROTATION_DURATION, ROTATIONS, provider_labels
 from rotator.notify import Notifier
@@ -114,6 +121,21 @@ class Engine:
             return self.vault.resolve(credential)
         return credential
 
+    def _reread_credential(self, policy: Policy) -> bool:
+        """Read a ``vault:`` provider token again; True if it changed and is used from now on.
+
+        Another replica may have rotated it (a policy rotating rotator's own token).
+        """
+        credential = policy.provider_settings.token
+        if not isinstance(credential, VaultReference):
+            return False
+        fresh = self.vault.resolve(credential)
+        provider = self.provider_for(policy)
+        if fresh.reveal() == provider.token.reveal():
+            return False
+        provider.use_token(fresh)
+        return True
+
     def policy(self, name: str) -> Policy:
         try:
             return self.config.policies[name]
@@ -145,6 +167,8 @@ class Engine:
         """Run one policy's rotation and count, time and notify its outcome.
 
         Every log line of the run (the HTTP layer's retries too) carries the policy.
+        Whatever goes wrong outside a rotation's steps (the lock, the database, a vendor
+        answer while planning) is this policy's outcome too, so the other policies go on.
         """
         started = time.monotonic()
         policy = self.policy(name)
@@ -152,7 +176,14 @@ class Engine:
             bound_log_context(policy=name),
             provider_labels(policy.provider_name, policy.provider_type),
         ):
-            outcome = run()
+            try:
+                outcome = run()
+            except LockLost as exc:
+                outcome = lost_lock(name, exc, self.store)
+            except RotatorError as exc:
+                outcome = Outcome(name, Result.FAILED, str(exc))
+            except Exception as exc:  # one policy's surprise must not stop the others
+                outcome = Outcome(name, Result.FAILED, unexpected(exc, "before any rotation step"))
         if outcome.attempted and outcome.result not in (
             Result.NOT_DUE,
             Result.LOCKED,
@@ -177,12 +208,12 @@ class Engine:
         fresh key replaces the current one with no grace period.
         """
         policy = self.policy(name)
-        with self.locks.hold(name) as acquired:
-            if not acquired:
+        with self.locks.hold(name) as lease:
+            if not lease:
                 return _locked(name)
             active = self.store.active_rotation(name)
             if active is None:
-                return self._plan_and_run(policy, trigger="now", emergency=emergency)
+                return self._plan_and_run(policy, lease, trigger="now", emergency=emergency)
             in_grace = active.state == State.GRACE
             if (
                 in_grace
@@ -191,18 +222,19 @@ class Engine:
                 and self.clock() < active.grace_until
             ):
                 return _in_grace(active)
+            active = self.store.claim_rotation(active)
             if emergency:
                 active = self._make_emergency(active)
-            outcome = self._run(policy, active)
+            outcome = self._run(policy, active, lease)
             if outcome.result is not Result.COMPLETED or not emergency:
                 return outcome
-            fresh = self._plan_and_run(policy, trigger="now", emergency=True)
+            fresh = self._plan_and_run(policy, lease, trigger="now", emergency=True)
             return _emergency_after_grace(fresh, active) if in_grace else fresh
 
     def _rotate_if_due(self, name: str) -> Outcome:
         policy = self.policy(name)
-        with self.locks.hold(name) as acquired:
-            if not acquired:
+        with self.locks.hold(name) as lease:
+            if not lease:
                 return _locked(name)
             now = self.clock()
             active = self.store.active_rotation(name)
@@ -228,7 +260,7 @@ class Engine:
                         state=active.state,
                         attempted=False,
                     )
-                return self._run(policy, active)
+                return self._run(policy, self.store.claim_rotation(active), lease)
             state = self.store.policy_state(name)
             if state is not None and state.attention:
                 return Outcome(
@@ -241,7 +273,7 @@ class Engine:
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
                 return not_due(name, window)
-            return self._plan_and_run(policy, trigger="schedule", emergency=False)
+            return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
 
     def adopt(self, name: str, key_id: str | None = None) -> Outcome:
         """Record the key already in Vault as current, so rotation follows the schedule.
@@ -249,8 +281,8 @@ class Engine:
         Without adoption a policy never rotated is due at once.
         """
         policy = self.policy(name)
-        with self.locks.hold(name) as acquired:
-            if not acquired:
+        with self.locks.hold(name) as lease:
+            if not lease:
                 return _locked(name)
             active = self.store.active_rotation(name)
             if active is not None:
@@ -259,6 +291,7 @@ class Engine:
                     "finish it with 'rotator rotate now' instead of adopting"
                 )
             path = policy.vault.normalized_path
+            lease.confirm()
             current = self.vault.read(path)
             if current is None or current.field(policy.vault.field) is None:
                 raise RotationFailed(
@@ -268,6 +301,7 @@ class Engine:
             key_id = key_id or self.current_key_id(policy)
             now = self.clock()
             if key_id:
+                lease.confirm()
                 self.vault.update_metadata(
                     path,
                     {
@@ -301,11 +335,11 @@ class Engine:
 
     # -- steps shared by the entry points ----------------------------------------
 
-    def _run(self, policy: Policy, rotation: RotationRecord) -> Outcome:
+    def _run(self, policy: Policy, rotation: RotationRecord, lease: Lease) -> Outcome:
         with bound_log_context(rotation_id=rotation.id):
-            return self._drive(policy, rotation)
+            return self._drive(policy, rotation, lease)
 
-    def _drive(self, policy: Policy, rotation: RotationRecord) -> Outcome:
+    def _drive(self, policy: Policy, rotation: RotationRecord, lease: Lease) -> Outcome:
         self.vault.renew_if_needed()
         context = RotationContext(
             policy=policy,
@@ -314,16 +348,23 @@ class Engine:
             store=self.store,
             clock=self.clock,
             max_attempts=self.max_attempts,
+            lease=lease,
+            reread_credential=lambda: self._reread_credential(policy),
         )
         return RotationRun(context, rotation).run()
 
-    def _plan_and_run(self, policy: Policy, *, trigger: str, emergency: bool) -> Outcome:
+    def _plan_and_run(
+        self, policy: Policy, lease: Lease, *, trigger: str, emergency: bool
+    ) -> Outcome:
         try:
+            lease.confirm()
             rotation = self._plan(policy, trigger=trigger, emergency=emergency)
+        except LockLost as exc:
+            return lost_lock(policy.name, exc, self.store)
         except (VendorError, VaultError, RotationFailed) as exc:
             # Nothing was changed yet: report it, and let the other policies go on.
             return Outcome(policy.name, Result.FAILED, f"not started: {exc}")
-        return self._run(policy, rotation)
+        return self._run(policy, rotation, lease)
 
     def _make_emergency(self, rotation: RotationRecord) -> RotationRecord:
         changes: dict[str, Any] = {"emergency": True}
@@ -338,15 +379,33 @@ class Engine:
         )
 
     def current_key_id(self, policy: Policy, *, read_vault: bool = True) -> str | None:
-        """The key the policy's Vault secret holds now, as far as rotator knows it."""
+        """The key the policy's Vault secret holds now, as far as rotator knows it.
+
+        The key found here is the one revoked after the rotation, so Vault's
+        custom_metadata (which anyone with metadata write may set) only counts when
+        it names a rotation in rotator's own database that made that very key.
+        """
         state = self.store.policy_state(policy.name)
         if state and state.current_key_id:
             return state.current_key_id
         configured = self.provider_for(policy).configured_key_id(policy.selector)
         if configured or not read_vault:
             return configured
+        field = policy.vault.field
         metadata = self.vault.custom_metadata(policy.vault.normalized_path)
-        return metadata.get(metadata_key(policy.vault.field, "key_id")) or None
+        key_id = metadata.get(metadata_key(field, "key_id")) or None
+        if key_id is None:
+            return None
+        made_by = self.store.rotation(metadata.get(metadata_key(field, "rotation_id")) or "")
+        if made_by is None or made_by.policy != policy.name or made_by.new_key_id != key_id:
+            raise RotationFailed(
+                f"policy {policy.name}: Vault's custom_metadata at "
+                f"{self.config.vault.mount}/{policy.vault.normalized_path} names key {key_id}, "
+                "but no rotation in rotator's database made that key, so it does not decide "
+                f"which key is revoked. Name the key in Vault: 'rotator adopt {policy.name} "
+                "--key-id ID', or put its id in the policy's key: selector"
+            )
+        return key_id
 
     def _plan(self, policy: Policy, *, trigger: str, emergency: bool) -> RotationRecord:
         """Step 1: a fresh rotation row, state ``planned``, written under the lock."""
@@ -422,6 +481,8 @@ class Engine:
         if active is None or active.state in (State.PLANNED, State.MINTING, State.MINTED):
             name_hint = provider.key_name(selector, name, "<rot-id>")
             calls += [
+                f"vault: check the token may write {path} and its metadata "
+                "(sys/capabilities-self); stop here if not",
                 provider.describe_call("regenerate", selector, old_label)
                 if regenerate
                 else provider.describe_call("create", selector, name_hint),

@@ -63,6 +63,27 @@ def inspect_policy(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
         return SlotReport(policy.name, error=str(exc))
 
 
+def _held_by_other_policies(engine: Engine, policy: Policy) -> tuple[set[str | None], set[str]]:
+    """Key ids every other policy holds (current, configured, in flight), and the names of
+    keys their unfinished rotations are making: never an orphan of ``policy``, whatever
+    their names say (a prefix changed since, or two policies whose names collide)."""
+    ids: set[str | None] = {
+        state.current_key_id
+        for name, state in engine.store.all_policy_states().items()
+        if name != policy.name
+    }
+    names: set[str] = set()
+    for rotation in engine.store.unfinished_rotations():
+        if rotation.policy != policy.name:
+            ids |= {rotation.old_key_id, rotation.new_key_id}
+            if rotation.new_key_name:
+                names.add(rotation.new_key_name)
+    for other in engine.config.policies.values():
+        if other.name != policy.name and other.provider_name == policy.provider_name:
+            ids.add(engine.provider_for(other).configured_key_id(other.selector))
+    return ids, names
+
+
 def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
     provider = engine.provider_for(policy)
     keys = provider.list_keys(policy.selector)
@@ -77,7 +98,8 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
     )
     state = engine.store.policy_state(policy.name)
     active = engine.store.active_rotation(policy.name)
-    referenced = {vault_key_id, state.current_key_id if state else None}
+    referenced, others_in_flight = _held_by_other_policies(engine, policy)
+    referenced |= {vault_key_id, state.current_key_id if state else None}
     referenced |= {provider.configured_key_id(policy.selector)}
     if active is not None:
         referenced |= {active.old_key_id, active.new_key_id}
@@ -94,6 +116,8 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
     for key in keys:
         if key.key_id in referenced or (in_flight_name and key.name == in_flight_name):
             continue
+        if key.name in others_in_flight:
+            continue  # another policy's rotation is minting it: that one decides
         if provider.is_ours(policy.selector, policy.name, key):
             orphans.append(key)
         elif owner := _other_owner(engine, policy, key):

@@ -2,8 +2,17 @@
 
 On PostgreSQL a session-level advisory lock is held by a dedicated connection
 for the whole time a policy is worked on; if the process dies, the server
-closes the connection and the lock is free again. On SQLite (one machine), an
-exclusive ``flock`` on a file beside the database does the same.
+closes the connection and the lock is free again. The session can also end
+while the holder is still busy (a failover, a pooler, an idle kill,
+``pg_terminate_backend``): then another process may take the policy. So the
+holder re-checks its ``Lease`` before every vendor and Vault call; a lock that
+is gone is taken again if it is free, and otherwise the holder stops
+(``LockLost``). The rotation row's fence (see ``AuditStore.claim_rotation``)
+catches what happens between that check and the next database write.
+
+On SQLite (one host) an exclusive ``flock`` on a file beside the database does
+the same; it lasts as long as the process keeps the file open, so it cannot be
+lost while held, and it only excludes processes on the same host.
 """
 
 from __future__ import annotations
@@ -16,12 +25,120 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from rotator.errors import LockLost
+from rotator.log import get_logger
+
+log = get_logger("rotator.lock")
+
+_HELD = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = pg_backend_pid() AND classid = :classid AND objid = :objid AND objsubid = 1)"
+)
 
 
 def _lock_key(policy: str) -> int:
     digest = hashlib.sha256(f"rotator:policy:{policy}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def advisory_lock_ids(policy: str) -> tuple[int, int]:
+    """``policy``'s lock as ``pg_locks`` shows it: (classid, objid), the key's two halves."""
+    key = _lock_key(policy) & 0xFFFFFFFFFFFFFFFF
+    return key >> 32, key & 0xFFFFFFFF
+
+
+class Lease:
+    """This process's hold on one policy's lock; false when the lock was not acquired."""
+
+    def __init__(self, policy: str, *, acquired: bool) -> None:
+        self.policy = policy
+        self.acquired = acquired
+
+    def __bool__(self) -> bool:
+        return self.acquired
+
+    def confirm(self) -> bool:
+        """Raise ``LockLost`` unless the lock is still (or again) ours; True if taken again.
+
+        Taken again means the lock was free for a while: the caller must re-claim its
+        rotation's fence before acting, since another process may have worked meanwhile.
+        """
+        return False
+
+
+class _PostgresLease(Lease):
+    def __init__(self, policy: str, engine: Engine) -> None:
+        super().__init__(policy, acquired=False)
+        self._engine = engine
+        self._key = _lock_key(policy)
+        self._ids = dict(zip(("classid", "objid"), advisory_lock_ids(policy), strict=True))
+        self._connection: Connection | None = None
+        self.acquired = self._take()
+
+    def _take(self) -> bool:
+        connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            taken = bool(
+                connection.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}
+                ).scalar()
+            )
+        except BaseException:
+            connection.close()
+            raise
+        if not taken:
+            connection.close()
+            return False
+        self._connection = connection
+        return True
+
+    def confirm(self) -> bool:
+        assert self._connection is not None
+        try:
+            if self._connection.execute(_HELD, self._ids).scalar():
+                return False
+        except DBAPIError:
+            pass  # the session is gone, and the lock with it
+        self._drop()
+        try:
+            retaken = self._take()
+        except DBAPIError as exc:
+            raise self._lost(
+                f"cannot reach the database to take it again ({type(exc).__name__})"
+            ) from None
+        if not retaken:
+            raise self._lost("another process holds it now")
+        log.warning("policy lock taken again", policy=self.policy)
+        return True
+
+    def _lost(self, why: str) -> LockLost:
+        return LockLost(
+            f"policy {self.policy}: this process lost its lock (its database session ended: "
+            f"failover, pooler or idle kill) and {why}; it stopped before its next call"
+        )
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.invalidate()
+                connection.close()
+            except DBAPIError:
+                pass
+
+    def release(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            self._connection.close()
+        except DBAPIError:
+            # The session already ended, and its lock with it.
+            self._drop()
+        self._connection = None
 
 
 class PolicyLocks:
@@ -33,8 +150,8 @@ class PolicyLocks:
         self._held: set[str] = set()
 
     @contextmanager
-    def hold(self, policy: str) -> Iterator[bool]:
-        """Yield True while this process holds ``policy``'s lock, False if someone else does."""
+    def hold(self, policy: str) -> Iterator[Lease]:
+        """Yield a true ``Lease`` while this process holds ``policy``'s lock, false if not."""
         with self._local:
             if policy in self._held:
                 acquired_here = False
@@ -42,15 +159,15 @@ class PolicyLocks:
                 self._held.add(policy)
                 acquired_here = True
         if not acquired_here:
-            yield False
+            yield Lease(policy, acquired=False)
             return
         try:
             if self._engine.dialect.name == "postgresql":
-                with self._postgres(policy) as acquired:
-                    yield acquired
+                with self._postgres(policy) as lease:
+                    yield lease
             else:
-                with self._file(policy) as acquired:
-                    yield acquired
+                with self._file(policy) as lease:
+                    yield lease
         finally:
             with self._local:
                 self._held.discard(policy)
@@ -82,20 +199,15 @@ class PolicyLocks:
             return not acquired
 
     @contextmanager
-    def _postgres(self, policy: str) -> Iterator[bool]:
-        key = _lock_key(policy)
-        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            acquired = bool(
-                conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            )
-            try:
-                yield acquired
-            finally:
-                if acquired:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    def _postgres(self, policy: str) -> Iterator[Lease]:
+        lease = _PostgresLease(policy, self._engine)
+        try:
+            yield lease
+        finally:
+            lease.release()
 
     @contextmanager
-    def _file(self, policy: str) -> Iterator[bool]:
+    def _file(self, policy: str) -> Iterator[Lease]:
         database = self._engine.url.database
         base = Path(database) if database and database != ":memory:" else Path("rotator-memory")
         directory = base.with_name(base.name + ".locks")
@@ -106,10 +218,10 @@ class PolicyLocks:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield False
+                yield Lease(policy, acquired=False)
                 return
             try:
-                yield True
+                yield Lease(policy, acquired=True)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:

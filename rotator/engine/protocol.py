@@ -14,6 +14,14 @@ the rotation or rolls it back:
 - killed after storing: verification continues; killed in grace or while
   revoking: the revoke continues.
 
+A regenerate kills the old secret at once, so its new secret goes to Vault
+before the database hears of it (Vault's labels on the version say whose it
+is) and is held in memory while the Vault write is retried.
+
+Every vendor and Vault call is preceded by a check that this process still
+holds the policy's lock, and every row update is fenced: a process that lost
+the policy to another stops (``lost_lock``) and writes nothing more.
+
 The old key is only revoked once the new one is verified in Vault.
 """
 
@@ -28,11 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
+from rotator.durations import format_duration
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
+    AuditStoreError,
+    LockLost,
     RotationFailed,
     RotatorError,
+    SecretLost,
     VaultCasConflict,
+    VaultError,
+    VendorAuthError,
     VendorConflict,
     VendorRateLimited,
 )
@@ -43,16 +57,20 @@ from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
 
 if TYPE_CHECKING:
+    from rotator.engine.lock import Lease
     from rotator.vault import VaultStore
 
 log = get_logger("rotator.engine")
-
-MAX_CAS_RETRIES = 3
 
 
 def fingerprint(rotation_id: str, secret: Secret) -> str:
     """A salted SHA-256 of ``secret``: recognises our own Vault write, reveals nothing."""
     return hashlib.sha256(f"{rotation_id}:{secret.reveal()}".encode()).hexdigest()
+
+
+def _vault_may_recover(exc: Exception) -> bool:
+    """Worth another try: Vault sealed, unreachable, refusing or failing; not a conflict."""
+    return isinstance(exc, VaultError) and not isinstance(exc, VaultCasConflict)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -69,6 +87,38 @@ class RotationContext:
     store: AuditStore
     clock: Callable[[], datetime]
     max_attempts: int
+    lease: Lease
+    #: After a 401: re-read the provider's ``vault:`` token; whether it changed (and is used).
+    reread_credential: Callable[[], bool]
+
+
+def unexpected(exc: Exception, where: str) -> str:
+    """Words for an exception rotator did not foresee: its type only, since its text may
+    quote vendor data (a secret, even)."""
+    return (
+        f"unexpected {type(exc).__module__}.{type(exc).__qualname__} {where} (its text is "
+        "withheld: it may quote vendor data; this is a bug or an answer rotator cannot read)"
+    )
+
+
+def lost_lock(
+    policy: str, exc: LockLost, store: AuditStore, rotation: RotationRecord | None = None
+) -> Outcome:
+    """Stop: another process may own the policy now. Only an event is written, no row."""
+    state = rotation.state if rotation else None
+    rotation_id = rotation.id if rotation else None
+    log.warning("policy lock lost", policy=policy, rotation_id=rotation_id, error=str(exc))
+    try:
+        store.record_event(
+            policy,
+            "fence",
+            "lost_lock",
+            rotation_id=rotation_id,
+            details={"state": state, "error": str(exc)},
+        )
+    except AuditStoreError as unrecorded:
+        log.error("lost_lock not recorded", policy=policy, error=str(unrecorded))
+    return Outcome(policy, Result.LOST_LOCK, str(exc), rotation_id=rotation_id, state=state)
 
 
 class RotationRun:
@@ -94,15 +144,53 @@ class RotationRun:
             State.GRACE: self.revoke,
             State.ROLLING_BACK: self.roll_back,
         }
+        credential_reread = False
+        while True:
+            try:
+                while self.rotation.state in steps:
+                    before = (self.rotation.state, self.rotation.updated_at)
+                    steps[State(self.rotation.state)]()
+                    if (self.rotation.state, self.rotation.updated_at) == before:
+                        break  # the step decided to wait (grace not over)
+            except LockLost as exc:
+                return self._lost_lock(exc)
+            except VendorAuthError as exc:
+                # Another replica may have rotated the provider's own token: read it again, once.
+                if exc.status == 401 and not credential_reread and self.ctx.reread_credential():
+                    credential_reread = True
+                    continue
+                return self._failed_or_lost(exc)
+            except Exception as exc:  # whatever went wrong, this attempt failed
+                return self._failed_or_lost(exc)
+            return self._outcome()
+
+    def _failed_or_lost(self, exc: Exception) -> Outcome:
         try:
-            while self.rotation.state in steps:
-                before = (self.rotation.state, self.rotation.updated_at)
-                steps[State(self.rotation.state)]()
-                if (self.rotation.state, self.rotation.updated_at) == before:
-                    break  # the step decided to wait (grace not over)
-        except RotatorError as exc:
             return self._failed(exc)
-        return self._outcome()
+        except LockLost as lost:
+            return self._lost_lock(lost)
+
+    def _lost_lock(self, exc: LockLost) -> Outcome:
+        return lost_lock(self.policy.name, exc, self.ctx.store, self.rotation)
+
+    # -- the lock, re-checked before every vendor and Vault call -----------------
+
+    @property
+    def vendor(self) -> Provider[Any, Any]:
+        """The provider, once this process is known to still hold the policy."""
+        self._confirm_lease()
+        return self.ctx.provider
+
+    @property
+    def vault(self) -> VaultStore:
+        """The Vault store, once this process is known to still hold the policy."""
+        self._confirm_lease()
+        return self.ctx.vault
+
+    def _confirm_lease(self) -> None:
+        if self.ctx.lease.confirm():
+            # The lock was free for a while: go on only if nobody took the rotation meanwhile.
+            self.rotation = self.ctx.store.claim_rotation(self.rotation)
 
     def _outcome(self) -> Outcome:
         r = self.rotation
@@ -133,19 +221,37 @@ class RotationRun:
         )
 
     def _failed(self, exc: Exception) -> Outcome:
+        """Count a failed attempt, back off, flag after too many; the outcome is always returned.
+
+        Any exception counts, not only rotator's own: an unexpected one (a vendor's
+        answer no parser foresaw, a bug) is named by its type only, since its text may
+        quote vendor data.
+        """
         attempts = self.rotation.attempts + 1
-        attention = attempts >= self.ctx.max_attempts
-        message = str(exc)
-        self._advance(
-            self.rotation.state,
-            step="attention" if attention else "retry",
-            outcome="failed",
-            details={"error": message, "error_type": type(exc).__name__, "attempts": attempts},
-            attempts=attempts,
-            last_error=message,
-            needs_attention=attention,
-            next_attempt_at=self._next_attempt(exc, attempts),
+        # Repeating a rotation that lost its secret would regenerate again: a person decides.
+        # Nor is another writer's Vault version ever overwritten by retrying.
+        attention = attempts >= self.ctx.max_attempts or isinstance(
+            exc, SecretLost | VaultCasConflict
         )
+        if isinstance(exc, RotatorError):
+            message = str(exc)
+        else:
+            message = unexpected(exc, f"in state {self.rotation.state}")
+            message += "; counted as a failed attempt and retried with backoff"
+        try:
+            self._advance(
+                self.rotation.state,
+                step="attention" if attention else "retry",
+                outcome="failed",
+                details={"error": message, "error_type": type(exc).__name__, "attempts": attempts},
+                attempts=attempts,
+                last_error=message,
+                needs_attention=attention,
+                next_attempt_at=self._next_attempt(exc, attempts),
+            )
+        except AuditStoreError as unrecorded:
+            # The state written before the failing step stands; the next run resumes from it.
+            message = f"{message}; the audit database could not record it either ({unrecorded})"
         log.error(
             "rotation step failed",
             policy=self.policy.name,
@@ -165,9 +271,14 @@ class RotationRun:
 
     def _next_attempt(self, exc: Exception, attempts: int) -> datetime:
         """The backoff for ``attempts``, but never before a vendor said its budget resets."""
-        after_backoff = self.ctx.clock() + retry_delay(attempts)
-        if isinstance(exc, VendorRateLimited) and exc.retry_at is not None:
+        now = self.ctx.clock()
+        after_backoff = now + retry_delay(attempts)
+        if not isinstance(exc, VendorRateLimited):
+            return after_backoff
+        if exc.retry_at is not None:
             return max(after_backoff, exc.retry_at)
+        if exc.retry_after is not None:
+            return max(after_backoff, now + timedelta(seconds=exc.retry_after))
         return after_backoff
 
     def _advance(
@@ -200,9 +311,16 @@ class RotationRun:
     # -- mint -----------------------------------------------------------------
 
     def mint(self) -> None:
-        """Ask the vendor for the new key; the intent is on record before the call."""
+        """Ask the vendor for the new key; the intent is on record before the call.
+
+        Vault is asked first whether the new secret could be stored (unsealed, token
+        valid, the policy's path and metadata writable): if not, nothing happens at the
+        vendor.
+        """
         r = self.rotation
         regenerate = r.strategy == Strategy.REGENERATE
+        staging = [self._staging_path] if self._caller_chooses else []
+        self.vault.require_writable(self._path, *staging)
         self._advance(
             State.MINTING,
             step="mint",
@@ -213,15 +331,13 @@ class RotationRun:
                 "key_name": None if regenerate else r.new_key_name,
             },
         )
-        provider = self.ctx.provider
         if regenerate:
-            assert r.old_key_id is not None
-            self._minted(provider.regenerate_key(self.selector, r.old_key_id))
+            self._regenerate()
             return
         assert r.new_key_name is not None
         chosen = self._staged_secret() if self._caller_chooses else None
         try:
-            minted = provider.create_key(
+            minted = self.vendor.create_key(
                 self.selector, r.new_key_name, chosen, replacing=r.old_key_id
             )
         except VendorConflict:
@@ -231,6 +347,87 @@ class RotationRun:
                 raise
             minted = MintedKey(found[0], chosen)
         self._minted(minted)
+
+    def _regenerate(self) -> None:
+        """Regenerate in place: the old secret dies at the vendor, the new one is all there is.
+
+        So it goes to Vault before the database hears of it, and its Vault write is
+        retried while it is held in memory (``vault.write_retry_for``): an outage of
+        Vault or of the audit database must not cost the only working secret.
+        """
+        r = self.rotation
+        assert r.old_key_id is not None
+        minted = self.vendor.regenerate_key(self.selector, r.old_key_id)
+        self._learn_secret(minted.secret)
+        try:
+            # Recorded first when possible: the fingerprint recognises the Vault write later.
+            self._minted(minted)
+            self._advance(
+                State.MINTED,
+                step="store",
+                outcome="started",
+                details={
+                    "vault_path": self._path,
+                    "retried_for": format_duration(self.ctx.vault.config.write_retry_for),
+                },
+            )
+            recorded = True
+        except AuditStoreError as exc:
+            log.error(
+                "audit database failed after a regenerate; storing the secret in Vault first",
+                policy=self.policy.name,
+                rotation_id=r.id,
+                error=str(exc),
+            )
+            recorded = False
+        base, version = self._write_while_held(minted)
+        if not recorded:
+            self._minted(minted)
+        self._record_stored(version, vault_base_version=base)
+
+    def _write_while_held(self, minted: MintedKey) -> tuple[int, int]:
+        """Store a regenerated secret and label it; (base version, new version).
+
+        Any Vault failure but a conflicting write is retried with backoff until
+        ``vault.write_retry_for`` has passed; then the secret is lost (``SecretLost``).
+        """
+        import stamina
+
+        window = self.ctx.vault.config.write_retry_for
+        written: tuple[int, int] | None = None
+        try:
+            for attempt in stamina.retry_context(
+                on=_vault_may_recover,
+                attempts=None if window else 1,
+                timeout=window.total_seconds() or None,
+                wait_initial=0.5,
+                wait_max=15.0,
+            ):
+                with attempt:
+                    if written is None:
+                        base = self.vault.current_version(self._path)
+                        field = self.rotation.vault_field
+                        written = (
+                            base,
+                            self.vault.write_field(self._path, field, minted.secret, cas=base),
+                        )
+                    self._label(written[1], minted.key.key_id)
+        except VaultError as exc:
+            if written is not None:
+                # The secret is in Vault, only rotator's labels are missing: not lost.
+                return written
+            why = (
+                "Vault refused it: rotator does not overwrite another writer"
+                if isinstance(exc, VaultCasConflict)
+                else f"Vault did not take it within {format_duration(window)}"
+            )
+            raise SecretLost(
+                f"key {minted.key.key_id} was regenerated at the vendor, but {why} ({exc}); the "
+                "old secret no longer works and the new one is gone, so consumers are down: "
+                f"regenerate again once Vault is writable: 'rotator rotate now {self.policy.name}'"
+            ) from None
+        assert written is not None
+        return written
 
     def _minted(self, minted: MintedKey) -> None:
         self._learn_secret(minted.secret)
@@ -255,13 +452,15 @@ class RotationRun:
         lost: a key bearing this rotation's name is adopted instead.
         """
         r = self.rotation
+        if r.strategy == Strategy.REGENERATE and self._adopt_stored_regeneration():
+            return
         if r.strategy != Strategy.REGENERATE:
             staged = self._read_staged() if self._caller_chooses else None
             for key in self._keys_named(r.new_key_name):
                 if staged is not None:
                     self._minted(MintedKey(key, staged))
                     return
-                self.ctx.provider.revoke_key(self.selector, key.key_id)
+                self.vendor.revoke_key(self.selector, key.key_id)
                 self._advance(
                     State.MINTING,
                     step="recover",
@@ -269,6 +468,29 @@ class RotationRun:
                     details={"key_id": key.key_id, "reason": "secret lost in an interrupted mint"},
                 )
         self.mint()
+
+    def _adopt_stored_regeneration(self) -> bool:
+        """Whether Vault's current version is this rotation's regenerated secret, now recorded.
+
+        A regenerated secret reaches Vault before the database: if the database write
+        failed, Vault's labels (this rotation's id on the current version) say so.
+        """
+        r = self.rotation
+        current = self.vault.read(self._path)
+        if current is None:
+            return False
+        labels = current.custom_metadata
+        value = current.field(r.vault_field)
+        if (
+            value is None
+            or labels.get(metadata_key(r.vault_field, "rotation_id")) != r.id
+            or labels.get(metadata_key(r.vault_field, "version")) != str(current.version)
+        ):
+            return False
+        assert r.old_key_id is not None
+        self._minted(MintedKey(VendorKey(key_id=r.old_key_id), value))
+        self._record_stored(current.version)
+        return True
 
     # -- staging (vendors that accept a secret chosen by rotator) ---------------
 
@@ -282,7 +504,7 @@ class RotationRun:
         return f"{prefix}/{self.policy.name}"
 
     def _read_staged(self) -> Secret | None:
-        staged = self.ctx.vault.read(self._staging_path)
+        staged = self.vault.read(self._staging_path)
         if staged is None or staged.custom_metadata.get("rotation_id") != self.rotation.id:
             return None
         return staged.field("secret")
@@ -294,8 +516,8 @@ class RotationRun:
             return staged
         secret = self.ctx.provider.generate_secret()
         path = self._staging_path
-        self.ctx.vault.write_field(path, "secret", secret, cas=self.ctx.vault.current_version(path))
-        self.ctx.vault.update_metadata(path, {"rotation_id": self.rotation.id})
+        self.vault.write_field(path, "secret", secret, cas=self.vault.current_version(path))
+        self.vault.update_metadata(path, {"rotation_id": self.rotation.id})
         self._advance(
             State.MINTING,
             step="stage",
@@ -306,10 +528,10 @@ class RotationRun:
 
     def _discard_staged(self) -> None:
         if self._caller_chooses:
-            self.ctx.vault.destroy(self._staging_path)
+            self.vault.destroy(self._staging_path)
 
     def _keys_named(self, name: str | None) -> list[VendorKey]:
-        return [k for k in self.ctx.provider.list_keys(self.selector) if name and k.name == name]
+        return [k for k in self.vendor.list_keys(self.selector) if name and k.name == name]
 
     # -- store ----------------------------------------------------------------
 
@@ -318,7 +540,7 @@ class RotationRun:
             self.store(self._secret)
             return
         r = self.rotation
-        current = self.ctx.vault.read(self._path)
+        current = self.vault.read(self._path)
         value = current.field(r.vault_field) if current else None
         if current and value and fingerprint(r.id, value) == r.new_secret_fingerprint:
             self._learn_secret(value)
@@ -331,7 +553,7 @@ class RotationRun:
             return
         # The Vault write never happened and the secret is gone: this key is an orphan.
         if r.strategy != Strategy.REGENERATE and r.new_key_id:
-            self.ctx.provider.revoke_key(self.selector, r.new_key_id)
+            self.vendor.revoke_key(self.selector, r.new_key_id)
             self._advance(
                 State.PLANNED,
                 step="recover",
@@ -349,48 +571,58 @@ class RotationRun:
             )
 
     def store(self, secret: Secret) -> None:
-        """Write the new secret as a new Vault version, check-and-set on the version read."""
-        for attempt in range(1, MAX_CAS_RETRIES + 1):
-            base = self.ctx.vault.current_version(self._path)
-            self._advance(
-                State.MINTED,
-                step="store",
-                outcome="started",
-                details={"vault_path": self._path, "cas": base},
-                vault_base_version=base,
+        """Write the new secret as a new Vault version, check-and-set on the version read.
+
+        A conflict means someone else wrote the secret meanwhile: that is drift, and
+        is never overwritten. The rotation stops, flagged for a person.
+        """
+        base = self.vault.current_version(self._path)
+        self._advance(
+            State.MINTED,
+            step="store",
+            outcome="started",
+            details={"vault_path": self._path, "cas": base},
+            vault_base_version=base,
+        )
+        try:
+            version = self.vault.write_field(
+                self._path, self.rotation.vault_field, secret, cas=base
             )
-            try:
-                version = self.ctx.vault.write_field(
-                    self._path, self.rotation.vault_field, secret, cas=base
-                )
-            except VaultCasConflict:
-                if attempt == MAX_CAS_RETRIES:
-                    raise
-                self._advance(State.MINTED, step="store", outcome="conflict", details={"cas": base})
-                continue
-            self._stored(version)
-            return
+        except VaultCasConflict as exc:
+            raise VaultCasConflict(
+                f"{exc}; then run 'rotator rotate now {self.policy.name}' (the unstored new "
+                "key is revoked and a fresh one minted)"
+            ) from None
+        self._stored(version)
 
     def _stored(self, version: int) -> None:
+        self._label(version, self.rotation.new_key_id)
+        self._record_stored(version)
+
+    def _label(self, version: int, key_id: str | None) -> None:
+        """Record in the secret's custom_metadata which key and rotation ``version`` holds."""
         r = self.rotation
-        now = self.ctx.clock()
         field = r.vault_field
-        self.ctx.vault.update_metadata(
+        self.vault.update_metadata(
             self._path,
             {
-                metadata_key(field, "key_id"): r.new_key_id or "",
+                metadata_key(field, "key_id"): key_id or "",
                 metadata_key(field, "rotation_id"): r.id,
-                metadata_key(field, "rotated_at"): now.isoformat(),
+                metadata_key(field, "rotated_at"): self.ctx.clock().isoformat(),
                 metadata_key(field, "version"): str(version),
                 metadata_key(field, "policy"): r.policy,
             },
         )
+
+    def _record_stored(self, version: int, **changes: Any) -> None:
+        r = self.rotation
         self._advance(
             State.STORED,
             step="store",
             outcome="succeeded",
             details={"vault_path": self._path, "vault_version": version, "key_id": r.new_key_id},
             vault_version=version,
+            **changes,
         )
         self._discard_staged()
 
@@ -401,7 +633,7 @@ class RotationRun:
     def _new_secret(self) -> Secret:
         if self._secret is not None:
             return self._secret
-        stored = self.ctx.vault.read(self._path, version=self.rotation.vault_version)
+        stored = self.vault.read(self._path, version=self.rotation.vault_version)
         value = stored.field(self.rotation.vault_field) if stored else None
         if value is None:
             raise RotationFailed(
@@ -427,7 +659,7 @@ class RotationRun:
             return
         assert r.new_key_id is not None
         minted = MintedKey(VendorKey(key_id=r.new_key_id, name=r.new_key_name), self._new_secret())
-        if self.ctx.provider.verify_key(self.selector, minted):
+        if self.vendor.verify_key(self.selector, minted):
             self._advance(
                 State.VERIFIED,
                 step="verify",
@@ -451,24 +683,30 @@ class RotationRun:
     def roll_back(self) -> None:
         """Restore the previous Vault version as current and revoke the new key."""
         r = self.rotation
-        current_version = self.ctx.vault.current_version(self._path)
+        current_version = self.vault.current_version(self._path)
         restored: int | None = None
-        if current_version == r.vault_version and r.vault_base_version:
-            previous = self.ctx.vault.read(self._path, version=r.vault_base_version)
-            old_value = previous.field(r.vault_field) if previous else None
-            if old_value is not None:
-                restored = self.ctx.vault.write_field(
-                    self._path, r.vault_field, old_value, cas=current_version
-                )
-                self.ctx.vault.update_metadata(
-                    self._path,
-                    {
-                        metadata_key(r.vault_field, "key_id"): r.old_key_id or "",
-                        metadata_key(r.vault_field, "version"): str(restored),
-                    },
-                )
+        previous = (
+            self.vault.read(self._path, version=r.vault_base_version)
+            if r.vault_base_version
+            else None
+        )
+        old_value = previous.field(r.vault_field) if previous else None
+        if old_value is not None and self.policy.self_rotating:
+            # Rotator's own token goes back to the old key: the new one is revoked next.
+            self.ctx.provider.use_token(old_value)
+        if current_version == r.vault_version and old_value is not None:
+            restored = self.vault.write_field(
+                self._path, r.vault_field, old_value, cas=current_version
+            )
+            self.vault.update_metadata(
+                self._path,
+                {
+                    metadata_key(r.vault_field, "key_id"): r.old_key_id or "",
+                    metadata_key(r.vault_field, "version"): str(restored),
+                },
+            )
         if r.new_key_id:
-            self.ctx.provider.revoke_key(self.selector, r.new_key_id)
+            self.vendor.revoke_key(self.selector, r.new_key_id)
         self._discard_staged()
         self._advance(
             State.ROLLED_BACK,
@@ -494,7 +732,7 @@ class RotationRun:
             return
         grace = timedelta(0) if r.emergency else self.policy.grace_period
         grace_until = self.ctx.clock() + grace
-        self.ctx.provider.prepare_grace(self.selector, r.old_key_id, grace_until)
+        self.vendor.prepare_grace(self.selector, r.old_key_id, grace_until)
         self._advance(
             State.GRACE,
             step="grace",
@@ -513,7 +751,7 @@ class RotationRun:
         self._advance(
             State.GRACE, step="revoke", outcome="started", details={"key_id": r.old_key_id}
         )
-        self.ctx.provider.revoke_key(self.selector, r.old_key_id)
+        self.vendor.revoke_key(self.selector, r.old_key_id)
         self.finish(f"old key {r.old_key_id} revoked")
 
     def finish(self, note: str) -> None:

@@ -33,11 +33,12 @@ def revocable_orphans(policy: Policy, report: SlotReport, now: datetime) -> list
 def revoke_orphans(engine: Engine, policy: Policy, keys: list[VendorKey]) -> list[str]:
     """Revoke ``keys`` under the policy's lock; returns the ids revoked."""
     revoked: list[str] = []
-    with engine.locks.hold(policy.name) as acquired:
-        if not acquired:
+    with engine.locks.hold(policy.name) as lease:
+        if not lease:
             return revoked
         provider = engine.provider_for(policy)
         for key in keys:
+            lease.confirm()
             provider.revoke_key(policy.selector, key.key_id)
             engine.store.record_event(
                 policy.name,

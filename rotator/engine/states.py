@@ -31,6 +31,7 @@ class Result(StrEnum):
     FAILED = "failed"  # will be retried with backoff
     NEEDS_ATTENTION = "needs_attention"
     LOCKED = "locked"  # another process is rotating this policy
+    LOST_LOCK = "lost_lock"  # this process lost the policy's lock mid-way and stopped
     NOT_DUE = "not_due"
     DRY_RUN = "dry_run"
     IN_GRACE = "in_grace"  # rotate now found a rotation in grace: no new key was made
@@ -38,7 +39,12 @@ class Result(StrEnum):
 
     @property
     def is_failure(self) -> bool:
-        return self in (Result.ROLLED_BACK, Result.FAILED, Result.NEEDS_ATTENTION)
+        return self in (
+            Result.ROLLED_BACK,
+            Result.FAILED,
+            Result.NEEDS_ATTENTION,
+            Result.LOST_LOCK,
+        )
 
 
 @dataclass(frozen=True)

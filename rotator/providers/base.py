@@ -87,6 +87,16 @@ class KeySelector(BaseModel):
         default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
     )
 
+    #: Fields that pick a key inside the slot or shape new keys, rather than name the slot.
+    NOT_SLOT: ClassVar[frozenset[str]] = frozenset({"name_prefix"})
+
+    def slot(self) -> tuple[tuple[str, str], ...]:
+        """What names the key slot (an agent, a user, an account): policies with equal slots
+        on one provider account see each other's keys."""
+        return tuple(
+            sorted((k, repr(v)) for k, v in self.model_dump().items() if k not in self.NOT_SLOT)
+        )
+
 
 @dataclass(frozen=True)
 class VendorKey:
@@ -109,6 +119,9 @@ class MintedKey:
     key: VendorKey
     secret: Secret
 
+
+#: "-" and 8 hex digits of the rotation id end every key name rotator gives.
+_TAG_LENGTH = 9
 
 SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
 SelectorT = TypeVar("SelectorT", bound=KeySelector)
@@ -212,11 +225,15 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
         value = getattr(selector, cls.key_id_field)
         return str(value) if value is not None else None
 
+    @classmethod
+    def key_prefix(cls, selector: KeySelector, policy: str) -> str:
+        """The start of every key name of ``policy``, cut to leave room for the rotation tag."""
+        prefix = selector.name_prefix or f"rotator-{policy}"
+        return prefix[: cls.capabilities.max_name_length - _TAG_LENGTH]
+
     def key_name(self, selector: SelectorT, policy: str, rotation_id: str) -> str:
         """The name of a key rotator creates, recognisable later by ``is_ours``."""
-        suffix = f"-{rotation_id[:8]}"
-        prefix = selector.name_prefix or f"rotator-{policy}"
-        return prefix[: self.capabilities.max_name_length - len(suffix)] + suffix
+        return f"{self.key_prefix(selector, policy)}-{rotation_id[:8]}"
 
     def is_ours(self, selector: SelectorT, policy: str, key: VendorKey) -> bool:
         """Whether ``key`` carries the name ``key_name`` gives this policy's keys."""

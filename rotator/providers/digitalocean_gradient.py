@@ -14,7 +14,7 @@ retry cap, else the step fails and is retried at the reset time.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -45,6 +45,7 @@ class DigitalOceanGradientSettings(ProviderSettings):
 
 
 class DigitalOceanGradientSelector(KeySelector):
+    NOT_SLOT: ClassVar[frozenset[str]] = frozenset({"name_prefix", "api_key_uuid"})
     agent_uuid: str = Field(min_length=1)
     #: The key to rotate first; later rotations follow the key rotator created.
     api_key_uuid: str | None = None

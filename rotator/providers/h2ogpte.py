@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -56,6 +56,16 @@ class H2oGpteSettings(ProviderSettings):
 
 
 class H2oGpteSelector(KeySelector):
+    NOT_SLOT: ClassVar[frozenset[str]] = frozenset(
+        {
+            "name_prefix",
+            "api_key_id",
+            "username",
+            "collection_id",
+            "inactivity_interval",
+            "expires_in",
+        }
+    )
     user_id: str = Field(min_length=1, description="the user the keys belong to")
     username: str = Field(min_length=1, description="whose keys: the listing carries no user id")
     api_key_id: str | None = Field(default=None, description="the key to replace first")

@@ -23,7 +23,7 @@ key without that arrangement is refused before any change (``preflight``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -59,6 +59,7 @@ class LatitudeshSettings(ProviderSettings):
 
 
 class LatitudeshSelector(KeySelector):
+    NOT_SLOT: ClassVar[frozenset[str]] = frozenset({"name_prefix", "api_key_id"})
     api_key_id: str | None = Field(
         default=None, pattern=r"^tok_\w+$", description="the key to rotate first (tok_...)"
     )
@@ -187,6 +188,8 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         try:
             self._http.request("GET", "/auth/api_keys", headers=self.auth_headers(minted.secret))
         except VendorAuthError:
+            # Only a definite rejection says the key does not work; a 5xx or a timeout
+            # says nothing about it and fails the attempt instead (retried later).
             return False
         return True
 

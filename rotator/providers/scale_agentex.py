@@ -13,7 +13,7 @@ that long.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -52,6 +52,7 @@ class ScaleAgentexSettings(ProviderSettings):
 
 
 class ScaleAgentexSelector(KeySelector):
+    NOT_SLOT: ClassVar[frozenset[str]] = frozenset({"name_prefix", "api_key_id"})
     agent_id: str | None = None
     agent_name: str | None = None
     api_key_type: ApiKeyType = "external"

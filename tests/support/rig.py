@@ -82,6 +82,8 @@ class Rig:
     provider_timeout: float = 5.0
     #: Extra top-level YAML (daemon:, notifications:) appended to the configuration.
     extra_config: str = ""
+    #: Extra keys of the ``vault:`` section, e.g. ``{"write_retry_for": "2s"}``.
+    vault_settings: dict[str, str] = field(default_factory=dict)
     #: The flow under test when the rig comes from the parametrised ``rig`` fixture.
     strategy: str = "create_then_delete"
 
@@ -123,6 +125,8 @@ class Rig:
             )
             for p in self.policies.values()
         )
+        # Each extra line ends in the template's indentation, which dedent then removes.
+        vault_extra = "".join(f"  {k}: {v}\n{' ' * 16}" for k, v in self.vault_settings.items())
         self.config_path.write_text(
             textwrap.dedent(
                 f"""\
@@ -130,7 +134,7 @@ class Rig:
                 vault:
                   address: {self.vault_address or self.openbao.address}
                   auth: {{method: token, token: "${{TEST_VAULT_TOKEN}}"}}
-                providers:
+                {vault_extra}providers:
                   sandbox:
                     type: {self.vendor}
                     token: "${{SANDBOX_TOKEN}}"

@@ -1,8 +1,9 @@
-"""A loopback HTTP proxy in front of OpenBao that can hold a chosen call open.
+"""A loopback HTTP proxy in front of OpenBao that can hold or fail a chosen call.
 
 It gives crash tests a deterministic kill point around the Vault write, just
-as the vendor emulators' holds do around vendor calls. It also serves as a
-forward proxy (``HTTP_PROXY``): absolute request targets go to OpenBao too.
+as the vendor emulators' holds do around vendor calls, and answers chosen
+calls with an error as an unavailable Vault would (``fail``). It also serves
+as a forward proxy (``HTTP_PROXY``): absolute request targets go to OpenBao too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from rotator.sandbox.server import Hold
+from rotator.sandbox.server import Fault, Hold
 
 _HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding"}
 
@@ -23,6 +24,7 @@ class VaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.holds: list[Hold] = []
+        self.faults: list[Fault] = []
         self.calls: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=30)
@@ -34,11 +36,27 @@ class VaultProxy:
     def address(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def hold(self, method: str, path: str, *, after: bool) -> Hold:
-        hold = Hold(method, path, after=after)
+    def hold(self, method: str, path: str, *, after: bool, resume: bool = False) -> Hold:
+        """Hold the first matching call; with ``resume`` (and ``after``) answer it on release."""
+        hold = Hold(method, path, after=after, resume=resume)
         with self._lock:
             self.holds.append(hold)
         return hold
+
+    def fail(self, method: str, path: str, *, status: int = 503, times: int = 1) -> Fault:
+        """Answer the next ``times`` matching calls with ``status``, without passing them on."""
+        fault = Fault(method, path, status=status, times=times)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.times -= 1
+                    return fault
+        return None
 
     def stop(self) -> None:
         for hold in self.holds:
@@ -66,6 +84,12 @@ class VaultProxy:
                 target = urlsplit(self.path)
                 path = target.path + (f"?{target.query}" if target.query else "")
                 proxy.calls.append((self.command, target.path))
+                fault = proxy._take_fault(self.command, target.path)
+                if fault is not None:
+                    self._answer(
+                        fault.status, {"content-type": "application/json"}, b'{"errors":["fault"]}'
+                    )
+                    return
                 hold = proxy._take_hold(self.command, target.path)
                 if hold is not None and not hold.after:
                     hold.arrived.set()
@@ -79,16 +103,24 @@ class VaultProxy:
                 if hold is not None:
                     hold.arrived.set()
                     hold.released.wait()
-                    self.close_connection = True
-                    return
+                    if not hold.resume:
+                        self.close_connection = True
+                        return
+                headers = {
+                    name: value
+                    for name, value in response.headers.items()
+                    if name.lower() not in _HOP_HEADERS | {"content-encoding"}
+                }
+                self._answer(response.status_code, headers, response.content)
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
                 try:
-                    self.send_response(response.status_code)
-                    for name, value in response.headers.items():
-                        if name.lower() not in _HOP_HEADERS | {"content-encoding"}:
-                            self.send_header(name, value)
-                    self.send_header("content-length", str(len(response.content)))
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("content-length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(response.content)
+                    self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
