@@ -31,15 +31,18 @@ def serve(vendor: str, port: int, token_env: str, slots: int) -> None:
     """Serve one vendor's key API with real state until interrupted."""
     import os
 
-    from rotator.providers.registry import VENDORS, emulator_class
+    from rotator.errors import ConfigError
+    from rotator.sandbox.registry import emulator_class
     from rotator.sandbox.server import EmulatorServer
 
-    if vendor not in VENDORS:
-        raise click.BadParameter(f"unknown vendor; use one of: {', '.join(sorted(VENDORS))}")
+    try:
+        emulator_type = emulator_class(vendor)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
     token = os.environ.get(token_env)
     if not token:
         raise click.UsageError(f"set {token_env} to the token the emulator should accept")
-    emulator = emulator_class(vendor)({token})
+    emulator = emulator_type({token})
     with EmulatorServer(emulator, port=port) as server:
         click.echo(f"{vendor} emulator at {server.vendor_url} (control API: /_sandbox/state)")
         for _ in range(slots):

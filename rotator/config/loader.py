@@ -2,7 +2,9 @@
 
 Every problem found is reported together, each as ``file:line: key.path:
 what is wrong and what to do``. Loading reads the file and the environment
-(and credential files) only: it writes nothing and calls no server.
+(and credential files) only: it writes nothing and calls no server. Which
+class a provider ``type`` names is the caller's to say (``ProviderLookup``):
+the configuration knows the provider contract's shape, not the catalogue.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import difflib
 import os
 import typing
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,9 +34,14 @@ from rotator.config.model import (
 )
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
 from rotator.errors import ConfigError
-from rotator.providers.base import KeySelector, Provider, ProviderSettings, Strategy
-from rotator.providers.registry import VENDORS, provider_class
 from rotator.secret import Secret
+from rotator.vocabulary import Strategy
+
+if TYPE_CHECKING:
+    from rotator.providers.base import KeySelector, Provider, ProviderSettings
+
+#: The provider class a ``type`` names; raises ``ConfigError`` saying why there is none.
+ProviderLookup = Callable[[str], "type[Provider[Any, Any]]"]
 
 DEFAULT_CONFIG_PATH = Path("rotator.yaml")
 
@@ -177,7 +185,7 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, providers: ProviderLookup) -> Config:
     """Read, parse and check ``path``; raise ``ConfigError`` listing every problem."""
     source = str(path)
     try:
@@ -190,10 +198,10 @@ def load_config(path: Path) -> Config:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot be read ({exc})", source=source) from None
-    return parse_config(text, source)
+    return parse_config(text, source, providers)
 
 
-def parse_config(text: str, source: str) -> Config:
+def parse_config(text: str, source: str, providers: ProviderLookup) -> Config:
     """Check configuration ``text`` read from ``source`` (used in messages)."""
     document = load_yaml(text, source)
     issues = _Issues(document, source)
@@ -208,8 +216,8 @@ def parse_config(text: str, source: str) -> Config:
         raise
     database_url = _database_url(raw, issues)
     vault_token = _vault_token(raw, issues)
-    providers = _providers(raw, issues)
-    policies = _policies(raw, providers, issues)
+    settings = _providers(raw, providers, issues)
+    policies = _policies(raw, settings, providers, issues)
     webhooks = _webhooks(raw, issues)
     issues.raise_if_any()
     return Config(
@@ -217,7 +225,7 @@ def parse_config(text: str, source: str) -> Config:
         database_url=database_url,
         vault=raw.vault,
         vault_token=vault_token,
-        providers=providers,
+        providers=settings,
         policies=policies,
         daemon=raw.daemon,
         webhooks=webhooks,
@@ -254,7 +262,9 @@ def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:
     return parsed.credential
 
 
-def _providers(raw: RawConfig, issues: _Issues) -> dict[str, ProviderSettings]:
+def _providers(
+    raw: RawConfig, lookup: ProviderLookup, issues: _Issues
+) -> dict[str, ProviderSettings]:
     providers: dict[str, ProviderSettings] = {}
     for name, entry in raw.providers.items():
         loc: Location = ("providers", name)
@@ -262,13 +272,11 @@ def _providers(raw: RawConfig, issues: _Issues) -> dict[str, ProviderSettings]:
             issues.error(loc, "must be a mapping with at least 'type' and 'token'")
             continue
         type_name = entry.get("type")
-        if type_name not in VENDORS:
-            known = ", ".join(sorted(VENDORS))
-            issues.error(
-                (*loc, "type"), f"unknown provider type {type_name!r}; use one of: {known}"
-            )
+        try:
+            model = lookup(str(type_name)).settings_model
+        except ConfigError as exc:
+            issues.error((*loc, "type"), str(exc))
             continue
-        model = provider_class(type_name).settings_model
         data = dict(entry)
         if "token" in data:
             try:
@@ -287,7 +295,7 @@ def _providers(raw: RawConfig, issues: _Issues) -> dict[str, ProviderSettings]:
 
 
 def _policies(
-    raw: RawConfig, providers: dict[str, ProviderSettings], issues: _Issues
+    raw: RawConfig, providers: dict[str, ProviderSettings], lookup: ProviderLookup, issues: _Issues
 ) -> dict[str, Policy]:
     policies: dict[str, Policy] = {}
     for name, policy in raw.policies.items():
@@ -303,7 +311,7 @@ def _policies(
         settings = providers.get(policy.provider)
         if settings is None:
             continue  # the provider entry itself is invalid and already reported
-        cls = provider_class(settings.type)
+        cls = lookup(settings.type)
         if policy.strategy not in cls.capabilities.strategies:
             allowed = ", ".join(sorted(cls.capabilities.strategies))
             issues.error(

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from rotator.durations import Duration
-from rotator.providers.base import Strategy
+from rotator.vocabulary import Strategy
 
 DEFAULT_DATABASE_URL = "sqlite:///rotator.db"
 KUBERNETES_JWT_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
