@@ -49,8 +49,9 @@ class ProviderOrigin:
         return self.distribution == _OWN_DISTRIBUTION
 
     def __str__(self) -> str:
-        package = f"{self.distribution} {self.version}" if self.distribution else "no package"
-        return f"{package} ({self.target})"
+        if self.distribution is None:
+            return f"{self.target} (not from an installed package)"
+        return f"{self.distribution} {self.version} ({self.target})"
 
 
 def own_entry_points(group: str) -> dict[str, metadata.EntryPoint]:
