@@ -188,3 +188,37 @@ def test_a_plugin_rotates_end_to_end(installed: Path, rig_factory: Callable[[str
     assert new_secret != spec.slot.secret
     assert rig.vendor_accepts("plugin", new_secret)
     assert rig.vault_metadata("plugin")["rotator.api_key.key_id"] in rig.live_keys("plugin")
+
+
+def test_sandbox_serves_a_plugins_emulator(installed: Path) -> None:
+    env = {**os.environ, "SANDBOX_TOKEN": "sandbox-token-0123456789"}
+    serve = [sys.executable, "-m", "rotator", "sandbox", "serve"]
+    serving = subprocess.Popen(
+        [*serve, "--vendor", "example_keys", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert serving.stdout is not None
+        first_line = serving.stdout.readline()
+    finally:
+        serving.kill()
+        serving.wait(timeout=30)
+
+    assert first_line.startswith("example_keys emulator at http://127.0.0.1:")
+
+
+def test_sandbox_refuses_a_vendor_without_an_emulator(installed: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rotator", "sandbox", "serve", "--vendor", "acme"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert (
+        "no emulator is registered for 'acme'; use one of: digitalocean_gradient" in result.stderr
+    )
+    assert "example_keys" in result.stderr
