@@ -6,6 +6,7 @@ put on the path, as a platform team installs its own next to rotator.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -85,6 +86,34 @@ def test_an_installed_plugin_is_found_by_its_entry_point(installed: Path) -> Non
     config = load("example_keys")
 
     assert config.policies["ci-bot"].provider_class.__name__ == "ExampleKeysProvider"
+
+
+def test_a_plugin_cannot_take_over_a_built_in_name(
+    installed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist_info = tmp_path / "shadow_plugin-0.1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: shadow-plugin\nVersion: 0.1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        f"[rotator.providers]\nh2ogpte = {PROVIDER_TARGET}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert provider_origin("h2ogpte").builtin
+
+
+def test_built_in_types_are_found_without_scanning_installed_packages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_scan(**_: object) -> None:
+        raise AssertionError("every installed package was scanned for a built-in type")
+
+    # A CronJob's idle 'rotate due' loads the configuration every few minutes: no scan there.
+    monkeypatch.setattr(importlib.metadata, "entry_points", no_scan)
+
+    assert provider_origin("h2ogpte").target == "rotator.providers.h2ogpte:H2oGpteProvider"
 
 
 def test_a_type_naming_a_class_directly_is_loaded(installed: Path) -> None:
