@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -29,9 +30,15 @@ PROVIDER_TARGET = "rotator_plugin_example.provider:ExampleKeysProvider"
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugin, installed by pip into its own site directory."""
     site = tmp_path_factory.mktemp("plugin-site")
+    # Built from a copy: setuptools writes its egg-info next to the sources it builds.
+    source = shutil.copytree(
+        PLUGIN_SOURCE,
+        tmp_path_factory.mktemp("plugin-src") / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
     subprocess.run(
-        [*pip, "--target", str(site), str(PLUGIN_SOURCE)],
+        [*pip, "--target", str(site), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -251,3 +258,46 @@ def test_sandbox_refuses_a_vendor_without_an_emulator(installed: Path) -> None:
         "no emulator is registered for 'acme'; use one of: digitalocean_gradient" in result.stderr
     )
     assert "example_keys" in result.stderr
+
+
+def test_the_contract_suite_fails_a_provider_that_breaks_the_contract(
+    installed: Path, tmp_path: Path
+) -> None:
+    write_module(
+        tmp_path,
+        "test_broken_plugin",
+        """
+        from rotator_plugin_example.emulator import ExampleKeysEmulator
+        from rotator_plugin_example.provider import ExampleKeysProvider, _vendor_key
+        from rotator.testing import ProviderContract
+
+        class Careless(ExampleKeysProvider):
+            def list_keys(self, selector):
+                params = {"page": 1, "page_size": self.settings.page_size}
+                body = self._http.request("GET", self._keys(selector), params=params).json()
+                return [_vendor_key(info) for info in body["keys"]]
+
+            def revoke_key(self, selector, key_id):
+                self._http.request("DELETE", f"{self._keys(selector)}/{key_id}")
+
+        class TestCareless(ProviderContract):
+            provider_class = Careless
+            emulator_class = ExampleKeysEmulator
+            small_pages = {"page_size": 2}
+        """,
+    )
+
+    pytest_run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    result = subprocess.run(
+        [*pytest_run, "test_broken_plugin.py", "-k", "every_page or revoking_twice"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+
+    assert result.returncode == 1, result.stdout
+    assert "FAILED test_broken_plugin.py::TestCareless::test_every_page_is_listed" in result.stdout
+    assert (
+        "FAILED test_broken_plugin.py::TestCareless::test_revoking_twice_succeeds" in result.stdout
+    )
