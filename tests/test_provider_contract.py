@@ -20,6 +20,11 @@ SMALL_PAGES: dict[str, dict[str, Any]] = {
 }
 
 
+def test_the_four_built_in_vendors_are_registered_through_entry_points() -> None:
+    # An install without rotator's entry points would leave the shared suites with no vendors.
+    assert VENDORS == ("digitalocean_gradient", "h2ogpte", "latitudesh", "scale_agentex")
+
+
 class TestBuiltinProviders(ProviderContract):
     @pytest.fixture(params=VENDORS)
     def contract_classes(

@@ -89,6 +89,12 @@ def provider_origin(type_name: str) -> ProviderOrigin:
             return ProviderOrigin(type_name)
         return ProviderOrigin(type_name, distributions[0], metadata.version(distributions[0]))
     entry = find_entry_point(GROUP, type_name)
+    if entry is None and not VENDORS:
+        raise ProviderPluginError(
+            f"unknown provider type {type_name!r}: rotator's own vendors are not registered "
+            "either, so its installation is incomplete; reinstall it (pip install -e . in a "
+            "checkout) so that its entry points are written"
+        )
     if entry is None:
         raise ProviderPluginError(
             f"unknown provider type {type_name!r}; use one of: {', '.join(known_names(GROUP))}, "
