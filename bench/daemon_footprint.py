@@ -65,6 +65,7 @@ def main() -> None:
     from rotator.audit.store import AuditStore
     from rotator.audit.tables import policy_state
     from rotator.config.loader import load_config
+    from rotator.providers.registry import provider_class
     from rotator.scheduler import Daemon
     from rotator.secret import Secret
 
@@ -113,7 +114,7 @@ def main() -> None:
             validate_runs.append(time.perf_counter() - started)
 
         after_start, after_pass = daemon_rss(env, port)
-        daemon = Daemon(config_path, load_config(config_path))
+        daemon = Daemon(config_path, load_config(config_path, provider_class))
         daemon._schedule_policies()
         passes = []
         for _ in range(5):

@@ -26,7 +26,8 @@ from common import (
     write_result,
 )
 
-from rotator.providers.registry import VENDORS, emulator_class
+from rotator.providers.registry import VENDORS
+from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import Emulator, EmulatorServer
 
 DELAY = 0.05

@@ -49,6 +49,7 @@ from rotator.engine.schedule import due_window, next_fire
 from rotator.engine.states import State
 from rotator.log import get_logger
 from rotator.metrics import StateCollector
+from rotator.providers.registry import provider_class
 from rotator.secret import scrub
 
 log = get_logger("rotator.daemon")
@@ -272,7 +273,7 @@ class Daemon:
     def reload(self) -> None:
         """Switch to the configuration file as it is now, or keep the running one on any error."""
         try:
-            config = load_config(self.config_path)
+            config = load_config(self.config_path, provider_class)
             states = self.engine.store.all_policy_states()
         except Exception as exc:
             log.error(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rotator.providers.registry import emulator_class
+from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import EmulatorServer
 from tests.support.contracts import ContractValidator
 from tests.support.rig import MANAGEMENT_TOKEN, Rig, contract_for, migrate, vendor_strategies

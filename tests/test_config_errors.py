@@ -6,6 +6,7 @@ import pytest
 
 from rotator.config.loader import parse_config
 from rotator.errors import ConfigError
+from rotator.providers.registry import provider_class
 from tests.support.configs import BASE, config_text
 
 
@@ -17,13 +18,13 @@ def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def problems(text: str) -> str:
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, "rotator.yaml")
+        parse_config(text, "rotator.yaml", provider_class)
     assert caught.value.exit_code == 2
     return str(caught.value)
 
 
 def test_a_valid_file_loads_with_typed_policies() -> None:
-    config = parse_config(config_text(), "rotator.yaml")
+    config = parse_config(config_text(), "rotator.yaml", provider_class)
     policy = config.policies["web"]
     assert policy.provider_type == "digitalocean_gradient"
     assert policy.grace_period.total_seconds() == 3600
@@ -113,7 +114,7 @@ def test_literal_secret_is_accepted_with_opt_in_and_a_warning() -> None:
     text = "allow_literal_secrets: true\n" + config_text().replace(
         '"${TEST_DO_TOKEN}"', "dop_v1_literal_abcdef"
     )
-    config = parse_config(text, "rotator.yaml")
+    config = parse_config(text, "rotator.yaml", provider_class)
     assert any("literal secret" in w for w in config.warnings)
     assert "dop_v1_literal_abcdef" not in repr(config)
 
@@ -154,7 +155,9 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_vault_reference_is_kept_for_resolution_at_start() -> None:
     config = parse_config(
-        config_text().replace('"${TEST_DO_TOKEN}"', '"vault:rotator/creds#do"'), "rotator.yaml"
+        config_text().replace('"${TEST_DO_TOKEN}"', '"vault:rotator/creds#do"'),
+        "rotator.yaml",
+        provider_class,
     )
     assert str(config.providers["do"].token) == "vault:rotator/creds#do"
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from rotator.config.loader import load_config
+from rotator.providers.registry import provider_class
 from rotator.scheduler import Daemon
 from tests.support.daemon import RunningDaemon, label_sets, samples_of, series, wait_until
 from tests.support.rig import Rig
@@ -476,7 +477,7 @@ def in_process(
     rig.add_policy("app", strategy="create_then_delete")
     for name, value in rig.env.items():
         monkeypatch.setenv(name, value)
-    daemon = Daemon(rig.config_path, load_config(rig.config_path))
+    daemon = Daemon(rig.config_path, load_config(rig.config_path, provider_class))
     daemon.start()
     healthz = f"http://127.0.0.1:{port}/healthz"
     assert httpx.get(healthz).status_code == 200

@@ -20,6 +20,7 @@ import yaml
 
 from rotator import __version__
 from rotator.config.loader import parse_config
+from rotator.providers.registry import provider_class
 from tests.support.rig import Rig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -367,7 +368,7 @@ def test_the_charts_rendered_configuration_is_valid(monkeypatch: pytest.MonkeyPa
     )
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    config = parse_config(release_config(docs), "chart rotator.yaml")
+    config = parse_config(release_config(docs), "chart rotator.yaml", provider_class)
     assert "support-bot" in config.policies
     assert config.daemon.port == 8080
 
@@ -413,7 +414,7 @@ def test_the_kustomize_configmap_holds_a_valid_configuration(
     monkeypatch.setenv("ROTATOR_DB_PASSWORD", "pw")
     monkeypatch.setenv("ROTATOR_SLACK_WEBHOOK", "https://hooks.slack.example/T0/B0/x")
     text = yaml.safe_load((KUBERNETES / "base/configmap.yaml").read_text())["data"]["rotator.yaml"]
-    config = parse_config(text, "configmap rotator.yaml")
+    config = parse_config(text, "configmap rotator.yaml", provider_class)
     assert "support-bot" in config.policies
 
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from rotator.providers.registry import emulator_class
+from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import Emulator, EmulatorServer, Slot
 from tests.support.rig import MANAGEMENT_TOKEN, migrate
 from tests.support.servers import OpenBaoServer

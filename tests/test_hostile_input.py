@@ -27,6 +27,7 @@ from rotator.config.model import AppRoleAuth, TokenAuth, VaultConfig
 from rotator.config.yaml_source import load_yaml
 from rotator.engine.lock import PolicyLocks
 from rotator.errors import ConfigError, VaultAuthError
+from rotator.providers.registry import provider_class
 from rotator.secret import Secret
 from rotator.vault import VaultStore
 from tests.support.configs import VALID_POLICY, config_text
@@ -124,7 +125,7 @@ def token_file(folder: Path, mode: int, name: str = "token") -> Path:
 def test_a_credential_file_that_is_a_device_is_refused_at_once() -> None:
 
     with pytest.raises(ConfigError, match="/dev/zero is not a regular file") as caught:
-        parse_config(with_token_file("/dev/zero"), "rotator.yaml")
+        parse_config(with_token_file("/dev/zero"), "rotator.yaml", provider_class)
 
     assert caught.value.exit_code == 2
 
@@ -135,7 +136,7 @@ def test_an_oversized_credential_file_is_refused(tmp_path: Path) -> None:
     path.chmod(0o600)
 
     with pytest.raises(ConfigError, match="larger than 64 KiB"):
-        parse_config(with_token_file(path), "rotator.yaml")
+        parse_config(with_token_file(path), "rotator.yaml", provider_class)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,9 @@ def test_an_oversized_credential_file_is_refused(tmp_path: Path) -> None:
 def test_a_credential_file_others_may_read_or_write_is_warned_about(
     mode: int, problem: str, tmp_path: Path
 ) -> None:
-    config = parse_config(with_token_file(token_file(tmp_path, mode)), "rotator.yaml")
+    config = parse_config(
+        with_token_file(token_file(tmp_path, mode)), "rotator.yaml", provider_class
+    )
 
     [warning] = [w for w in config.warnings if "providers.do.token" in w]
     assert problem in warning
@@ -157,7 +160,9 @@ def test_a_credential_file_others_may_read_or_write_is_warned_about(
 
 
 def test_a_private_credential_file_is_not_warned_about(tmp_path: Path) -> None:
-    config = parse_config(with_token_file(token_file(tmp_path, 0o600)), "rotator.yaml")
+    config = parse_config(
+        with_token_file(token_file(tmp_path, 0o600)), "rotator.yaml", provider_class
+    )
 
     assert not [w for w in config.warnings if "providers.do.token" in w]
 
@@ -169,7 +174,7 @@ def test_a_symlink_into_a_world_writable_directory_is_warned_about(tmp_path: Pat
     link = tmp_path / "token"
     link.symlink_to(token_file(shared, 0o600))
 
-    config = parse_config(with_token_file(link), "rotator.yaml")
+    config = parse_config(with_token_file(link), "rotator.yaml", provider_class)
 
     [warning] = [w for w in config.warnings if "providers.do.token" in w]
     assert "world-writable directory" in warning
@@ -184,7 +189,7 @@ def policy(name: str = "web", path: str = "apps/web") -> str:
 @pytest.mark.parametrize("name", ["../web", "team/web", "web/..", ".hidden", "a b"])
 def test_a_policy_name_that_is_not_a_plain_name_is_refused(name: str) -> None:
     with pytest.raises(ConfigError, match="policy names") as caught:
-        parse_config(config_text(policy(name=name)), "rotator.yaml")
+        parse_config(config_text(policy(name=name)), "rotator.yaml", provider_class)
 
     assert caught.value.exit_code == 2
 
@@ -194,7 +199,7 @@ def test_a_policy_name_that_is_not_a_plain_name_is_refused(name: str) -> None:
 )
 def test_a_vault_path_that_climbs_or_has_empty_segments_is_refused(path: str) -> None:
     with pytest.raises(ConfigError, match=r"policies\.web\.vault\.path") as caught:
-        parse_config(config_text(policy(path=path)), "rotator.yaml")
+        parse_config(config_text(policy(path=path)), "rotator.yaml", provider_class)
 
     assert caught.value.exit_code == 2
 
@@ -203,19 +208,21 @@ def test_a_vault_credential_reference_that_climbs_is_refused() -> None:
     text = config_text().replace('"${TEST_DO_TOKEN}"', '"vault:../admin/root#token"')
 
     with pytest.raises(ConfigError, match=r"providers\.do\.token"):
-        parse_config(text, "rotator.yaml")
+        parse_config(text, "rotator.yaml", provider_class)
 
 
 def test_a_staging_prefix_that_climbs_is_refused() -> None:
     text = config_text().replace("  address:", '  staging_prefix: "../elsewhere"\n  address:')
 
     with pytest.raises(ConfigError, match=r"vault\.staging_prefix"):
-        parse_config(text, "rotator.yaml")
+        parse_config(text, "rotator.yaml", provider_class)
 
 
 def test_a_policy_writing_inside_the_staging_prefix_is_refused() -> None:
     with pytest.raises(ConfigError, match="staging"):
-        parse_config(config_text(policy(path="rotator/staging/other")), "rotator.yaml")
+        parse_config(
+            config_text(policy(path="rotator/staging/other")), "rotator.yaml", provider_class
+        )
 
 
 def test_a_fractional_vault_timeout_is_kept_not_truncated_to_zero(openbao: OpenBaoServer) -> None:
@@ -230,7 +237,7 @@ def test_a_fractional_vault_timeout_is_kept_not_truncated_to_zero(openbao: OpenB
 @pytest.mark.parametrize("key", ["tick", "misfire_grace"])
 def test_a_daemon_duration_of_zero_is_refused(key: str) -> None:
     with pytest.raises(ConfigError, match=rf"daemon\.{key}"):
-        parse_config(config_text() + f"daemon: {{{key}: 0s}}\n", "rotator.yaml")
+        parse_config(config_text() + f"daemon: {{{key}: 0s}}\n", "rotator.yaml", provider_class)
 
 
 ZERO_TIMEOUTS = {
@@ -247,7 +254,7 @@ def test_a_timeout_of_zero_is_refused(key: str) -> None:
     text = config_text().replace(*ZERO_TIMEOUTS[key], 1)
 
     with pytest.raises(ConfigError, match=re.escape(key)):
-        parse_config(text, "rotator.yaml")
+        parse_config(text, "rotator.yaml", provider_class)
 
 
 def sqlite_config(tmp_path: Path) -> Path:

@@ -13,7 +13,8 @@ import pytest
 from rotator.config.loader import parse_config
 from rotator.errors import ConfigError, VendorError, VendorUnavailable
 from rotator.providers.base import MintedKey
-from rotator.providers.registry import VENDORS, emulator_class, provider_class
+from rotator.providers.registry import VENDORS, provider_class
+from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import Emulator, EmulatorServer
 from rotator.secret import Secret
 from tests.support.rig import MANAGEMENT_TOKEN, Rig
@@ -32,7 +33,7 @@ policies:
 
 def load(policy: str) -> object:
     text = PROVIDERS + textwrap.indent(textwrap.dedent(policy).strip(), "  ") + "\n"
-    return parse_config(text, "rotator.yaml")
+    return parse_config(text, "rotator.yaml", provider_class)
 
 
 def refused(policy: str) -> str:
@@ -193,7 +194,9 @@ def test_agentex_regenerate_is_refused_with_the_flow_to_use() -> None:
 def test_agentex_without_base_url_is_refused() -> None:
     text = PROVIDERS.replace(', base_url: "https://agentex.example.com"', "") + "  {}\n"
     with pytest.raises(ConfigError, match=r"providers\.agentex\.base_url: this required key"):
-        parse_config(text.replace("policies:\n  {}", "policies: {}"), "rotator.yaml")
+        parse_config(
+            text.replace("policies:\n  {}", "policies: {}"), "rotator.yaml", provider_class
+        )
 
 
 def test_agentex_grace_under_its_cache_time_warns() -> None:

@@ -101,6 +101,7 @@ def test_rate_limit_is_set_per_provider_and_null_turns_it_off(
             """
         ),
         "rotator.yaml",
+        provider_class,
     )
 
     assert config.providers["slow"].rate_limit == RateLimit(requests=10, per="1h")

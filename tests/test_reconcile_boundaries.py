@@ -10,6 +10,7 @@ import pytest
 
 from rotator.config.loader import parse_config
 from rotator.errors import ConfigError
+from rotator.providers.registry import provider_class
 from rotator.sandbox.server import Slot
 from tests.support.configs import config_text
 from tests.support.rig import Rig
@@ -45,7 +46,7 @@ def two_policies(first: str, second: str, *, agents: tuple[str, str] = ("a-1", "
 
 def refused(text: str) -> str:
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, "rotator.yaml")
+        parse_config(text, "rotator.yaml", provider_class)
     assert caught.value.exit_code == 2
     return str(caught.value)
 
@@ -69,7 +70,7 @@ def test_policy_names_colliding_at_the_vendor_name_limit_are_refused() -> None:
 
 def test_the_same_name_prefix_on_different_slots_is_accepted() -> None:
     text = two_policies(", name_prefix: svc", ", name_prefix: svc", agents=("a-1", "a-2"))
-    assert set(parse_config(text, "rotator.yaml").policies) == {"one", "two"}
+    assert set(parse_config(text, "rotator.yaml", provider_class).policies) == {"one", "two"}
 
 
 def test_reconcile_never_revokes_another_policys_current_key(rig_factory: RigFactory) -> None:

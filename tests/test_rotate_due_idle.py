@@ -21,6 +21,7 @@ from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Config, parse_config
 from rotator.engine.engine import Engine
 from rotator.engine.idle import idle_outcomes
+from rotator.providers.registry import provider_class
 from rotator.secret import Secret
 from tests.support.configs import config_text
 from tests.support.rig import migrate
@@ -36,7 +37,7 @@ def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def config_for(database_url: str) -> Config:
-    return parse_config(config_with(database_url), "rotator.yaml")
+    return parse_config(config_with(database_url), "rotator.yaml", provider_class)
 
 
 def config_with(database_url: str) -> str:

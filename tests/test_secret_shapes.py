@@ -27,6 +27,7 @@ from rotator.cli import main
 from rotator.config.loader import parse_config
 from rotator.errors import VendorError
 from rotator.log import configure_logging
+from rotator.providers.registry import provider_class
 from rotator.secret import REDACTED, Secret, scrub
 from tests.support.configs import config_text
 from tests.support.servers import free_port
@@ -195,7 +196,9 @@ def test_a_password_substituted_into_the_database_url_keeps_the_url_intact(
     monkeypatch.setenv("DB_PASSWORD", "a@b:c/d#e?f%g h")
     url = "postgresql+psycopg://rotator:${DB_PASSWORD}@db.example.com:5432/rotator"
 
-    config = parse_config(config_text() + f'database: {{url: "{url}"}}\n', "rotator.yaml")
+    config = parse_config(
+        config_text() + f'database: {{url: "{url}"}}\n', "rotator.yaml", provider_class
+    )
 
     parsed = make_url(config.database_url.reveal())
     assert parsed.password == "a@b:c/d#e?f%g h"
@@ -210,7 +213,7 @@ def test_a_database_password_may_sit_beside_the_url_as_a_credential(
     text = 'database: {url: "postgresql+psycopg://rotator@db:5432/rotator", '
     text += 'password: "${DB_PASSWORD}"}\n'
 
-    config = parse_config(config_text() + text, "rotator.yaml")
+    config = parse_config(config_text() + text, "rotator.yaml", provider_class)
 
     parsed = make_url(config.database_url.reveal())
     assert parsed.password == "p@ss:word/1"
@@ -226,7 +229,7 @@ def test_a_database_password_beside_a_url_that_has_one_is_refused(
     text += 'password: "${DB_PASSWORD}"}\n'
 
     with pytest.raises(Exception, match=r"database\.password") as caught:
-        parse_config(config_text() + text, "rotator.yaml")
+        parse_config(config_text() + text, "rotator.yaml", provider_class)
 
     assert "other" not in str(caught.value)
 
@@ -236,7 +239,9 @@ def test_a_whole_database_url_from_the_environment_keeps_an_at_sign_in_its_passw
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://rotator:Front@Tail77@db:5432/rotator")
 
-    config = parse_config(config_text() + 'database: {url: "${DATABASE_URL}"}\n', "rotator.yaml")
+    config = parse_config(
+        config_text() + 'database: {url: "${DATABASE_URL}"}\n', "rotator.yaml", provider_class
+    )
 
     parsed = make_url(config.database_url.reveal())
     assert parsed.password == "Front@Tail77"

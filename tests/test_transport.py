@@ -21,7 +21,8 @@ from rotator.config.model import VaultConfig
 from rotator.engine.states import Outcome, Result
 from rotator.errors import VaultError, VendorUnavailable
 from rotator.notify import Notifier
-from rotator.providers.registry import emulator_class, provider_class
+from rotator.providers.registry import provider_class
+from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import EmulatorServer
 from rotator.secret import Secret
 from rotator.vault import VaultStore
@@ -93,7 +94,7 @@ def test_vault_namespace_from_the_environment_is_sent_like_the_vault_cli_does(
 ) -> None:
     monkeypatch.setenv("VAULT_NAMESPACE", "team-a")
     vault = Recorder(answer=lambda _: (200, {"content-type": "application/json"}, LOOKUP_SELF))
-    config = parse_config(config_text(), "rotator.yaml")
+    config = parse_config(config_text(), "rotator.yaml", provider_class)
 
     VaultStore(config.vault.model_copy(update={"address": vault.url}), Secret(TOKEN)).login()
 
@@ -106,7 +107,7 @@ def test_a_configured_namespace_wins_over_the_environment(monkeypatch: pytest.Mo
     monkeypatch.setenv("VAULT_NAMESPACE", "team-a")
     text = config_text().replace("  address:", "  namespace: team-b\n  address:")
 
-    assert parse_config(text, "rotator.yaml").vault.namespace == "team-b"
+    assert parse_config(text, "rotator.yaml", provider_class).vault.namespace == "team-b"
 
 
 @pytest.mark.parametrize("variable", ["VAULT_CACERT", "VAULT_CAPATH"])
@@ -115,7 +116,9 @@ def test_vault_ca_from_the_environment_is_used_like_the_vault_cli_does(
 ) -> None:
     monkeypatch.setenv(variable, str(tmp_path))
 
-    assert parse_config(config_text(), "rotator.yaml").vault.verify_tls == str(tmp_path)
+    assert parse_config(config_text(), "rotator.yaml", provider_class).vault.verify_tls == str(
+        tmp_path
+    )
 
 
 def test_vault_cacert_wins_over_vault_capath(
@@ -124,7 +127,9 @@ def test_vault_cacert_wins_over_vault_capath(
     monkeypatch.setenv("VAULT_CACERT", str(tmp_path / "ca.pem"))
     monkeypatch.setenv("VAULT_CAPATH", str(tmp_path))
 
-    assert parse_config(config_text(), "rotator.yaml").vault.verify_tls == str(tmp_path / "ca.pem")
+    assert parse_config(config_text(), "rotator.yaml", provider_class).vault.verify_tls == str(
+        tmp_path / "ca.pem"
+    )
 
 
 INSECURE = {
@@ -159,14 +164,14 @@ def test_validate_warns_naming_the_key_of_an_insecure_transport(
 ) -> None:
     monkeypatch.setenv("HOOK_URL", "http://hooks.example.com/T0/B0/hook-secret-path")
 
-    config = parse_config(config_text(base=INSECURE[key]), "rotator.yaml")
+    config = parse_config(config_text(base=INSECURE[key]), "rotator.yaml", provider_class)
 
     [warning] = [w for w in config.warnings if key in w]
     assert "hook-secret-path" not in warning
 
 
 def test_plain_http_to_loopback_is_not_warned_about() -> None:
-    config = parse_config(config_text(), "rotator.yaml")
+    config = parse_config(config_text(), "rotator.yaml", provider_class)
 
     assert not [w for w in config.warnings if "http://" in w or "TLS" in w]
 

@@ -19,8 +19,9 @@ import pytest
 
 from rotator.errors import VendorError, VendorRateLimited, VendorUnavailable
 from rotator.providers.base import Provider
-from rotator.providers.registry import VENDORS, emulator_class, provider_class
+from rotator.providers.registry import VENDORS, provider_class
 from rotator.providers.responses import MAX_BODY_BYTES, MAX_PAGES
+from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import EmulatorServer, Slot
 from rotator.secret import Secret
 from tests.support.rig import MANAGEMENT_TOKEN, Rig

@@ -66,6 +66,12 @@ def validate(config_path: str | None, online: bool) -> None:
     click.echo(
         f"{config.source}: OK ({len(config.providers)} providers, {len(config.policies)} policies)"
     )
+    from rotator.providers.registry import provider_origin
+
+    for type_name in sorted({settings.type for settings in config.providers.values()}):
+        origin = provider_origin(type_name)
+        if not origin.builtin:
+            click.echo(f"provider plugin {type_name}: {origin}")
     if online:
         from rotator.cli.operate import online_checks
 

@@ -58,8 +58,9 @@ def load(config_path: str | None) -> Config:
 def read_config(config_path: str | None) -> Config:
     """Load and check the configuration only: logging (structlog, rich) is not imported."""
     from rotator.config.loader import load_config, resolve_config_path
+    from rotator.providers.registry import provider_class
 
-    return load_config(resolve_config_path(config_path))
+    return load_config(resolve_config_path(config_path), provider_class)
 
 
 def complete_policies(

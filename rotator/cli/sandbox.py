@@ -69,13 +69,18 @@ def serve(vendor: str, port: int, token_env: str, slots: int) -> None:
 
     import yaml
 
-    from rotator.providers.registry import emulator_class
+    from rotator.errors import ConfigError
+    from rotator.sandbox.registry import emulator_class
     from rotator.sandbox.server import EmulatorServer
 
+    try:
+        emulator_type = emulator_class(vendor)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
     token = os.environ.get(token_env)
     if not token:
         raise click.UsageError(f"set {token_env} to the token the emulator should accept")
-    emulator = emulator_class(vendor)({token})
+    emulator = emulator_type({token})
     with EmulatorServer(emulator, port=port) as server:
         click.echo(f"{vendor} emulator at {server.vendor_url} (control API: /_sandbox/state)")
         click.echo("providers:")

@@ -2,7 +2,9 @@
 
 Every problem found is reported together, each as ``file:line: key.path:
 what is wrong and what to do``. Loading reads the file and the environment
-(and credential files) only: it writes nothing and calls no server.
+(and credential files) only: it writes nothing and calls no server. Which
+class a provider ``type`` names is the caller's to say (``ProviderLookup``):
+the configuration knows the provider contract's shape, not the catalogue.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import difflib
 import os
 import typing
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -39,9 +42,14 @@ from rotator.config.paths import POLICY_NAME, POLICY_NAME_RULE, is_under
 from rotator.config.transport import plain_http_warning, unverified_tls_warning
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
 from rotator.errors import ConfigError
-from rotator.providers.base import KeySelector, Provider, ProviderSettings, Strategy
-from rotator.providers.registry import VENDORS, provider_class
 from rotator.secret import Secret
+from rotator.vocabulary import Strategy
+
+if TYPE_CHECKING:
+    from rotator.providers.base import KeySelector, Provider, ProviderSettings
+
+#: The provider class a ``type`` names; raises ``ConfigError`` saying why there is none.
+ProviderLookup = Callable[[str], "type[Provider[Any, Any]]"]
 
 DEFAULT_CONFIG_PATH = Path("rotator.yaml")
 NO_POLICIES = (
@@ -197,7 +205,7 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, providers: ProviderLookup) -> Config:
     """Read, parse and check ``path``; raise ``ConfigError`` listing every problem."""
     source = str(path)
     try:
@@ -210,10 +218,10 @@ def load_config(path: Path) -> Config:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot be read ({exc})", source=source) from None
-    return parse_config(text, source)
+    return parse_config(text, source, providers)
 
 
-def parse_config(text: str, source: str) -> Config:
+def parse_config(text: str, source: str, providers: ProviderLookup) -> Config:
     """Check configuration ``text`` read from ``source`` (used in messages)."""
     document = load_yaml(text, source)
     issues = _Issues(document, source)
@@ -233,10 +241,10 @@ def parse_config(text: str, source: str) -> Config:
         issues.error(("policies",), NO_POLICIES)
     database = _database_url(raw, document.data, issues)
     vault_token = None if "vault" in broken else _vault_token(raw, issues)
-    providers = _providers(raw, issues)
-    policies = _policies(raw, providers, issues)
+    settings = _providers(raw, providers, issues)
+    policies = _policies(raw, settings, providers, issues)
     webhooks = _webhooks(raw, set(_mapping(document.data.get("policies"))), issues)
-    _transport_warnings(raw, providers, webhooks, issues)
+    _transport_warnings(raw, settings, webhooks, issues)
     if raw.audit is not None and raw.audit.key_path is None:
         issues.warn(
             ("audit", "key_path"),
@@ -251,7 +259,7 @@ def parse_config(text: str, source: str) -> Config:
         database_password=database.password,
         vault=raw.vault,
         vault_token=vault_token,
-        providers=providers,
+        providers=settings,
         policies=policies,
         daemon=raw.daemon,
         webhooks=webhooks,
@@ -364,7 +372,9 @@ def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:
     return parsed.credential
 
 
-def _providers(raw: RawConfig, issues: _Issues) -> dict[str, ProviderSettings]:
+def _providers(
+    raw: RawConfig, lookup: ProviderLookup, issues: _Issues
+) -> dict[str, ProviderSettings]:
     providers: dict[str, ProviderSettings] = {}
     for name, entry in raw.providers.items():
         loc: Location = ("providers", name)
@@ -372,13 +382,11 @@ def _providers(raw: RawConfig, issues: _Issues) -> dict[str, ProviderSettings]:
             issues.error(loc, "must be a mapping with at least 'type' and 'token'")
             continue
         type_name = entry.get("type")
-        if type_name not in VENDORS:
-            known = ", ".join(sorted(VENDORS))
-            issues.error(
-                (*loc, "type"), f"unknown provider type {type_name!r}; use one of: {known}"
-            )
+        try:
+            model = lookup(str(type_name)).settings_model
+        except ConfigError as exc:
+            issues.error((*loc, "type"), str(exc))
             continue
-        model = provider_class(type_name).settings_model
         data = dict(entry)
         if "token" in data:
             try:
@@ -397,7 +405,7 @@ def _providers(raw: RawConfig, issues: _Issues) -> dict[str, ProviderSettings]:
 
 
 def _policies(
-    raw: RawConfig, providers: dict[str, ProviderSettings], issues: _Issues
+    raw: RawConfig, providers: dict[str, ProviderSettings], lookup: ProviderLookup, issues: _Issues
 ) -> dict[str, Policy]:
     policies: dict[str, Policy] = {}
     for name, policy in raw.policies.items():
@@ -423,7 +431,7 @@ def _policies(
         settings = providers.get(policy.provider)
         if settings is None:
             continue  # the provider entry itself is invalid and already reported
-        cls = provider_class(settings.type)
+        cls = lookup(settings.type)
         if policy.strategy not in cls.capabilities.strategies:
             allowed = ", ".join(sorted(cls.capabilities.strategies))
             issues.error(

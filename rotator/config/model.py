@@ -26,7 +26,7 @@ from pydantic import (
 
 from rotator.config.paths import check_vault_path
 from rotator.durations import Duration
-from rotator.providers.base import Strategy
+from rotator.vocabulary import Strategy
 
 DEFAULT_DATABASE_URL = "sqlite:///rotator.db"
 KUBERNETES_JWT_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")

@@ -15,7 +15,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
@@ -25,12 +24,8 @@ from rotator.errors import VendorError
 from rotator.providers.ratelimit import RateLimit
 from rotator.secret import Secret
 
-
-class Strategy(StrEnum):
-    """How a key is replaced at the vendor."""
-
-    REGENERATE = "regenerate"
-    CREATE_THEN_DELETE = "create_then_delete"
+# Re-exported: vendor modules and plugins import the strategy with the rest of the contract.
+from rotator.vocabulary import Strategy as Strategy
 
 
 @dataclass(frozen=True)

@@ -241,7 +241,10 @@ class EmulatorServer:
         if tls is not None:
             self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         self._scheme = "https" if tls is not None else "http"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll: ``stop`` waits for the serving loop to notice, which by default is 0.5 s.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base_url(self) -> str:

@@ -200,7 +200,7 @@ class Rig:
     def engine(self) -> Engine:
         os.environ.setdefault("TEST_VAULT_TOKEN", self.openbao.root_token)
         os.environ.setdefault("SANDBOX_TOKEN", MANAGEMENT_TOKEN)
-        return Engine.open(load_config(self.config_path))
+        return Engine.open(load_config(self.config_path, provider_class))
 
     def store(self) -> AuditStore:
         return AuditStore.open(Secret(self.database_url))

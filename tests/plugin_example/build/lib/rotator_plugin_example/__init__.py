@@ -1,0 +1,1 @@
+"""An example rotator provider plugin for the (made-up) Example Keys API."""
