@@ -209,3 +209,23 @@ def test_the_sandbox_control_api_sets_the_untrusted_answer_faults(vendor: Vendor
 
     with pytest.raises(VendorError, match="not JSON"):
         vendor.provider.list_keys(vendor.selector)
+
+
+def test_a_retry_after_beyond_the_budget_schedules_the_next_attempt_at_the_vendors_time(
+    rig: Rig,
+) -> None:
+    rig.add_policy("app", strategy=rig.strategy, grace="0s")
+    operation = "regenerate" if rig.strategy == "regenerate" else "create"
+    method, path = rig.emulator.operations[operation]
+    rig.server.fail(method, path, status=429, retry_after=3600)
+    before = datetime.now(UTC)
+
+    result = rig.run("rotate", "now", "app", "--json")
+
+    assert json.loads(result.stdout)["result"] == "failed"
+    store = rig.store()
+    rotation = store.active_rotation("app")
+    store.dispose()
+    assert rotation is not None
+    assert rotation.next_attempt_at is not None
+    assert rotation.next_attempt_at >= before + timedelta(seconds=3600)
