@@ -69,3 +69,23 @@ class StateCollector(Collector):
         yield age
         yield since
         yield attention
+
+
+class PausedCollector(Collector):
+    """``rotator_policy_paused{policy}``: 1 while a policy is held (paused or disabled), else 0.
+
+    ``read_holds`` returns every configured policy with whether it is held now.
+    """
+
+    def __init__(self, read_holds: Callable[[], dict[str, bool]]) -> None:
+        self._read_holds = read_holds
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        paused = GaugeMetricFamily(
+            "rotator_policy_paused",
+            "1 while the policy is paused by an operator or has enabled: false.",
+            labels=["policy"],
+        )
+        for policy, is_held in sorted(self._read_holds().items()):
+            paused.add_metric([policy], float(is_held))
+        yield paused

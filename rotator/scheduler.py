@@ -40,7 +40,7 @@ from rotator.engine.schedule import due_window, next_fire
 from rotator.engine.states import State
 from rotator.errors import ConfigError
 from rotator.log import get_logger
-from rotator.metrics import StateCollector
+from rotator.metrics import PausedCollector, StateCollector
 
 log = get_logger("rotator.daemon")
 
@@ -88,6 +88,7 @@ class Daemon:
         self._http = ThreadingHTTPServer((settings.host, settings.port), self._handler())
         self._http.daemon_threads = True
         REGISTRY.register(StateCollector(self.engine.store.policy_overview))
+        REGISTRY.register(PausedCollector(self._held_policies))
 
     @property
     def port(self) -> int:
@@ -140,6 +141,10 @@ class Daemon:
             return
         now = datetime.now(UTC)
         active = self.engine.store.active_rotation(name)
+        if active is None and self.engine.hold(name) is not None:
+            # Held: no wake-up of its own; the sweep wakes it once the hold ends.
+            job.modify(next_run_time=None)
+            return
         if active is not None and not active.needs_attention:
             when = active.grace_until if active.state == State.GRACE else active.next_attempt_at
             wake = max(when or now, now)
@@ -169,12 +174,18 @@ class Daemon:
             )
             if when is None or when <= now:
                 wake.add(rotation.policy)
-        # A policy with a rotation in flight is woken by that rotation's own times above.
-        wake.update(n for n, due in self._due.items() if due <= now and n not in in_flight)
+        # A policy with a rotation in flight is woken by that rotation's own times above;
+        # a held one (paused, enabled: false) not at all for being due.
+        waiting = in_flight | self.engine.holds().keys()
+        wake.update(n for n, due in self._due.items() if due <= now and n not in waiting)
         for name in wake & self.engine.config.policies.keys():
             job = self.scheduler.get_job(f"policy:{name}")
             if job is not None and (job.next_run_time is None or job.next_run_time > now):
                 job.modify(next_run_time=now)
+
+    def _held_policies(self) -> dict[str, bool]:
+        holds = self.engine.holds()
+        return {name: name in holds for name in self.engine.config.policies}
 
     # -- lifecycle ------------------------------------------------------------
 

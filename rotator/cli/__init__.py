@@ -18,6 +18,7 @@ from rotator.cli.db import db
 from rotator.cli.inspect import audit, plan, status
 from rotator.cli.operate import reconcile
 from rotator.cli.options import config_option, load
+from rotator.cli.pause import pause, resume
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
 from rotator.errors import RotatorError
@@ -53,7 +54,7 @@ def validate(config_path: str | None, online: bool) -> None:
             sys.exit(2)
 
 
-for command in (db, rotate, adopt, plan, status, audit, reconcile, sandbox):
+for command in (db, rotate, adopt, plan, status, audit, reconcile, sandbox, pause, resume):
     cli.add_command(command)
 
 

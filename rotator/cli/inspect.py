@@ -69,6 +69,7 @@ def _plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "current_key": _key_label(report.current_key, now),
         "old_key_in_grace": _key_label(old_key, now) if old else None,
         "in_flight": report.in_flight.state if report.in_flight else None,
+        "paused": engine.hold(name),
         "calls": list(engine.describe(name).calls),
         "verification": policy.provider_class.capabilities.verification,
         "warnings": report.warnings,
@@ -107,7 +108,8 @@ def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> N
         return
     for entry in entries:
         click.secho(f"{entry['policy']} ({entry['provider']}, {entry['strategy']})", bold=True)
-        for label in ("due", "why", "current_key", "old_key_in_grace", "in_flight", "error"):
+        labels = ("due", "why", "paused", "current_key", "old_key_in_grace", "in_flight", "error")
+        for label in labels:
             if entry[label]:
                 click.echo(f"  {label.replace('_', ' ')}: {entry[label]}")
         for label in ("calls", "warnings", "orphans", "strays", "drift"):
@@ -117,6 +119,7 @@ def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> N
 
 def _plan_table(entries: list[dict[str, Any]]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="rotator plan", show_lines=True)
@@ -131,7 +134,8 @@ def _plan_table(entries: list[dict[str, Any]]) -> None:
             findings.append(f"[red]error: {entry['error']}[/red]")
         table.add_row(
             f"{entry['policy']}\n{entry['provider']}, {entry['strategy']}",
-            f"{entry['due']}\n({entry['why']})",
+            f"{entry['due']}\n({entry['why']})"
+            + (f"\n[yellow]{escape(entry['paused'])}[/yellow]" if entry["paused"] else ""),
             entry["current_key"],
             "\n".join(entry["calls"]),
             "\n".join(findings) or "-",
@@ -145,14 +149,18 @@ def _plan_table(entries: list[dict[str, Any]]) -> None:
 def status(config_path: str | None, as_json: bool) -> None:
     """One row per policy: current key, last rotation, next due, anything in flight."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from rotator.audit.pauses import pauses_in_force
     from rotator.audit.store import utcnow
+    from rotator.engine.pause import hold_reason
     from rotator.engine.schedule import NEVER_ROTATED, next_due
 
     config = load(config_path)
     store = open_store(config)
     store.require_current_schema()
+    pauses = pauses_in_force(store, utcnow())
     rows = []
     for name, policy in sorted(config.policies.items()):
         state = store.policy_state(name)
@@ -179,6 +187,7 @@ def status(config_path: str | None, as_json: bool) -> None:
                 "next_due": "now" if due == NEVER_ROTATED else due.isoformat(),
                 "in_flight": active.state if active else None,
                 "needs_attention": bool(active and active.needs_attention),
+                "paused": hold_reason(policy.enabled, pauses.get(name)),
                 "last_error": (last.last_error or "")[:120] if last else "",
             }
         )
@@ -203,7 +212,8 @@ def status(config_path: str | None, as_json: bool) -> None:
             str(row["key_age"] or "-"),
             str(row["last_rotated_at"] or "never"),
             str(row["last_outcome"] or "-"),
-            str(row["next_due"]),
+            str(row["next_due"])
+            + (f"\n[yellow]{escape(str(row['paused']))}[/yellow]" if row["paused"] else ""),
             flight,
             str(row["last_error"]),
         )

@@ -21,6 +21,7 @@ _COLOURS = {
     Result.DRY_RUN: "cyan",
     Result.NOT_DUE: None,
     Result.LOCKED: "yellow",
+    Result.PAUSED: "yellow",
     Result.FAILED: "red",
     Result.ROLLED_BACK: "red",
     Result.NEEDS_ATTENTION: "red",

@@ -54,6 +54,8 @@ class Policy:
     #: The policy rotates the very credential rotator uses for its provider
     #: (the provider's token is ``vault:`` + this policy's Vault path and field).
     self_rotating: bool = False
+    #: ``enabled: false`` in the YAML: no rotation starts, scheduled or not without --force.
+    enabled: bool = True
 
     @property
     def provider_type(self) -> str:
@@ -344,6 +346,7 @@ def _policies(
             grace_period=policy.grace_period,
             vault=policy.vault,
             self_rotating=self_rotating,
+            enabled=policy.enabled,
         )
     _check_vault_targets_unique(raw, issues)
     return policies

@@ -123,6 +123,8 @@ class PolicyConfig(_Model):
     schedule: ScheduleConfig
     grace_period: Duration = timedelta(hours=24)
     vault: VaultTarget
+    #: False holds the policy for good: no rotation starts (``rotator pause`` is the temporary one).
+    enabled: bool = True
 
 
 class DaemonConfig(_Model):

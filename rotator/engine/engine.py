@@ -19,6 +19,7 @@ from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
 from rotator.durations import format_duration
 from rotator.engine.lock import PolicyLocks
+from rotator.engine.pause import FORCE_HINT, current_actor, held, hold_reason
 from rotator.engine.protocol import RotationContext, RotationRun
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
@@ -115,8 +116,30 @@ class Engine:
 
     # -- entry points ---------------------------------------------------------
 
-    def rotate_now(self, name: str, *, emergency: bool = False) -> Outcome:
-        return self._reported(name, lambda: self._rotate_now(name, emergency=emergency))
+    def rotate_now(self, name: str, *, emergency: bool = False, force: bool = False) -> Outcome:
+        return self._reported(
+            name, lambda: self._rotate_now(name, emergency=emergency, force=force)
+        )
+
+    def hold(self, name: str) -> str | None:
+        """Why ``name`` is held (paused, or ``enabled: false``); None when it may rotate."""
+        from rotator.audit.pauses import pause_in_force
+
+        policy = self.policy(name)
+        if not policy.enabled:
+            return hold_reason(False, None)
+        return hold_reason(True, pause_in_force(self.store, name, self.clock()))
+
+    def holds(self) -> dict[str, str]:
+        """Every configured policy that is held now, with why (one database read)."""
+        from rotator.audit.pauses import pauses_in_force
+
+        pauses = pauses_in_force(self.store, self.clock())
+        reasons = {
+            name: hold_reason(policy.enabled, pauses.get(name))
+            for name, policy in self.config.policies.items()
+        }
+        return {name: reason for name, reason in reasons.items() if reason}
 
     def rotate_if_due(self, name: str) -> Outcome:
         return self._reported(name, lambda: self._rotate_if_due(name))
@@ -132,17 +155,25 @@ class Engine:
             self.notifier.notify(outcome)
         return outcome
 
-    def _rotate_now(self, name: str, *, emergency: bool = False) -> Outcome:
+    def _rotate_now(self, name: str, *, emergency: bool = False, force: bool = False) -> Outcome:
         """Rotate regardless of schedule; an unfinished rotation is resumed first.
 
         Without ``emergency`` a rotation waiting in grace is only advanced. With
         it, that rotation's old key is revoked now and a fresh key replaces the
-        current one with no grace period (a key leaked).
+        current one with no grace period (a key leaked). A held policy is only
+        touched with ``force``, and the override is audited.
         """
         policy = self.policy(name)
         with self.locks.hold(name) as acquired:
             if not acquired:
                 return _locked(name)
+            reason = self.hold(name)
+            if reason is not None:
+                if not force:
+                    return held(name, reason, hint=FORCE_HINT)
+                self.store.record_event(
+                    name, "pause", "overridden", details={"hold": reason, "by": current_actor()}
+                )
             active = self.store.active_rotation(name)
             if active is not None:
                 if emergency:
@@ -179,6 +210,9 @@ class Engine:
                         state=active.state,
                     )
                 return self._run(policy, active)
+            reason = self.hold(name)
+            if reason is not None:
+                return held(name, reason)
             state = self.store.policy_state(name)
             if state is not None and state.attention:
                 return Outcome(

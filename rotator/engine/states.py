@@ -32,6 +32,7 @@ class Result(StrEnum):
     LOCKED = "locked"  # another process is rotating this policy
     NOT_DUE = "not_due"
     DRY_RUN = "dry_run"
+    PAUSED = "paused"  # held by an operator (rotator pause) or enabled: false
 
     @property
     def is_failure(self) -> bool:
