@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotator.audit.pauses import pause_policy
+from rotator.audit.pauses import pause_policy, pauses_in_force
 from rotator.audit.store import AuditStore
 from rotator.config.loader import parse_config
 from rotator.engine.idle import idle_outcomes
@@ -84,11 +84,14 @@ def test_resume_lets_the_schedule_rotate_again(app: Rig) -> None:
 
 
 def test_a_pause_until_a_duration_ends_by_itself(app: Rig) -> None:
-    started = time.monotonic()
-    app.run("pause", "app", "--reason", "short hold", "--until", "8s")
+    app.run("pause", "app", "--reason", "short hold", "--until", "5s")
     assert outcome(app.run("rotate", "due", "--json"))["result"] == "paused"
+    store = app.store()
+    [pause] = pauses_in_force(store, datetime.now(UTC)).values()
+    store.dispose()
+    assert pause.until is not None
 
-    time.sleep(max(0.0, started + 8.2 - time.monotonic()))
+    time.sleep(max(0.0, (pause.until - datetime.now(UTC)).total_seconds() + 0.2))
     due = app.run("rotate", "due", "--json")
 
     assert outcome(due)["result"] == "waiting"
