@@ -121,3 +121,7 @@ class LockHeld(RotatorError):
 
 class RotationFailed(RotatorError):
     """A rotation could not complete and needs attention."""
+
+
+class HookFailed(RotatorError):
+    """A consumer hook (notify, kubernetes_restart) failed; the rotation itself stands."""

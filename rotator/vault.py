@@ -9,6 +9,7 @@ under ``rotator.<field>.*`` keys; it never holds a secret value.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -69,6 +70,14 @@ class VaultStore:
         self._renew_at = 0.0
         self._next_lookup = 0.0
         self._logged_in = False
+
+    def for_mount(self, mount: str) -> VaultStore:
+        """This store's client and login, working on another KV v2 mount (a policy's own)."""
+        if mount == self.mount:
+            return self
+        view = copy.copy(self)
+        view.mount = mount
+        return view
 
     # -- authentication -------------------------------------------------------
 

@@ -18,11 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from rotator.config.consumers import Hook, KubernetesConfig, KubernetesRestartHook
 from rotator.config.credentials import Credential, VaultReference, expand_env, parse_credential
 from rotator.config.model import (
     AppRoleAuth,
     DaemonConfig,
     KubernetesAuth,
+    PolicyConfig,
     RawConfig,
     ScheduleConfig,
     TokenAuth,
@@ -30,6 +32,7 @@ from rotator.config.model import (
     VaultTarget,
 )
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
+from rotator.durations import format_duration
 from rotator.errors import ConfigError
 from rotator.providers.base import KeySelector, Provider, ProviderSettings, Strategy
 from rotator.providers.registry import VENDORS, provider_class
@@ -56,10 +59,24 @@ class Policy:
     self_rotating: bool = False
     #: ``enabled: false`` in the YAML: no rotation starts, scheduled or not without --force.
     enabled: bool = True
+    #: Run once Vault serves the new key, and once the old key is revoked.
+    after_store: tuple[HookAction, ...] = ()
+    after_revoke: tuple[HookAction, ...] = ()
 
     @property
     def provider_type(self) -> str:
         return self.provider_class.type_name
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """A ``notify`` hook: its URL is a credential, like a webhook's."""
+
+    url: Credential
+    timeout: float
+
+
+HookAction = NotifyTarget | KubernetesRestartHook
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     webhooks: list[Webhook] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
 
 
 @dataclass
@@ -224,6 +242,7 @@ def parse_config(text: str, source: str) -> Config:
         daemon=raw.daemon,
         webhooks=webhooks,
         warnings=issues.warnings,
+        kubernetes=raw.kubernetes,
     )
 
 
@@ -321,11 +340,14 @@ def _policies(
             continue
         for warning in cls.policy_warnings(selector, policy.strategy, policy.grace_period):
             issues.warn(loc, warning)
+        _check_consumer_refresh(policy, loc, issues)
+        target = policy.vault.model_copy(update={"mount": policy.vault.mount or raw.vault.mount})
         token = settings.token
         self_rotating = isinstance(token, VaultReference) and (
+            raw.vault.mount,
             token.path.strip("/"),
             token.field,
-        ) == (policy.vault.normalized_path, policy.vault.field)
+        ) == (target.mount, policy.vault.normalized_path, policy.vault.field)
         if self_rotating and policy.strategy is Strategy.REGENERATE:
             issues.error(
                 (*loc, "strategy"),
@@ -344,12 +366,62 @@ def _policies(
             strategy=policy.strategy,
             schedule=policy.schedule,
             grace_period=policy.grace_period,
-            vault=policy.vault,
+            vault=target,
             self_rotating=self_rotating,
             enabled=policy.enabled,
+            after_store=_hook_actions(
+                policy.hooks.after_store, (*loc, "hooks", "after_store"), issues
+            ),
+            after_revoke=_hook_actions(
+                policy.hooks.after_revoke, (*loc, "hooks", "after_revoke"), issues
+            ),
         )
     _check_vault_targets_unique(raw, issues)
     return policies
+
+
+def _check_consumer_refresh(policy: PolicyConfig, loc: Location, issues: _Issues) -> None:
+    refresh = policy.consumers.refresh
+    if refresh is None:
+        return
+    if policy.strategy is Strategy.REGENERATE:
+        issues.warn(
+            (*loc, "consumers", "refresh"),
+            f"regenerate kills the old key at once, so consumers that re-read Vault every "
+            f"{format_duration(refresh)} fail for up to that long after each rotation; use "
+            "create_then_delete with a longer grace_period, or restart them with a hook",
+        )
+    elif policy.grace_period < refresh:
+        issues.warn(
+            (*loc, "grace_period"),
+            f"grace_period {format_duration(policy.grace_period)} is shorter than "
+            f"consumers.refresh {format_duration(refresh)}: the old key would be revoked "
+            "before every consumer has re-read Vault; make grace_period at least "
+            f"{format_duration(refresh)} (plus a margin)",
+        )
+
+
+def _hook_actions(hooks: list[Hook], loc: Location, issues: _Issues) -> tuple[HookAction, ...]:
+    actions: list[HookAction] = []
+    for index, hook in enumerate(hooks):
+        if hook.kubernetes_restart is not None:
+            actions.append(hook.kubernetes_restart)
+        elif hook.notify is not None:
+            url = _url_credential(hook.notify.url, (*loc, index, "notify", "url"), issues)
+            if url is not None:
+                actions.append(NotifyTarget(url, hook.notify.timeout))
+    return tuple(actions)
+
+
+def _url_credential(url: str, loc: Location, issues: _Issues) -> Credential | None:
+    """A webhook URL: a plain http(s) URL as written, else a credential reference."""
+    if url.startswith(("http://", "https://")) and "${" not in url:
+        return Secret(url)
+    try:
+        return parse_credential(url, allow_literal=False).credential
+    except ValueError as exc:
+        issues.error(loc, str(exc))
+        return None
 
 
 def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
@@ -360,17 +432,12 @@ def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
             if policy not in raw.policies:
                 issues.error((*loc, "policies"), f"names policy {policy!r}, which does not exist")
         url = hook.url
-        if url.startswith(("http://", "https://")) and "${" not in url:
+        credential = _url_credential(url, (*loc, "url"), issues)
+        if credential is None:
+            continue
+        if isinstance(credential, Secret) and url.startswith("http") and hook.format == "slack":
             # A plain URL is not treated as a secret literal; Slack's carry a token, so warn.
-            credential: Credential = Secret(url)
-            if hook.format == "slack":
-                issues.warn((*loc, "url"), "Slack webhook URLs are secrets; use ${ENV} or vault:")
-        else:
-            try:
-                credential = parse_credential(url, allow_literal=False).credential
-            except ValueError as exc:
-                issues.error((*loc, "url"), str(exc))
-                continue
+            issues.warn((*loc, "url"), "Slack webhook URLs are secrets; use ${ENV} or vault:")
         webhooks.append(
             Webhook(
                 name=name,
@@ -385,19 +452,21 @@ def _webhooks(raw: RawConfig, issues: _Issues) -> list[Webhook]:
 
 
 def _check_vault_targets_unique(raw: RawConfig, issues: _Issues) -> None:
-    targets = Counter(
-        (policy.vault.normalized_path, policy.vault.field) for policy in raw.policies.values()
-    )
+    def target_of(policy: PolicyConfig) -> tuple[str, str, str]:
+        mount = policy.vault.mount or raw.vault.mount
+        return (mount, policy.vault.normalized_path, policy.vault.field)
+
+    targets = Counter(target_of(policy) for policy in raw.policies.values())
     for name, policy in raw.policies.items():
-        target = (policy.vault.normalized_path, policy.vault.field)
+        target = target_of(policy)
         if targets[target] > 1:
             others = [
                 other
                 for other, p in raw.policies.items()
-                if other != name and (p.vault.normalized_path, p.vault.field) == target
+                if other != name and target_of(p) == target
             ]
             issues.error(
                 ("policies", name, "vault"),
-                f"writes the same Vault secret {target[0]}#{target[1]} as policy "
-                f"{', '.join(others)}; give each policy its own path or field",
+                f"writes the same Vault secret {target[1]}#{target[2]} (mount {target[0]}) as "
+                f"policy {', '.join(others)}; give each policy its own path or field",
             )

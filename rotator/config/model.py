@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rotator.config.consumers import ConsumersConfig, HooksConfig, KubernetesConfig
 from rotator.durations import Duration
 from rotator.providers.base import Strategy
 
@@ -110,6 +111,8 @@ class ScheduleConfig(_Model):
 class VaultTarget(_Model):
     path: str = Field(min_length=1)
     field: str = Field(default="api_key", min_length=1)
+    #: The KV v2 mount; None means the global ``vault.mount`` (the loader fills it in).
+    mount: str | None = Field(default=None, min_length=1, pattern=r"^[^/]+(/[^/]+)*$")
 
     @property
     def normalized_path(self) -> str:
@@ -125,6 +128,8 @@ class PolicyConfig(_Model):
     vault: VaultTarget
     #: False holds the policy for good: no rotation starts (``rotator pause`` is the temporary one).
     enabled: bool = True
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
+    consumers: ConsumersConfig = Field(default_factory=ConsumersConfig)
 
 
 class DaemonConfig(_Model):
@@ -160,5 +165,6 @@ class RawConfig(_Model):
     vault: VaultConfig = Field(default_factory=dict, validate_default=True)
     daemon: DaemonConfig = Field(default_factory=dict, validate_default=True)
     notifications: NotificationsConfig = Field(default_factory=dict, validate_default=True)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policies: dict[str, PolicyConfig] = Field(default_factory=dict)

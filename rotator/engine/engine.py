@@ -24,16 +24,19 @@ from rotator.engine.protocol import RotationContext, RotationRun
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import ConfigError, RotationFailed, VaultError, VendorError
+from rotator.log import get_logger
 from rotator.metrics import ROTATION_DURATION, ROTATIONS
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
-from rotator.secret import Secret
+from rotator.secret import Secret, scrub
 from rotator.vault_metadata import metadata_key
 
 if TYPE_CHECKING:
     from rotator.vault import VaultStore
 
 DEFAULT_MAX_ATTEMPTS = 5
+
+log = get_logger("rotator.engine")
 
 
 class Engine:
@@ -78,6 +81,10 @@ class Engine:
                     self.config.vault, token if isinstance(token, Secret) else None
                 )
             return self._vault
+
+    def vault_for(self, policy: Policy) -> VaultStore:
+        """The Vault store on the policy's KV v2 mount (its own, else the global one)."""
+        return self.vault.for_mount(policy.vault.mount or self.config.vault.mount)
 
     def close(self) -> None:
         self.reset_providers()
@@ -242,16 +249,17 @@ class Engine:
                     "finish it with 'rotator rotate now' instead of adopting"
                 )
             path = policy.vault.normalized_path
-            current = self.vault.read(path)
+            vault = self.vault_for(policy)
+            current = vault.read(path)
             if current is None or current.field(policy.vault.field) is None:
                 raise RotationFailed(
-                    f"Vault has no {policy.vault.field} at {self.config.vault.mount}/{path}; "
+                    f"Vault has no {policy.vault.field} at {vault.mount}/{path}; "
                     "adopt records a key that is already there"
                 )
             key_id = key_id or self.current_key_id(policy)
             now = self.clock()
             if key_id:
-                self.vault.update_metadata(
+                vault.update_metadata(
                     path,
                     {
                         metadata_key(policy.vault.field, "key_id"): key_id,
@@ -289,12 +297,39 @@ class Engine:
         context = RotationContext(
             policy=policy,
             provider=self.provider_for(policy),
-            vault=self.vault,
+            vault=self.vault_for(policy),
             store=self.store,
             clock=self.clock,
             max_attempts=self.max_attempts,
         )
-        return RotationRun(context, rotation).run()
+        outcome = RotationRun(context, rotation).run()
+        self._run_hooks(policy, rotation.id)
+        return outcome
+
+    def _run_hooks(self, policy: Policy, rotation_id: str) -> None:
+        """The consumer hooks the rotation owes now; nothing here can fail the rotation."""
+        if not (policy.after_store or policy.after_revoke):
+            return
+        from rotator.hooks.runner import HookRunner
+
+        try:
+            rotation = self.store.rotation(rotation_id)
+            if rotation is None:
+                return
+            runner = HookRunner(
+                self.store,
+                self.config.kubernetes,
+                self.resolve_credential,
+                self.notifier.notify,
+                self.clock,
+            )
+            runner.run_owed(policy, rotation, self.vault_for(policy).mount)
+        except Exception as exc:
+            log.error(
+                "consumer hooks could not run",
+                policy=policy.name,
+                error=scrub(f"{type(exc).__name__}: {exc}"),
+            )
 
     def _plan_and_run(self, policy: Policy, *, trigger: str, emergency: bool) -> Outcome:
         try:
@@ -324,7 +359,7 @@ class Engine:
         configured = self.provider_for(policy).configured_key_id(policy.selector)
         if configured or not read_vault:
             return configured
-        metadata = self.vault.custom_metadata(policy.vault.normalized_path)
+        metadata = self.vault_for(policy).custom_metadata(policy.vault.normalized_path)
         return metadata.get(metadata_key(policy.vault.field, "key_id")) or None
 
     def _plan(self, policy: Policy, *, trigger: str, emergency: bool) -> RotationRecord:
