@@ -34,7 +34,7 @@ from rotator.errors import (
     VaultSealed,
     VaultUnreachable,
 )
-from rotator.secret import Secret, scrub
+from rotator.secret import FileSecret, Secret, scrub
 
 # Renew when less than this share of the token's lifetime is left.
 _RENEW_FRACTION = 1 / 3
@@ -54,73 +54,30 @@ class SecretVersion:
         return self.data.get(name)
 
 
-class TokenFile:
-    """A Vault token kept in a file that something else rewrites (Vault Agent's sink).
-
-    The file is read again when its inode, size or modification time changed, and
-    once more when Vault answers 403, since a rewrite can keep all three.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._stamp: tuple[int, int, int] | None = None
-        self._token: Secret | None = None
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            info = self.path.stat()
-        except OSError:
-            return None
-        return (info.st_ino, info.st_size, info.st_mtime_ns)
-
-    def current(self, *, force: bool = False) -> Secret | None:
-        """The token in the file, re-read when it changed (or ``force``); None if unreadable."""
-        stamp = self._stat()
-        if force or self._token is None or stamp != self._stamp:
-            try:
-                self._token = _read_file(self.path, "vault.auth.token_file")
-            except VaultAuthError:
-                return self._token
-            self._stamp = stamp
-        return self._token
-
-
 class _TokenFileAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
     """Sends each request with the token file's current token; on 403 re-reads, retries once."""
 
-    def __init__(self, token_file: TokenFile, **kwargs: Any) -> None:
+    def __init__(self, file_token: FileSecret, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._token_file = token_file
+        self._file_token = file_token
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        self._refresh(force=False)
+        self._take(self._file_token.reveal())
         try:
             return super().request(*args, **kwargs)
         except hvac.exceptions.Forbidden:
-            if not self._refresh(force=True):
+            self._file_token.reload()
+            if not self._take(self._file_token.reveal()):
                 raise
             return super().request(*args, **kwargs)
 
-    def _refresh(self, *, force: bool) -> bool:
-        """Take the file's token if it differs from the one in use; whether it did."""
-        token = self._token_file.current(force=force)
+    def _take(self, token: str) -> bool:
+        """Use ``token`` from now on; whether it differs from the one in use."""
         in_use: str | None = getattr(self, "token", None)
-        if token is None or token.reveal() == in_use:
+        if token == in_use:
             return False
-        self.token = token.reveal()
+        self.token = token
         return True
-
-
-def _token_file(config: VaultConfig) -> TokenFile | None:
-    """The file the Vault token comes from (``token_file`` or ``token: file:...``), if any."""
-    auth = config.auth
-    if not isinstance(auth, TokenAuth):
-        return None
-    if auth.token_file is not None:
-        return TokenFile(auth.token_file)
-    if auth.token and auth.token.startswith("file:"):
-        return TokenFile(Path(auth.token[len("file:") :]))
-    return None
 
 
 class VaultStore:
@@ -130,16 +87,15 @@ class VaultStore:
         self.config = config
         self.mount = config.mount
         self._token = token
-        token_file = _token_file(config)
-        session = _session_for(config)
         self._client = hvac.Client(
             url=config.address,
             namespace=config.namespace,
             timeout=int(config.timeout),
             verify=config.verify_tls,
-            session=session,
-            adapter=(lambda **kw: _TokenFileAdapter(token_file, **kw))
-            if token_file is not None
+            session=_session_for(config),
+            # A token from a file (Vault Agent's sink) is followed as the file changes.
+            adapter=(lambda **kw: _TokenFileAdapter(token, **kw))
+            if isinstance(token, FileSecret)
             else hvac.adapters.JSONAdapter,
         )
         self._renew_at = 0.0

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rotator.secret import Secret
+from rotator.secret import FileSecret, Secret
 
 _ENV_WHOLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_ANY = re.compile(r"\$\{([^}]*)\}")
@@ -63,7 +63,8 @@ def parse_credential(
             )
         return ParsedCredential(Secret(env[name]))
     if raw.startswith("file:"):
-        return ParsedCredential(Secret(_read_credential_file(Path(raw[len("file:") :]))))
+        path = Path(raw[len("file:") :])
+        return ParsedCredential(FileSecret(path, _read_credential_file(path)))
     if raw.startswith("vault:"):
         if not (match := _VAULT.fullmatch(raw)):
             raise ValueError("a Vault reference looks like 'vault:path/to/secret#field'")

@@ -31,7 +31,7 @@ from rotator.errors import (
 )
 from rotator.providers.base import Provider, SelectorT, SettingsT
 from rotator.providers.ratelimit import Limiter, limiter_for
-from rotator.secret import Secret, scrub
+from rotator.secret import FileSecret, Secret, scrub
 
 if TYPE_CHECKING:
     import httpx
@@ -56,12 +56,15 @@ class VendorHttp:
         attempts: int = 5,
         retry_timeout: float = 60.0,
         limiter: Limiter | None = None,
+        reauth: Callable[[], bool] | None = None,
     ) -> None:
         import httpx
 
         self.vendor = vendor
         self._limiter = limiter
         self._auth = auth
+        #: Called once on a 401/403: whether a fresh credential is now in use, worth one retry.
+        self._reauth = reauth
         self._read_error = read_error
         self._attempts = attempts
         self._retry_timeout = retry_timeout
@@ -86,8 +89,16 @@ class VendorHttp:
         import stamina
 
         safe_to_repeat = method in _IDEMPOTENT if idempotent is None else idempotent
+        reauthed = False
 
         def backoff(exc: Exception) -> bool | float:
+            nonlocal reauthed
+            if isinstance(exc, VendorAuthError):
+                # A refused credential was not acted on: repeating with a fresh one is safe.
+                if reauthed or self._reauth is None:
+                    return False
+                reauthed = True
+                return self._reauth()
             if isinstance(exc, VendorRateLimited):
                 if exc.retry_after is None:
                     return True
@@ -247,6 +258,7 @@ class HttpProvider(Provider[SettingsT, SelectorT]):
             timeout=settings.timeout,
             read_error=self.read_error,
             headers=self.extra_headers,
+            reauth=lambda: isinstance(self.token, FileSecret) and self.token.reload(),
             limiter=limiter_for(self.vendor_name, base_url, token, settings.rate_limit)
             if settings.rate_limit is not None
             else None,
