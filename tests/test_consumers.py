@@ -139,6 +139,29 @@ def test_notify_hook_after_store_names_the_key_and_vault_version_never_the_secre
     assert [o for o, _ in hook_events(rig, "app")] == ["succeeded"]
 
 
+def test_a_hook_cut_off_by_a_crash_runs_when_the_rotation_resumes(
+    rig_factory: RigFactory, receiver: WebhookReceiver
+) -> None:
+    rig = policy_with(
+        rig_factory(VENDOR), "app", f"hooks: {{after_store: [{{notify: {{url: {receiver.url}}}}}]}}"
+    )
+    receiver.delay = 30.0
+    process = rig.spawn("rotate", "now", "app")
+    deadline = time.monotonic() + 60
+    while not receiver.raw and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rig.kill(process)
+    assert hook_events(rig, "app") == []
+    receiver.delay = 0.0
+
+    resumed = rig.run("rotate", "due", "--json")
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert [o for o, _ in hook_events(rig, "app")] == ["succeeded"]
+    assert len(receiver.received) == 2
+    assert receiver.received[0] == receiver.received[1] | {"at": receiver.received[0]["at"]}
+
+
 def test_notify_hook_after_revoke_runs_when_the_old_key_is_revoked(
     rig_factory: RigFactory, receiver: WebhookReceiver
 ) -> None:

@@ -70,6 +70,34 @@ def test_rotate_now_force_rotates_a_paused_policy(app: Rig) -> None:
     assert forced.returncode == 0, forced.stderr
     assert outcome(forced)["result"] == "waiting"
     assert app.vault_version("app") == 2
+    store = app.store()
+    steps = [(e.step, e.outcome) for e in store.events(policy="app")]
+    store.dispose()
+    assert ("pause", "overridden") in steps
+
+
+def test_rotate_now_all_passes_over_a_paused_policy(app: Rig) -> None:
+    app.add_policy("other", strategy="create_then_delete", grace="1h")
+    app.run("pause", "app", "--reason", "change freeze")
+
+    result = app.run("rotate", "now", "--all", "--json")
+
+    assert result.returncode == 0, result.stderr
+    outcomes = {o["policy"]: o["result"] for o in map(json.loads, result.stdout.splitlines())}
+    assert outcomes == {"app": "paused", "other": "waiting"}
+
+
+def test_a_rotation_under_way_still_finishes_while_paused(rig_factory: RigFactory) -> None:
+    rig = rig_factory(VENDOR)
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="2s")
+    rig.run("rotate", "now", "app")
+    rig.run("pause", "app", "--reason", "freeze")
+
+    time.sleep(2.2)
+    due = rig.run("rotate", "due", "--json")
+
+    assert outcome(due)["result"] == "completed"
+    assert not rig.vendor_accepts("app", spec.slot.secret)
 
 
 def test_resume_lets_the_schedule_rotate_again(app: Rig) -> None:
