@@ -207,6 +207,7 @@ def test_the_daemon_does_not_rotate_a_paused_policy_and_exports_it(app: Rig) -> 
         wait_until(lambda: 'rotator_policy_paused{policy="app"} 1.0' in daemon.get("/metrics").text)
         time.sleep(2.5)  # two sweeps
         assert app.vault_version("app") == 1
+        assert 'outcome="paused"' not in daemon.get("/metrics").text, "a hold is not a rotation"
 
         app.run("resume", "app")
 

@@ -155,7 +155,7 @@ class Engine:
         """Run one policy's rotation and count, time and notify its outcome."""
         started = time.monotonic()
         outcome = run()
-        if outcome.result not in (Result.NOT_DUE, Result.LOCKED, Result.DRY_RUN):
+        if outcome.result not in (Result.NOT_DUE, Result.LOCKED, Result.DRY_RUN, Result.PAUSED):
             provider = self.policy(name).provider_type
             ROTATIONS.labels(name, provider, outcome.result.value).inc()
             ROTATION_DURATION.labels(provider).observe(time.monotonic() - started)
