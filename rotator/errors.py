@@ -133,3 +133,7 @@ class RotationFailed(RotatorError):
 
 class SecretLost(RotationFailed):
     """A regenerated secret never reached Vault: the vendor's only working key is unknown."""
+
+
+class HookFailed(RotatorError):
+    """A consumer hook (notify, kubernetes_restart) failed; the rotation itself stands."""

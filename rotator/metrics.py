@@ -173,3 +173,23 @@ class StateCollector(Collector):
         oldest = reading.oldest_unsealed
         lag.add_metric([], max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
         yield from (unsealed, lag)
+
+
+class PausedCollector(Collector):
+    """``rotator_policy_paused{policy}``: 1 while a policy is held (paused or disabled), else 0.
+
+    ``read_holds`` returns every configured policy with whether it is held now.
+    """
+
+    def __init__(self, read_holds: Callable[[], dict[str, bool]]) -> None:
+        self._read_holds = read_holds
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        paused = GaugeMetricFamily(
+            "rotator_policy_paused",
+            "1 while the policy is paused by an operator or has enabled: false.",
+            labels=["policy"],
+        )
+        for policy, is_held in sorted(self._read_holds().items()):
+            paused.add_metric([policy], float(is_held))
+        yield paused

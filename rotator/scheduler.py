@@ -47,8 +47,9 @@ from rotator.endpoint import Endpoint
 from rotator.engine.engine import Engine
 from rotator.engine.schedule import due_window, next_fire
 from rotator.engine.states import State
+from rotator.errors import AuditStoreError
 from rotator.log import get_logger
-from rotator.metrics import StateCollector
+from rotator.metrics import PausedCollector, StateCollector
 from rotator.providers.registry import provider_class
 from rotator.secret import scrub
 
@@ -128,6 +129,8 @@ class Daemon:
             lambda: datetime.now(UTC),
         )
         REGISTRY.register(self._collector)
+        self._paused_collector = PausedCollector(self._held_policies)
+        REGISTRY.register(self._paused_collector)
 
     @property
     def port(self) -> int:
@@ -193,6 +196,10 @@ class Daemon:
             return
         now = datetime.now(UTC)
         active = self.engine.store.active_rotation(name)
+        if active is None and self.engine.hold(name) is not None:
+            # Held: no wake-up of its own; the sweep wakes it once the hold ends.
+            job.modify(next_run_time=None)
+            return
         if active is not None and not active.needs_attention:
             when = active.grace_until if active.state == State.GRACE else active.next_attempt_at
             wake = max(when or now, now)
@@ -223,12 +230,22 @@ class Daemon:
             )
             if when is None or when <= now:
                 wake.add(rotation.policy)
-        # A policy with a rotation in flight is woken by that rotation's own times above.
-        wake.update(n for n, due in self._due.items() if due <= now and n not in in_flight)
+        # A policy with a rotation in flight is woken by that rotation's own times above;
+        # a held one (paused, enabled: false) not at all for being due.
+        waiting = in_flight | self.engine.holds().keys()
+        wake.update(n for n, due in self._due.items() if due <= now and n not in waiting)
         for name in wake & self.engine.config.policies.keys():
             job = self.scheduler.get_job(f"policy:{name}")
             if job is not None and (job.next_run_time is None or job.next_run_time > now):
                 job.modify(next_run_time=now)
+
+    def _held_policies(self) -> dict[str, bool]:
+        try:
+            holds = self.engine.holds()
+        except AuditStoreError:
+            # The database is down: /metrics still answers; readiness reports the cause.
+            return {}
+        return {name: name in holds for name in self.engine.config.policies}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -314,6 +331,7 @@ class Daemon:
             unfinished = self._running
         self._http.close()
         REGISTRY.unregister(self._collector)
+        REGISTRY.unregister(self._paused_collector)
         if unfinished:
             log.warning(
                 "stopped with rotations still running; they resume on next start",

@@ -16,7 +16,9 @@ import functools
 import hmac
 import json
 import re
+import threading
 import weakref
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, quote_plus
 
@@ -66,6 +68,52 @@ class Secret:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a Secret cannot be pickled")
+
+
+class FileSecret(Secret):
+    """A secret kept in a file that something else rewrites (Vault Agent's token sink, a
+    mounted Kubernetes Secret): ``reveal()`` reads the file again when its inode, size or
+    modification time changed, and ``reload()`` re-reads it regardless (after a 401/403,
+    since a rewrite can keep all three). An unreadable or emptied file keeps the last value.
+    """
+
+    __slots__ = ("_lock", "_path", "_stamp")
+
+    def __init__(self, path: Path, value: str) -> None:
+        super().__init__(value)
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            info = self._path.stat()
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def reveal(self) -> str:
+        if self._stat() != self._stamp:
+            self.reload()
+        return self._value
+
+    def reload(self) -> bool:
+        """Read the file now; whether the value changed."""
+        with self._lock:
+            stamp = self._stat()
+            try:
+                value = self._path.read_text(encoding="utf-8").strip()
+            except OSError:
+                return False
+            self._stamp = stamp
+            if not value or value == self._value:
+                return False
+            self._value = value
+            return True
 
 
 def live_secret_values() -> list[str]:

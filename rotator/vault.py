@@ -10,6 +10,7 @@ under ``rotator.<field>.*`` keys; it never holds a secret value.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import hvac
+import hvac.adapters
 import hvac.exceptions
 import requests
 
@@ -33,7 +35,7 @@ from rotator.errors import (
     VaultSealed,
     VaultUnreachable,
 )
-from rotator.secret import Secret, scrub
+from rotator.secret import FileSecret, Secret, scrub
 
 # Renew when less than this share of the token's lifetime is left.
 _RENEW_FRACTION = 1 / 3
@@ -58,6 +60,32 @@ class SecretVersion:
         return self.data.get(name)
 
 
+class _TokenFileAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
+    """Sends each request with the token file's current token; on 403 re-reads, retries once."""
+
+    def __init__(self, file_token: FileSecret, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._file_token = file_token
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self._take(self._file_token.reveal())
+        try:
+            return super().request(*args, **kwargs)
+        except hvac.exceptions.Forbidden:
+            self._file_token.reload()
+            if not self._take(self._file_token.reveal()):
+                raise
+            return super().request(*args, **kwargs)
+
+    def _take(self, token: str) -> bool:
+        """Use ``token`` from now on; whether it differs from the one in use."""
+        in_use: str | None = getattr(self, "token", None)
+        if token == in_use:
+            return False
+        self.token = token
+        return True
+
+
 class VaultStore:
     """A logged-in KV v2 client for one mount."""
 
@@ -72,10 +100,22 @@ class VaultStore:
             verify=config.verify_tls,
             session=_session_for(config),
             allow_redirects=False,
+            # A token from a file (Vault Agent's sink) is followed as the file changes.
+            adapter=(lambda **kw: _TokenFileAdapter(token, **kw))
+            if isinstance(token, FileSecret)
+            else hvac.adapters.JSONAdapter,
         )
         self._renew_at = 0.0
         self._next_lookup = 0.0
         self._logged_in = False
+
+    def for_mount(self, mount: str) -> VaultStore:
+        """This store's client and login, working on another KV v2 mount (a policy's own)."""
+        if mount == self.mount:
+            return self
+        view = copy.copy(self)
+        view.mount = mount
+        return view
 
     # -- authentication -------------------------------------------------------
 

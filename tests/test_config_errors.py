@@ -101,7 +101,7 @@ def test_two_policies_writing_the_same_vault_field_are_refused() -> None:
     policy = config_text().split("policies:\n")[1]
     text = config_text() + policy.replace("  web:", "  api:")
     message = problems(text)
-    assert "writes the same Vault secret apps/web#api_key as policy" in message
+    assert "writes the same Vault secret apps/web#api_key (mount secret) as policy" in message
 
 
 def test_literal_secret_is_refused_without_opt_in() -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 #: The newest migration in migrations/versions. Checking the database against this constant
 #: keeps Alembic out of every CLI start; a test keeps it equal to Alembic's own head.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 #: The outcomes rotator records on audit events (``audit --outcome`` checks against them).
 AUDIT_OUTCOMES = (
@@ -25,6 +25,7 @@ AUDIT_OUTCOMES = (
     "revoked_orphan",
     "flagged",
     "cleared",
+    "overridden",
 )
 
 #: Rotation states after which nothing more happens to that rotation.
@@ -40,3 +41,18 @@ class PolicyState:
     last_rotation_id: str | None
     adopted_at: datetime | None
     attention: str | None = None
+
+
+@dataclass(frozen=True)
+class Pause:
+    """An operator's hold on a policy: no rotation starts on schedule while it lasts."""
+
+    policy: str
+    reason: str
+    paused_by: str
+    paused_at: datetime
+    until: datetime | None
+
+    def holds_at(self, now: datetime) -> bool:
+        """Whether the pause is in force at ``now``: one with an ``until`` ends by itself."""
+        return self.until is None or now < self.until

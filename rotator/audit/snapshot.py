@@ -3,7 +3,7 @@
 A CronJob starts ``rotator rotate due`` every few minutes and mostly finds
 nothing to do. Importing SQLAlchemy would cost more than the rest of such a
 run, so this reads what the decision needs (the schema revision, the policies
-with an unfinished rotation, each policy's state) with psycopg or sqlite3
+with an unfinished rotation, each policy's state, the pauses) with psycopg or sqlite3
 directly. Whatever it cannot read plainly (another driver, a missing file, an
 unreachable server) gives None, and the caller takes the full path, which
 reports the problem properly.
@@ -14,19 +14,20 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rotator.audit.records import TERMINAL_STATES, PolicyState
+from rotator.audit.records import TERMINAL_STATES, Pause, PolicyState
 from rotator.secret import Secret
 
 _POLICY_STATES = (
     "SELECT policy, current_key_id, vault_version, last_rotated_at, last_rotation_id, "
     "adopted_at, attention FROM policy_state"
 )
+_PAUSES = "SELECT policy, reason, paused_by, paused_at, until FROM policy_pauses"
 _TERMINAL = tuple(sorted(TERMINAL_STATES))
 # The same query in each driver's parameter style.
 _UNFINISHED_SQLITE = "SELECT DISTINCT policy FROM rotations WHERE state NOT IN (?, ?, ?)"
@@ -41,6 +42,7 @@ class ScheduleSnapshot:
     revision: str | None
     unfinished: frozenset[str]
     states: dict[str, PolicyState]
+    pauses: dict[str, Pause] = field(default_factory=dict)
 
 
 def read_snapshot(url: Secret) -> ScheduleSnapshot | None:
@@ -92,7 +94,16 @@ def _read(
         states[policy] = PolicyState(
             policy, key_id, version, as_utc(rotated_at), rotation_id, as_utc(adopted_at), attention
         )
-    return ScheduleSnapshot(revisions[0], unfinished, states)
+    pauses = {
+        policy: Pause(policy, reason, by, _utc(as_utc(at)), as_utc(until))
+        for policy, reason, by, at, until in execute(_PAUSES)
+    }
+    return ScheduleSnapshot(revisions[0], unfinished, states, pauses)
+
+
+def _utc(value: datetime | None) -> datetime:
+    assert value is not None  # a NOT NULL column
+    return value
 
 
 def _sqlite_time(value: str | None) -> datetime | None:

@@ -110,6 +110,17 @@ policy_state = Table(
     Column("attention", Text),
 )
 
+#: Operators' holds on policies (``rotator pause``); a row is deleted on resume.
+policy_pauses = Table(
+    "policy_pauses",
+    metadata,
+    Column("policy", String(200), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("paused_by", String(200), nullable=False),
+    Column("paused_at", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime),
+)
+
 #: One row: the newest sealed event's hash and position. The sealer locks it, which orders
 #: the chain; rotations never wait on it.
 audit_chain_head = Table(

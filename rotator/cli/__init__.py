@@ -19,6 +19,7 @@ from rotator.cli.db import db
 from rotator.cli.inspect import audit
 from rotator.cli.operate import reconcile
 from rotator.cli.options import Verbosity, config_option, load
+from rotator.cli.pause import pause, resume
 from rotator.cli.plan import plan
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
@@ -79,7 +80,7 @@ def validate(config_path: str | None, online: bool) -> None:
             sys.exit(2)
 
 
-for command in (db, rotate, adopt, plan, status, audit, reconcile, sandbox):
+for command in (db, rotate, adopt, plan, status, audit, reconcile, sandbox, pause, resume):
     cli.add_command(command)
 for command in (seal, baseline, rotate_key):
     audit.add_command(command)

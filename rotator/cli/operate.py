@@ -195,12 +195,13 @@ def online_checks(config_path: str | None) -> bool:
         )
     checked_providers: set[str] = set()
     for name, policy in config.policies.items():
-        caps = vault.capabilities(policy.vault.normalized_path)
+        mount = policy.vault.mount or config.vault.mount
+        caps = vault.for_mount(mount).capabilities(policy.vault.normalized_path)
         writable = {"create", "update"} <= caps["data"] or "root" in caps["data"]
         meta_ok = bool({"update", "create", "root"} & caps["metadata"])
         report(
             writable and meta_ok,
-            f"policy {name}: Vault {config.vault.mount}/{policy.vault.normalized_path} writable",
+            f"policy {name}: Vault {mount}/{policy.vault.normalized_path} writable",
             "" if writable and meta_ok else f"token may only {sorted(caps['data']) or 'nothing'}",
         )
         provider_name = policy.provider_name
@@ -244,7 +245,9 @@ def _keys_to_regenerate(config: Config, vault: VaultStore) -> dict[str, str | No
             known = state.current_key_id if state else None
             if not known:
                 field = metadata_key(policy.vault.field, "key_id")
-                known = vault.custom_metadata(policy.vault.normalized_path).get(field) or None
+                mount = policy.vault.mount or config.vault.mount
+                metadata = vault.for_mount(mount).custom_metadata(policy.vault.normalized_path)
+                known = metadata.get(field) or None
             found[name] = known
     finally:
         store.dispose()

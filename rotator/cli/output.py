@@ -25,6 +25,7 @@ _COLOURS = {
     Result.NOT_DUE: None,
     Result.LOCKED: "yellow",
     Result.LOST_LOCK: "yellow",
+    Result.PAUSED: "yellow",
     Result.FAILED: "red",
     Result.ROLLED_BACK: "red",
     Result.NEEDS_ATTENTION: "red",

@@ -91,6 +91,7 @@ def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "old_key_in_grace": _key(old_key, now),
         "in_flight": flight.state if flight else None,
         "rotation_id": flight.id if flight else None,
+        "paused": engine.hold(name),
         "calls": list(engine.describe(name).calls),
         "verification": policy.provider_class.capabilities.verification,
         "warnings": report.warnings,
@@ -173,6 +174,8 @@ def _human(entry: dict[str, Any]) -> list[tuple[str, str]]:
         ("why", entry["why"]),
         ("current key", _key_label(entry["current_key"])),
     ]
+    if entry["paused"]:
+        lines.insert(2, ("paused", entry["paused"]))
     if entry["due"] is None:
         lines[0] = ("due", "not on schedule")
     if entry["old_key_in_grace"]:
@@ -214,7 +217,8 @@ def _table(entries: list[dict[str, Any]]) -> None:
         ]
         table.add_row(
             f"{entry['policy']}\n{entry['provider']}, {entry['strategy']}",
-            f"{lines['due']}\n({escape(entry['why'])})",
+            f"{lines['due']}\n({escape(entry['why'])})"
+            + (f"\n[yellow]{escape(entry['paused'])}[/yellow]" if entry["paused"] else ""),
             escape(lines["current key"]),
             escape("\n".join(entry["calls"])),
             "\n".join(findings) or "-",

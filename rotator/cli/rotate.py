@@ -25,6 +25,9 @@ def rotate() -> None:
     is_flag=True,
     help="A key leaked: revoke the old key at once, with no grace period.",
 )
+@click.option(
+    "--force", is_flag=True, help="Rotate even a paused policy (or one with enabled: false)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per policy.")
 @click.option(
     "--concurrency", type=click.IntRange(1, 256), help="Policies at once (default: daemon's)."
@@ -35,6 +38,7 @@ def now(
     all_policies: bool,
     dry_run: bool,
     emergency: bool,
+    force: bool,
     as_json: bool,
     concurrency: int | None,
 ) -> None:
@@ -42,8 +46,9 @@ def now(
 
     A rotation still in grace is not replaced (result in_grace: its new key is
     already in Vault); --emergency revokes its old key and makes a fresh one.
-    Results come in the order of the configuration file. Exit 1 if any rotation
-    failed or another process held a policy's lock.
+    A paused policy is left alone unless --force is given. Results come in the
+    order of the configuration file. Exit 1 if any rotation failed, another
+    process held a policy's lock, or a policy named on the command line is paused.
     """
     from rotator.engine.engine import Engine
     from rotator.engine.states import Result
@@ -64,13 +69,15 @@ def now(
             names,
             (lambda name: engine.describe(name, emergency=emergency))
             if dry_run
-            else (lambda name: engine.rotate_now(name, emergency=emergency)),
+            else (lambda name: engine.rotate_now(name, emergency=emergency, force=force)),
             as_json=as_json,
             concurrency=workers,
         )
     finally:
         engine.close()
-    failed = any(o.result.is_failure or o.result is Result.LOCKED for o in outcomes)
+    # --all skips held policies quietly; a policy asked for by name and not rotated is an error.
+    refused = {Result.LOCKED} if all_policies else {Result.LOCKED, Result.PAUSED}
+    failed = any(o.result.is_failure or o.result in refused for o in outcomes)
     sys.exit(1 if failed else 0)
 
 

@@ -42,7 +42,7 @@ _COLUMNS = (
 def status(config_path: str | None, as_json: bool) -> None:
     """One row per policy: current key, last rotation, next due, anything in flight,
     and every reason it will not rotate on schedule (needs attention, retry pending,
-    lock held). A table on a terminal, tab-separated lines with a header in a pipe.
+    lock held, paused). A table on a terminal, tab-separated lines with a header in a pipe.
     """
     from rotator.audit.store import utcnow
     from rotator.engine.engine import DEFAULT_MAX_ATTEMPTS
@@ -100,6 +100,7 @@ def status_json(row: Standing, now: datetime) -> dict[str, Any]:
         "attempts": row.attempts,
         "max_attempts": row.max_attempts,
         "lock_held": row.lock_held,
+        "paused": row.paused,
         "blocked_by": row.blockers,
         "last_error": row.last_error,
     }

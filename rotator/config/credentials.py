@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rotator.config.paths import check_vault_path
-from rotator.secret import Secret
+from rotator.secret import FileSecret, Secret
 
 _ENV_WHOLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_ANY = re.compile(r"\$\{([^}]*)\}")
@@ -69,7 +69,7 @@ def parse_credential(
         return ParsedCredential(Secret(env[name]))
     if raw.startswith("file:"):
         path = Path(raw[len("file:") :])
-        return ParsedCredential(Secret(read_credential_file(path)), _file_warning(path))
+        return ParsedCredential(FileSecret(path, read_credential_file(path)), _file_warning(path))
     if raw.startswith("vault:"):
         if not (match := _VAULT.fullmatch(raw)):
             raise ValueError("a Vault reference looks like 'vault:path/to/secret#field'")

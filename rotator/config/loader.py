@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from rotator.config.consumers import Hook, KubernetesConfig, KubernetesRestartHook
 from rotator.config.credentials import Credential, VaultReference, parse_credential
 from rotator.config.database import DatabaseUrl, PasswordProblem, build_database_url
 from rotator.config.messages import sentence
@@ -41,6 +42,7 @@ from rotator.config.model import (
 from rotator.config.paths import POLICY_NAME, POLICY_NAME_RULE, is_under
 from rotator.config.transport import plain_http_warning, unverified_tls_warning
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
+from rotator.durations import format_duration
 from rotator.errors import ConfigError
 from rotator.secret import Secret
 from rotator.vocabulary import Strategy
@@ -74,10 +76,26 @@ class Policy:
     #: The policy rotates the very credential rotator uses for its provider
     #: (the provider's token is ``vault:`` + this policy's Vault path and field).
     self_rotating: bool = False
+    #: ``enabled: false`` in the YAML: no rotation starts, scheduled or not without --force.
+    enabled: bool = True
+    #: Run once Vault serves the new key, and once the old key is revoked.
+    after_store: tuple[HookAction, ...] = ()
+    after_revoke: tuple[HookAction, ...] = ()
 
     @property
     def provider_type(self) -> str:
         return self.provider_class.type_name
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """A ``notify`` hook: its URL is a credential, like a webhook's."""
+
+    url: Credential
+    timeout: float
+
+
+HookAction = NotifyTarget | KubernetesRestartHook
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,7 @@ class Config:
     #: Kept so the password stays a live ``Secret``, scrubbed from any text that quotes it.
     database_password: Secret | None = None
     audit: AuditConfig = field(default_factory=AuditConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
 
 
 @dataclass
@@ -265,6 +284,7 @@ def parse_config(text: str, source: str, providers: ProviderLookup) -> Config:
         webhooks=webhooks,
         warnings=issues.warnings,
         audit=raw.audit,
+        kubernetes=raw.kubernetes,
     )
 
 
@@ -413,7 +433,12 @@ def _policies(
         if not isinstance(name, str) or not POLICY_NAME.fullmatch(name):
             issues.error(loc, f"{name!r} is refused: {POLICY_NAME_RULE}")
             continue
-        if raw.vault is not None and is_under(policy.vault.path, raw.vault.staging_prefix):
+        global_mount = raw.vault.mount if raw.vault is not None else None
+        if (
+            raw.vault is not None
+            and policy.vault.mount in (None, global_mount)
+            and is_under(policy.vault.path, raw.vault.staging_prefix)
+        ):
             issues.error(
                 (*loc, "vault", "path"),
                 f"lies inside vault.staging_prefix ({raw.vault.staging_prefix}), where rotator "
@@ -447,11 +472,14 @@ def _policies(
             continue
         for warning in cls.policy_warnings(selector, policy.strategy, policy.grace_period):
             issues.warn(loc, warning)
+        _check_consumer_refresh(policy, loc, issues)
+        target = policy.vault.model_copy(update={"mount": policy.vault.mount or global_mount})
         token = settings.token
         self_rotating = isinstance(token, VaultReference) and (
+            global_mount,
             token.path.strip("/"),
             token.field,
-        ) == (policy.vault.normalized_path, policy.vault.field)
+        ) == (target.mount, policy.vault.normalized_path, policy.vault.field)
         if self_rotating and policy.strategy is Strategy.REGENERATE:
             issues.error(
                 (*loc, "strategy"),
@@ -470,8 +498,15 @@ def _policies(
             strategy=policy.strategy,
             schedule=policy.schedule,
             grace_period=policy.grace_period,
-            vault=policy.vault,
+            vault=target,
             self_rotating=self_rotating,
+            enabled=policy.enabled,
+            after_store=_hook_actions(
+                policy.hooks.after_store, (*loc, "hooks", "after_store"), issues
+            ),
+            after_revoke=_hook_actions(
+                policy.hooks.after_revoke, (*loc, "hooks", "after_revoke"), issues
+            ),
         )
     _check_vault_targets_unique(raw, issues)
     _check_key_names_distinct(policies, issues)
@@ -502,6 +537,59 @@ def _transport_warnings(
             issues.warn(("notifications", "webhooks", hook.name, "url"), warning)
 
 
+def _check_consumer_refresh(policy: PolicyConfig, loc: Location, issues: _Issues) -> None:
+    refresh = policy.consumers.refresh
+    if refresh is None:
+        return
+    if policy.strategy is Strategy.REGENERATE:
+        issues.warn(
+            (*loc, "consumers", "refresh"),
+            f"regenerate kills the old key at once, so consumers that re-read Vault every "
+            f"{format_duration(refresh)} fail for up to that long after each rotation; use "
+            "create_then_delete with a longer grace_period, or restart them with a hook",
+        )
+    elif policy.grace_period < refresh:
+        issues.warn(
+            (*loc, "grace_period"),
+            f"grace_period {format_duration(policy.grace_period)} is shorter than "
+            f"consumers.refresh {format_duration(refresh)}: the old key would be revoked "
+            "before every consumer has re-read Vault; make grace_period at least "
+            f"{format_duration(refresh)} (plus a margin)",
+        )
+
+
+def _hook_actions(hooks: list[Hook], loc: Location, issues: _Issues) -> tuple[HookAction, ...]:
+    actions: list[HookAction] = []
+    for index, hook in enumerate(hooks):
+        if hook.kubernetes_restart is not None:
+            actions.append(hook.kubernetes_restart)
+        elif hook.notify is not None:
+            where = (*loc, index, "notify", "url")
+            url = _url_credential(hook.notify.url, where, issues)
+            if url is None:
+                continue
+            if isinstance(url, Secret) and (
+                warning := plain_http_warning(url.reveal(), "the hook's notification")
+            ):
+                issues.warn(where, warning)
+            actions.append(NotifyTarget(url, hook.notify.timeout))
+    return tuple(actions)
+
+
+def _url_credential(url: str, loc: Location, issues: _Issues) -> Credential | None:
+    """A webhook URL: a plain http(s) URL as written, else a credential reference."""
+    if url.startswith(("http://", "https://")) and "${" not in url:
+        return Secret(url)
+    try:
+        parsed = parse_credential(url, allow_literal=False)
+    except ValueError as exc:
+        issues.error(loc, str(exc))
+        return None
+    if parsed.warning:
+        issues.warn(loc, parsed.warning)
+    return parsed.credential
+
+
 def _webhooks(raw: RawConfig, policy_names: set[str], issues: _Issues) -> list[Webhook]:
     webhooks: list[Webhook] = []
     if raw.notifications is None:
@@ -512,20 +600,12 @@ def _webhooks(raw: RawConfig, policy_names: set[str], issues: _Issues) -> list[W
             if policy not in policy_names:
                 issues.error((*loc, "policies"), f"names policy {policy!r}, which does not exist")
         url = hook.url
-        if url.startswith(("http://", "https://")) and "${" not in url:
+        credential = _url_credential(url, (*loc, "url"), issues)
+        if credential is None:
+            continue
+        if isinstance(credential, Secret) and url.startswith("http") and hook.format == "slack":
             # A plain URL is not treated as a secret literal; Slack's carry a token, so warn.
-            credential: Credential = Secret(url)
-            if hook.format == "slack":
-                issues.warn((*loc, "url"), "Slack webhook URLs are secrets; use ${ENV} or vault:")
-        else:
-            try:
-                parsed = parse_credential(url, allow_literal=False)
-            except ValueError as exc:
-                issues.error((*loc, "url"), str(exc))
-                continue
-            credential = parsed.credential
-            if parsed.warning:
-                issues.warn((*loc, "url"), parsed.warning)
+            issues.warn((*loc, "url"), "Slack webhook URLs are secrets; use ${ENV} or vault:")
         webhooks.append(
             Webhook(
                 name=name,
@@ -575,19 +655,23 @@ def _check_key_names_distinct(policies: dict[str, Policy], issues: _Issues) -> N
 
 
 def _check_vault_targets_unique(raw: RawConfig, issues: _Issues) -> None:
-    targets = Counter(
-        (policy.vault.normalized_path, policy.vault.field) for policy in raw.policies.values()
-    )
+    global_mount = raw.vault.mount if raw.vault is not None else ""
+
+    def target_of(policy: PolicyConfig) -> tuple[str, str, str]:
+        mount = policy.vault.mount or global_mount
+        return (mount, policy.vault.normalized_path, policy.vault.field)
+
+    targets = Counter(target_of(policy) for policy in raw.policies.values())
     for name, policy in raw.policies.items():
-        target = (policy.vault.normalized_path, policy.vault.field)
+        target = target_of(policy)
         if targets[target] > 1:
             others = [
                 other
                 for other, p in raw.policies.items()
-                if other != name and (p.vault.normalized_path, p.vault.field) == target
+                if other != name and target_of(p) == target
             ]
             issues.error(
                 ("policies", name, "vault"),
-                f"writes the same Vault secret {target[0]}#{target[1]} as policy "
-                f"{', '.join(others)}; give each policy its own path or field",
+                f"writes the same Vault secret {target[1]}#{target[2]} (mount {target[0]}) as "
+                f"policy {', '.join(others)}; give each policy its own path or field",
             )

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from rotator.config.consumers import ConsumersConfig, HooksConfig, KubernetesConfig
 from rotator.config.paths import check_vault_path
 from rotator.durations import Duration
 from rotator.vocabulary import Strategy
@@ -163,6 +164,8 @@ VaultPath = Annotated[str, Field(min_length=1), AfterValidator(check_vault_path)
 class VaultTarget(_Model):
     path: VaultPath
     field: str = Field(default="api_key", min_length=1)
+    #: The KV v2 mount; None means the global ``vault.mount`` (the loader fills it in).
+    mount: VaultPath | None = None
 
     @property
     def normalized_path(self) -> str:
@@ -176,6 +179,10 @@ class PolicyConfig(_Model):
     schedule: ScheduleConfig
     grace_period: Duration = timedelta(hours=24)
     vault: VaultTarget
+    #: False holds the policy for good: no rotation starts (``rotator pause`` is the temporary one).
+    enabled: bool = True
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
+    consumers: ConsumersConfig = Field(default_factory=ConsumersConfig)
 
 
 class DaemonConfig(_Model):
@@ -226,5 +233,6 @@ class RawConfig(_Model):
     audit: AuditConfig = Field(default_factory=dict, validate_default=True)
     daemon: DaemonConfig = Field(default_factory=dict, validate_default=True)
     notifications: NotificationsConfig = Field(default_factory=dict, validate_default=True)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     policies: dict[str, PolicyConfig] = Field(default_factory=dict)

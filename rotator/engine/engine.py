@@ -15,11 +15,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from rotator.audit.actor import current_actor
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
 from rotator.durations import format_setting
 from rotator.engine.lock import Lease, PolicyLocks
+from rotator.engine.pause import FORCE_HINT, held, hold_reason
 from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
@@ -31,11 +33,11 @@ from rotator.errors import (
     VaultError,
     VendorError,
 )
-from rotator.log import bound_log_context
+from rotator.log import bound_log_context, get_logger
 from rotator.metrics import ROTATION_DURATION, ROTATIONS, provider_labels
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
-from rotator.secret import Secret
+from rotator.secret import Secret, scrub
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
 
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from rotator.vault import VaultStore
 
 DEFAULT_MAX_ATTEMPTS = 5
+
+log = get_logger("rotator.engine")
 
 
 class Engine:
@@ -92,6 +96,10 @@ class Engine:
                     self.config.vault, token if isinstance(token, Secret) else None
                 )
             return self._vault
+
+    def vault_for(self, policy: Policy) -> VaultStore:
+        """The Vault store on the policy's KV v2 mount (its own, else the global one)."""
+        return self.vault.for_mount(policy.vault.mount or self.config.vault.mount)
 
     def close(self) -> None:
         self.reset_providers()
@@ -157,8 +165,30 @@ class Engine:
 
     # -- entry points ---------------------------------------------------------
 
-    def rotate_now(self, name: str, *, emergency: bool = False) -> Outcome:
-        return self._reported(name, lambda: self._rotate_now(name, emergency=emergency))
+    def rotate_now(self, name: str, *, emergency: bool = False, force: bool = False) -> Outcome:
+        return self._reported(
+            name, lambda: self._rotate_now(name, emergency=emergency, force=force)
+        )
+
+    def hold(self, name: str) -> str | None:
+        """Why ``name`` is held (paused, or ``enabled: false``); None when it may rotate."""
+        from rotator.audit.pauses import pause_in_force
+
+        policy = self.policy(name)
+        if not policy.enabled:
+            return hold_reason(False, None)
+        return hold_reason(True, pause_in_force(self.store, name, self.clock()))
+
+    def holds(self) -> dict[str, str]:
+        """Every configured policy that is held now, with why (one database read)."""
+        from rotator.audit.pauses import pauses_in_force
+
+        pauses = pauses_in_force(self.store, self.clock())
+        reasons = {
+            name: hold_reason(policy.enabled, pauses.get(name))
+            for name, policy in self.config.policies.items()
+        }
+        return {name: reason for name, reason in reasons.items() if reason}
 
     def rotate_if_due(self, name: str) -> Outcome:
         return self._reported(name, lambda: self._rotate_if_due(name))
@@ -189,6 +219,7 @@ class Engine:
             Result.LOCKED,
             Result.DRY_RUN,
             Result.IN_GRACE,
+            Result.PAUSED,
         ):
             labels = (policy.provider_name, policy.provider_type)
             ROTATION_DURATION.labels(*labels).observe(time.monotonic() - started)
@@ -198,19 +229,27 @@ class Engine:
             self.notifier.notify(outcome)
         return outcome
 
-    def _rotate_now(self, name: str, *, emergency: bool = False) -> Outcome:
+    def _rotate_now(self, name: str, *, emergency: bool = False, force: bool = False) -> Outcome:
         """Rotate regardless of schedule; an unfinished rotation is resumed first.
 
         A rotation still in grace is left alone (``in_grace``: its new key is already
         in Vault); any other unfinished rotation is resumed to its end, as after a
         crash. With ``emergency`` (a key leaked) an unfinished rotation is finished
         with no grace (a rotation in grace has its old key revoked now), then a
-        fresh key replaces the current one with no grace period.
+        fresh key replaces the current one with no grace period. A held policy is
+        only touched with ``force``, and the override is audited.
         """
         policy = self.policy(name)
         with self.locks.hold(name) as lease:
             if not lease:
                 return _locked(name)
+            reason = self.hold(name)
+            if reason is not None:
+                if not force:
+                    return held(name, reason, hint=FORCE_HINT)
+                self.store.record_event(
+                    name, "pause", "overridden", details={"hold": reason, "by": current_actor()}
+                )
             active = self.store.active_rotation(name)
             if active is None:
                 return self._plan_and_run(policy, lease, trigger="now", emergency=emergency)
@@ -261,6 +300,9 @@ class Engine:
                         attempted=False,
                     )
                 return self._run(policy, self.store.claim_rotation(active), lease)
+            reason = self.hold(name)
+            if reason is not None:
+                return held(name, reason)
             state = self.store.policy_state(name)
             if state is not None and state.attention:
                 return Outcome(
@@ -291,18 +333,19 @@ class Engine:
                     "finish it with 'rotator rotate now' instead of adopting"
                 )
             path = policy.vault.normalized_path
+            vault = self.vault_for(policy)
             lease.confirm()
-            current = self.vault.read(path)
+            current = vault.read(path)
             if current is None or current.field(policy.vault.field) is None:
                 raise RotationFailed(
-                    f"Vault has no {policy.vault.field} at {self.config.vault.mount}/{path}; "
+                    f"Vault has no {policy.vault.field} at {vault.mount}/{path}; "
                     "adopt records a key that is already there"
                 )
             key_id = key_id or self.current_key_id(policy)
             now = self.clock()
             if key_id:
                 lease.confirm()
-                self.vault.update_metadata(
+                vault.update_metadata(
                     path,
                     {
                         metadata_key(policy.vault.field, "key_id"): key_id,
@@ -344,14 +387,41 @@ class Engine:
         context = RotationContext(
             policy=policy,
             provider=self.provider_for(policy),
-            vault=self.vault,
+            vault=self.vault_for(policy),
             store=self.store,
             clock=self.clock,
             max_attempts=self.max_attempts,
             lease=lease,
             reread_credential=lambda: self._reread_credential(policy),
         )
-        return RotationRun(context, rotation).run()
+        outcome = RotationRun(context, rotation).run()
+        self._run_hooks(policy, rotation.id)
+        return outcome
+
+    def _run_hooks(self, policy: Policy, rotation_id: str) -> None:
+        """The consumer hooks the rotation owes now; nothing here can fail the rotation."""
+        if not (policy.after_store or policy.after_revoke):
+            return
+        from rotator.hooks.runner import HookRunner
+
+        try:
+            rotation = self.store.rotation(rotation_id)
+            if rotation is None:
+                return
+            runner = HookRunner(
+                self.store,
+                self.config.kubernetes,
+                self.resolve_credential,
+                self.notifier.notify,
+                self.clock,
+            )
+            runner.run_owed(policy, rotation, self.vault_for(policy).mount)
+        except Exception as exc:
+            log.error(
+                "consumer hooks could not run",
+                policy=policy.name,
+                error=scrub(f"{type(exc).__name__}: {exc}"),
+            )
 
     def _plan_and_run(
         self, policy: Policy, lease: Lease, *, trigger: str, emergency: bool
@@ -392,7 +462,8 @@ class Engine:
         if configured or not read_vault:
             return configured
         field = policy.vault.field
-        metadata = self.vault.custom_metadata(policy.vault.normalized_path)
+        vault = self.vault_for(policy)
+        metadata = vault.custom_metadata(policy.vault.normalized_path)
         key_id = metadata.get(metadata_key(field, "key_id")) or None
         if key_id is None:
             return None
@@ -400,7 +471,7 @@ class Engine:
         if made_by is None or made_by.policy != policy.name or made_by.new_key_id != key_id:
             raise RotationFailed(
                 f"policy {policy.name}: Vault's custom_metadata at "
-                f"{self.config.vault.mount}/{policy.vault.normalized_path} names key {key_id}, "
+                f"{vault.mount}/{policy.vault.normalized_path} names key {key_id}, "
                 "but no rotation in rotator's database made that key, so it does not decide "
                 f"which key is revoked. Name the key in Vault: 'rotator adopt {policy.name} "
                 "--key-id ID', or put its id in the policy's key: selector"
@@ -468,7 +539,7 @@ class Engine:
         policy = self.policy(name)
         provider = self.provider_for(policy)
         selector = policy.selector
-        path = f"{self.config.vault.mount}/{policy.vault.normalized_path}"
+        path = f"{policy.vault.mount or self.config.vault.mount}/{policy.vault.normalized_path}"
         active = self.store.active_rotation(name)
         old = (active.old_key_id if active else None) or self.current_key_id(
             policy, read_vault=False

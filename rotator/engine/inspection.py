@@ -88,7 +88,7 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
     provider = engine.provider_for(policy)
     keys = provider.list_keys(policy.selector)
     listed = {k.key_id for k in keys}
-    current = engine.vault.read(policy.vault.normalized_path)
+    current = engine.vault_for(policy).read(policy.vault.normalized_path)
     field_name = policy.vault.field
     vault_key_id = (
         current.custom_metadata.get(metadata_key(field_name, "key_id")) if current else None

@@ -3,10 +3,11 @@
 Besides the current key and when it is next due, a standing lists every reason
 the policy will not rotate on its schedule: a flag for attention (on the
 policy, set by ``reconcile --apply``, or on a rotation that ran out of
-attempts), a retry waiting for its backoff, and another process holding the
-policy's lock. While a rotation waits in grace, the key in Vault is already the
-new one, so its age, the last rotation and the next due time follow that
-rotation rather than the policy's previous one.
+attempts), a retry waiting for its backoff, another process holding the
+policy's lock, and a hold (``rotator pause``, ``enabled: false``). While a
+rotation waits in grace, the key in Vault is already the new one, so its age,
+the last rotation and the next due time follow that rotation rather than the
+policy's previous one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rotator.audit.records import PolicyState
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.engine.lock import PolicyLocks
+from rotator.engine.pause import DISABLED, hold_reason
 from rotator.engine.schedule import NEVER_ROTATED, next_due
 from rotator.engine.states import State
 from rotator.timestamps import format_time
@@ -47,6 +49,8 @@ class Standing:
     max_attempts: int | None = None
     lock_held: bool = False
     last_error: str | None = None
+    #: Why the policy is held (paused by an operator, or ``enabled: false``); None if not.
+    paused: str | None = None
     #: Every reason the policy will not rotate on schedule, in words.
     blockers: list[str] = field(default_factory=list)
 
@@ -64,6 +68,8 @@ def standing(
     max_attempts: int,
 ) -> Standing:
     """``policy``'s standing as of ``now``."""
+    from rotator.audit.pauses import pause_in_force
+
     name = policy.name
     state = store.policy_state(name)
     active = store.active_rotation(name)
@@ -96,6 +102,7 @@ def standing(
         lock_held=locks.held_elsewhere(name),
         last_error=last.last_error if last else None,
         max_attempts=max_attempts,
+        paused=hold_reason(policy.enabled, pause_in_force(store, name, now)),
     )
     return _with_blockers(store, result, state, active, now, max_attempts)
 
@@ -152,6 +159,13 @@ def _with_blockers(
                 f"retrying at {format_time(retry_at)} (attempt {active.attempts + 1} of "
                 f"{max_attempts}) after: {active.last_error}"
             )
+    if result.paused:
+        undo = (
+            "set enabled: true in the configuration"
+            if result.paused == DISABLED
+            else f"run 'rotator resume {result.policy}'"
+        )
+        blockers.append(f"{result.paused}; {undo} to rotate it on schedule again")
     if result.lock_held:
         blockers.append("another rotator process holds this policy's lock now")
     return replace(

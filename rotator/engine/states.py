@@ -36,6 +36,7 @@ class Result(StrEnum):
     DRY_RUN = "dry_run"
     IN_GRACE = "in_grace"  # rotate now found a rotation in grace: no new key was made
     RETRY_PENDING = "retry_pending"  # a failed rotation waits for its retry time
+    PAUSED = "paused"  # held by an operator (rotator pause) or enabled: false
 
     @property
     def is_failure(self) -> bool:

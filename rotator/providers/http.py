@@ -37,7 +37,7 @@ from rotator.errors import (
 from rotator.providers.base import Provider, SelectorT, SettingsT
 from rotator.providers.ratelimit import Limiter, limiter_for
 from rotator.providers.responses import ShapeT, parse_body, plain_detail, read_body
-from rotator.secret import Secret, scrub
+from rotator.secret import FileSecret, Secret, scrub
 
 if TYPE_CHECKING:
     import httpx
@@ -65,6 +65,7 @@ class VendorHttp:
         retry_timeout: float = 60.0,
         ca_bundle: Path | None = None,
         limiter: Limiter | None = None,
+        reauth: Callable[[], bool] | None = None,
     ) -> None:
         import httpx
 
@@ -72,6 +73,8 @@ class VendorHttp:
         self._timeout = timeout
         self._limiter = limiter
         self._auth = auth
+        #: Called once on a 401/403: whether a fresh credential is now in use, worth one retry.
+        self._reauth = reauth
         self._read_error = read_error
         self._attempts = attempts
         self._retry_timeout = retry_timeout
@@ -103,8 +106,16 @@ class VendorHttp:
 
         safe_to_repeat = method in _IDEMPOTENT if idempotent is None else idempotent
         budget_ends = time.monotonic() + self._retry_timeout
+        reauthed = False
 
         def backoff(exc: Exception) -> bool | float:
+            nonlocal reauthed
+            if isinstance(exc, VendorAuthError):
+                # A refused credential was not acted on: repeating with a fresh one is safe.
+                if reauthed or self._reauth is None:
+                    return False
+                reauthed = True
+                return self._reauth()
             if isinstance(exc, VendorRateLimited):
                 wait = exc.retry_after
                 if wait is None:
@@ -307,6 +318,7 @@ class HttpProvider(Provider[SettingsT, SelectorT]):
             read_error=self.read_error,
             headers=self.extra_headers,
             ca_bundle=settings.ca_bundle,
+            reauth=lambda: isinstance(self.token, FileSecret) and self.token.reload(),
             limiter=limiter_for(self.vendor_name, base_url, token, settings.rate_limit)
             if settings.rate_limit is not None
             else None,

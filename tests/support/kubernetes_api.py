@@ -113,3 +113,75 @@ class TokenReviewServer:
                 """Silence the access log."""
 
         return Handler
+
+
+class AppsApiServer:
+    """A loopback stand-in for apps/v1 workload PATCH, as ``kubectl rollout restart`` sends it.
+
+    Holds workloads by (namespace, resource, name); applies a strategic-merge patch of
+    the pod template's annotations; answers 401 to a wrong bearer token, 404 to an
+    unknown workload, 415 to another content type, and ``fail_next`` times 503.
+    """
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.workloads: dict[tuple[str, str, str], dict[str, str]] = {}
+        self.patches: list[dict[str, Any]] = []
+        self.fail_next = 0
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def add(self, namespace: str, resource: str, name: str) -> None:
+        self.workloads[(namespace, resource, name)] = {}
+
+    def annotations(self, namespace: str, resource: str, name: str) -> dict[str, str]:
+        return self.workloads[(namespace, resource, name)]
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PATCH(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                server.patches.append({"path": self.path, "body": body})
+                parts = self.path.strip("/").split("/")
+                if self.headers.get("authorization") != f"Bearer {server.token}":
+                    self._answer(401, {"kind": "Status", "reason": "Unauthorized"})
+                    return
+                if self.headers.get("content-type") != "application/strategic-merge-patch+json":
+                    self._answer(415, {"kind": "Status", "reason": "UnsupportedMediaType"})
+                    return
+                if server.fail_next:
+                    server.fail_next -= 1
+                    self._answer(503, {"kind": "Status", "reason": "ServiceUnavailable"})
+                    return
+                # /apis/apps/v1/namespaces/{ns}/{resource}/{name}
+                key = (parts[4], parts[5], parts[6]) if len(parts) == 7 else None
+                if parts[:4] != ["apis", "apps", "v1", "namespaces"] or key not in server.workloads:
+                    self._answer(404, {"kind": "Status", "reason": "NotFound"})
+                    return
+                template = body["spec"]["template"]["metadata"]["annotations"]
+                server.workloads[key].update(template)
+                self._answer(200, {"kind": "Deployment", "metadata": {"name": key[2]}})
+
+            def _answer(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Silence the access log."""
+
+        return Handler

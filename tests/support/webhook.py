@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -11,6 +12,8 @@ from typing import Any
 class WebhookReceiver:
     def __init__(self, status: int = 200) -> None:
         self.status = status
+        #: Seconds to hold each request before answering (a receiver that hangs).
+        self.delay = 0.0
         self.received: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -33,6 +36,7 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers["content-length"])).decode()
                 receiver.raw.append(body)
                 receiver.received.append(json.loads(body))
+                time.sleep(receiver.delay)
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
