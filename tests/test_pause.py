@@ -165,13 +165,16 @@ def test_pause_and_resume_are_audited_with_actor_and_reason(app: Rig) -> None:
     app.run("resume", "app", env={"ROTATOR_ACTOR": "bob"})
 
     store = app.store()
-    events = [(e.step, e.outcome, e.details) for e in store.events(policy="app")]
+    recorded = store.events(policy="app")
     store.dispose()
+    events = [(e.step, e.outcome, e.details) for e in recorded]
     assert events[0][:2] == ("pause", "succeeded")
-    assert events[0][2]["by"] == "alice"
+    # The actor as every audit event records it: who, then host:pid.
+    assert events[0][2]["by"].startswith("alice on ")
+    assert recorded[0].actor.startswith("alice on ")
     assert events[0][2]["reason"] == "INC-7"
     assert events[1][:2] == ("resume", "succeeded")
-    assert events[1][2]["by"] == "bob"
+    assert events[1][2]["by"].startswith("bob on ")
 
 
 def test_status_and_plan_show_the_pause(app: Rig) -> None:
