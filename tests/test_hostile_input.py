@@ -204,6 +204,16 @@ def test_a_vault_path_that_climbs_or_has_empty_segments_is_refused(path: str) ->
     assert caught.value.exit_code == 2
 
 
+@pytest.mark.parametrize("mount", ["../other-kv", "team/../kv", "/kv", "kv//x", "kv?x"])
+def test_a_policy_vault_mount_that_climbs_or_has_empty_segments_is_refused(mount: str) -> None:
+    text = config_text(policy().replace("field: api_key}", f'field: api_key, mount: "{mount}"}}'))
+
+    with pytest.raises(ConfigError, match=r"policies\.web\.vault\.mount") as caught:
+        parse_config(text, "rotator.yaml", provider_class)
+
+    assert caught.value.exit_code == 2
+
+
 def test_a_vault_credential_reference_that_climbs_is_refused() -> None:
     text = config_text().replace('"${TEST_DO_TOKEN}"', '"vault:../admin/root#token"')
 
