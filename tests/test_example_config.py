@@ -132,6 +132,10 @@ def test_example_config_validates_without_warnings_about_missing_key_ids(
 
 
 def test_example_config_rotates_every_policy_as_shipped(example: Example) -> None:
+    # The example keys its audit chain: an operator creates the key once, before rotating.
+    keyed = rotator(example, "audit", "rotate-key")
+    assert keyed.returncode == 0, keyed.stderr
+
     result = rotator(example, "rotate", "now", "--all", "--json")
 
     outcomes = {o["policy"]: o for o in map(json.loads, result.stdout.splitlines())}

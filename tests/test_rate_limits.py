@@ -97,7 +97,9 @@ def test_rate_limit_is_set_per_provider_and_null_turns_it_off(
               slow: {type: digitalocean_gradient, token: "${T}",
                      rate_limit: {requests: 10, per: 1h}}
               unpaced: {type: digitalocean_gradient, token: "${T}", rate_limit: null}
-            policies: {}
+            policies:
+              app: {provider: slow, key: {agent_uuid: a, api_key_uuid: k},
+                    vault: {path: apps/app, field: api_key}, schedule: {every: 30d}}
             """
         ),
         "rotator.yaml",
