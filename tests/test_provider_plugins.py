@@ -254,10 +254,7 @@ def test_sandbox_refuses_a_vendor_without_an_emulator(installed: Path) -> None:
     )
 
     assert result.returncode == 2
-    assert (
-        "no emulator is registered for 'acme'; use one of: digitalocean_gradient" in result.stderr
-    )
-    assert "example_keys" in result.stderr
+    assert "'acme' is not one of 'digitalocean_gradient', 'example_keys'" in result.stderr
 
 
 def test_the_contract_suite_fails_a_provider_that_breaks_the_contract(

@@ -13,16 +13,18 @@ def sandbox() -> None:
 
 
 class _VendorChoice(click.Choice[str]):
-    """The registered vendors, looked up when the option is used, not at ``rotator --help``."""
+    """Vendors with a registered emulator, plugins' too; looked up when the option is used,
+    not at ``rotator --help``."""
 
     def __init__(self) -> None:
         super().__init__(())
 
     @property
     def choices(self) -> tuple[str, ...]:
-        from rotator.providers.registry import VENDORS
+        from rotator.providers.registry import known_names
+        from rotator.sandbox.registry import GROUP
 
-        return tuple(sorted(VENDORS))
+        return tuple(known_names(GROUP))
 
     @choices.setter
     def choices(self, _value: object) -> None:
