@@ -175,3 +175,18 @@ def test_a_policy_never_has_two_unfinished_rotations(database_url: str) -> None:
     with pytest.raises(LockLost, match="already has an unfinished rotation"):
         store.create_rotation(replace(first, id="b" * 32), details={})
     store.dispose()
+
+
+def test_the_audit_trail_names_who_took_a_rotation_over_and_who_stopped(rig: Rig) -> None:
+    hold, loser = lose_the_lock_inside_the_mint_call(rig)
+    rig.run("rotate", "now", "app", "--json")
+    hold.release()
+    loser.communicate(timeout=60)
+
+    claimed = rig.run("audit", "--policy", "app", "--outcome", "claimed", "--json")
+    stopped = rig.run("audit", "--policy", "app", "--outcome", "lost_lock", "--json")
+
+    assert claimed.returncode == 0, claimed.stderr
+    assert [json.loads(line)["step"] for line in claimed.stdout.splitlines()] == ["fence"]
+    assert stopped.returncode == 0, stopped.stderr
+    assert len(stopped.stdout.splitlines()) == 1

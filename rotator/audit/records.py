@@ -26,6 +26,9 @@ AUDIT_OUTCOMES = (
     "flagged",
     "cleared",
     "overridden",
+    "claimed",
+    "lost_lock",
+    "changed",
 )
 
 #: Rotation states after which nothing more happens to that rotation.

@@ -657,6 +657,14 @@ class AuditStore:
             if not claimed:
                 raise _fenced_off(rotation)
             self._note_changes(connection, "rotations", rotation.id, {"fence": rotation.fence + 1})
+            self.record_event(
+                rotation.policy,
+                "fence",
+                "claimed",
+                rotation_id=rotation.id,
+                details={"fence": rotation.fence + 1, "state": rotation.state},
+                connection=connection,
+            )
         return dataclasses.replace(rotation, fence=rotation.fence + 1)
 
     def update_rotation(
