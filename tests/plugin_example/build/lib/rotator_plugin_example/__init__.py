@@ -1,1 +1,0 @@
-"""An example rotator provider plugin for the (made-up) Example Keys API."""
