@@ -34,9 +34,8 @@ class SecretLeakError(RotatorError):
 class VendorError(RotatorError):
     """A vendor API call failed."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         self.status = status
-        self.retryable = retryable
         super().__init__(message)
 
 
@@ -64,7 +63,7 @@ class VendorRateLimited(VendorError):
     ) -> None:
         self.retry_after = retry_after
         self.retry_at = retry_at
-        super().__init__(message, status=429, retryable=True)
+        super().__init__(message, status=429)
 
 
 class VendorUnavailable(VendorError):
@@ -76,7 +75,7 @@ class VendorUnavailable(VendorError):
         #: The request provably never reached the vendor (connection refused), so it
         #: may be repeated even when it is not idempotent.
         self.never_sent = never_sent
-        super().__init__(message, status=status, retryable=True)
+        super().__init__(message, status=status)
 
 
 class VaultError(RotatorError):
@@ -117,10 +116,6 @@ class AuditKeyError(AuditStoreError):
 
 class SchemaOutOfDate(AuditStoreError):
     """The audit database schema is older (or newer) than this rotator expects."""
-
-
-class LockHeld(RotatorError):
-    """Another process is rotating this policy right now."""
 
 
 class LockLost(RotatorError):

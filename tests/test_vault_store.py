@@ -129,7 +129,9 @@ def test_a_token_without_write_capability_is_permission_denied(
         store.write_field(f"{vault_prefix}/denied", "api_key", Secret("value-1234"), cas=0)
 
 
-def test_approle_login_works(openbao: OpenBaoServer, vault_prefix: str, tmp_path: object) -> None:
+def test_approle_login_gets_a_token_vault_accepts_with_the_roles_policies(
+    openbao: OpenBaoServer, vault_prefix: str, tmp_path: object
+) -> None:
     from pathlib import Path
 
     mount = f"approle-{vault_prefix}"
@@ -152,6 +154,9 @@ def test_approle_login_works(openbao: OpenBaoServer, vault_prefix: str, tmp_path
     store = VaultStore(config)
     store.login()
     store.renew_if_needed()
+
+    # Vault answers for the AppRole token, and with the role's policy ("default"), not root's.
+    assert store.capabilities(f"{vault_prefix}/anything")["data"] == {"deny"}
 
 
 def test_an_unreachable_vault_says_so() -> None:
