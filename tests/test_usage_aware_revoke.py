@@ -14,8 +14,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from rotator.metrics import StateCollector
+from rotator.observe import read
 from rotator.providers.registry import provider_class
 from tests.support.rig import PolicySpec, Rig
+from tests.support.webhook import WebhookReceiver
 
 RigFactory = Callable[[str], Rig]
 USAGE_VENDORS = ["h2ogpte", "latitudesh"]
@@ -83,7 +86,7 @@ def test_an_old_key_used_within_quiet_extends_grace_and_is_audited(usage_rig: Ri
 
     outcome = rotate(usage_rig, "due")
 
-    assert outcome["result"] == "waiting"
+    assert outcome["result"] == "grace_extended"
     assert spec.slot.key_id in usage_rig.live_keys("app")
     extended = [d for o, d in grace_events(usage_rig) if o == "extended"]
     assert len(extended) == 1
@@ -107,7 +110,7 @@ def test_the_extension_repeats_while_the_old_key_stays_in_use(usage_rig: Rig) ->
     spec = usage_policy(usage_rig, max_extension="10s")
     used_through_two_grace_ends(usage_rig, spec)
 
-    assert rotate(usage_rig, "due")["result"] == "waiting"
+    assert rotate(usage_rig, "due")["result"] == "grace_extended"
     assert [o for o, _ in grace_events(usage_rig)].count("extended") == 2
     assert spec.slot.key_id in usage_rig.live_keys("app")
 
@@ -177,3 +180,48 @@ def test_validate_refuses_revoke_when_unused_for_a_vendor_without_usage_data(
     said = checked.stdout + checked.stderr
     assert "revoke_when_unused" in said
     assert "does not report when a key was last used" in said
+
+
+def gauge(rig: Rig, name: str) -> float | None:
+    engine = rig.engine()
+    try:
+        now = datetime.now(UTC)
+        collector = StateCollector(lambda: read(engine, dict, now), lambda: now)
+        samples = [s for family in collector.collect() for s in family.samples if s.name == name]
+    finally:
+        engine.close()
+    return samples[0].value if samples else None
+
+
+def test_the_old_key_in_use_gauge_is_1_while_grace_is_extended(usage_rig: Rig) -> None:
+    spec = usage_policy(usage_rig)
+    rotate(usage_rig, "now", "app")
+    assert gauge(usage_rig, "rotator_old_key_in_use") == 0.0
+    time.sleep(1.1)
+    old_key_used_now(usage_rig, spec)
+    rotate(usage_rig, "due")
+
+    assert gauge(usage_rig, "rotator_old_key_in_use") == 1.0
+
+
+def test_an_extension_is_notified_naming_the_old_key_and_its_last_use(usage_rig: Rig) -> None:
+    receiver = WebhookReceiver()
+    try:
+        spec = usage_policy(usage_rig)
+        usage_rig.extra_config = f"""
+        notifications:
+          webhooks:
+            ops: {{url: "{receiver.url}", format: json}}
+        """
+        usage_rig.write_config()
+        rotate(usage_rig, "now", "app")
+        time.sleep(1.1)
+        old_key_used_now(usage_rig, spec)
+
+        assert rotate(usage_rig, "due")["result"] == "grace_extended"
+    finally:
+        receiver.stop()
+    [sent] = receiver.received
+    assert sent["result"] == "grace_extended"
+    assert spec.slot.key_id in sent["message"]
+    assert "consumers have not moved" in sent["message"]

@@ -209,8 +209,10 @@ class DaemonConfig(_Model):
         return value
 
 
-NotifyOn = Literal["needs_attention", "failed", "rolled_back", "completed", "waiting"]
-DEFAULT_NOTIFY_ON: tuple[NotifyOn, ...] = ("needs_attention", "rolled_back")
+NotifyOn = Literal[
+    "needs_attention", "failed", "rolled_back", "completed", "waiting", "grace_extended"
+]
+DEFAULT_NOTIFY_ON: tuple[NotifyOn, ...] = ("needs_attention", "rolled_back", "grace_extended")
 
 
 class WebhookConfig(_Model):

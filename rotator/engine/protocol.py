@@ -132,6 +132,8 @@ class RotationRun:
         self.selector = ctx.policy.selector
         # The new secret, while this process has it; after a crash it is read back from Vault.
         self._secret: Secret | None = None
+        # Why this run extended grace, when it did: the outcome says consumers have not moved.
+        self._extended: str | None = None
 
     # -- driver ---------------------------------------------------------------
 
@@ -202,7 +204,12 @@ class RotationRun:
         }.get(State(r.state), Result.FAILED)
         if result is Result.WAITING and r.needs_attention:
             result = Result.NEEDS_ATTENTION  # held past grace: a person decides
-        if result is Result.WAITING:
+        elif result is Result.WAITING and self._extended:
+            result = Result.GRACE_EXTENDED
+        if result is Result.GRACE_EXTENDED:
+            assert r.grace_until is not None
+            message = f"{self._extended}; grace extended to {format_time(r.grace_until)}"
+        elif result is Result.WAITING:
             assert r.grace_until is not None
             message = (
                 f"new key {r.new_key_id} in Vault; old key revoked after "
@@ -795,13 +802,14 @@ class RotationRun:
         limit = original + usage.max_extension
         if now < limit:
             until = min(now + usage.quiet, limit)
+            self._extended = f"{seen}; consumers have not moved to the new key"
             self._advance(
                 State.GRACE,
                 step="grace",
                 outcome="extended",
                 details={
                     "old_key_id": r.old_key_id,
-                    "message": f"{seen}; consumers have not moved to the new key",
+                    "message": self._extended,
                     "grace_until": until.isoformat(),
                 },
                 grace_until=until,
