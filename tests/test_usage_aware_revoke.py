@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from rotator.metrics import StateCollector
@@ -225,3 +226,38 @@ def test_an_extension_is_notified_naming_the_old_key_and_its_last_use(usage_rig:
     assert sent["result"] == "grace_extended"
     assert spec.slot.key_id in sent["message"]
     assert "consumers have not moved" in sent["message"]
+
+
+def test_a_kill_at_the_revoke_after_an_extension_resumes_to_completion(usage_rig: Rig) -> None:
+    spec = usage_policy(usage_rig, then="revoke", max_extension="2s")
+    used_through_two_grace_ends(usage_rig, spec)
+    method, path = usage_rig.emulator.operations["revoke"]
+    hold = usage_rig.server.hold(method, path, after=True)
+    killed = usage_rig.spawn("rotate", "due", "--json")
+    hold.wait_arrived()
+    usage_rig.kill(killed)
+    hold.release()
+
+    assert rotate(usage_rig, "due")["result"] == "completed"
+    assert spec.slot.key_id not in usage_rig.live_keys("app")
+    assert usage_rig.vendor_accepts("app", usage_rig.vault_secret("app"))
+    assert [o for o, _ in grace_events(usage_rig)].count("extended") == 1
+
+
+def test_the_sandbox_control_api_marks_a_key_used(usage_rig: Rig) -> None:
+    spec = usage_policy(usage_rig)
+    at = "2026-11-01T10:00:00+00:00"
+
+    answer = httpx.post(
+        f"{usage_rig.server.base_url}/_sandbox/usage", json={"key_id": spec.slot.key_id, "at": at}
+    )
+
+    assert answer.status_code == 204
+    engine = usage_rig.engine()
+    try:
+        policy = engine.policy("app")
+        old = engine.provider_for(policy).find_key(policy.selector, spec.slot.key_id)
+    finally:
+        engine.close()
+    assert old is not None
+    assert old.last_used_at == datetime.fromisoformat(at)
