@@ -261,3 +261,30 @@ def test_the_sandbox_control_api_marks_a_key_used(usage_rig: Rig) -> None:
         engine.close()
     assert old is not None
     assert old.last_used_at == datetime.fromisoformat(at)
+
+
+def test_an_h2o_extension_counts_the_calls_since_the_new_key_was_stored(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("h2ogpte")
+    spec = usage_policy(rig)
+    rig.emulator.mark_used(spec.slot.key_id, datetime(2026, 1, 1, tzinfo=UTC), calls=7)
+    rotate(rig, "now", "app")
+    time.sleep(1.1)
+    rig.emulator.mark_used(spec.slot.key_id, datetime.now(UTC), calls=5)
+
+    rotate(rig, "due")
+
+    [extended] = [d for o, d in grace_events(rig) if o == "extended"]
+    assert "5 calls since the new key was stored" in str(extended["message"])
+
+
+def test_a_held_old_key_is_revoked_by_rotate_now_once_it_goes_unused(usage_rig: Rig) -> None:
+    spec = usage_policy(usage_rig, then="hold", max_extension="2s")
+    used_through_two_grace_ends(usage_rig, spec)
+    assert rotate(usage_rig, "due")["result"] == "needs_attention"
+    time.sleep(2.1)
+
+    assert rotate(usage_rig, "now", "app")["result"] == "completed"
+    assert spec.slot.key_id not in usage_rig.live_keys("app")
+    assert not rotation(usage_rig).needs_attention  # type: ignore[attr-defined]

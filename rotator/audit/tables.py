@@ -87,6 +87,8 @@ rotations = Table(
     #: When grace began (the new key in Vault) and its first end, before any extension.
     Column("grace_started_at", UTCDateTime),
     Column("grace_original_until", UTCDateTime),
+    #: The old key's call count when grace began, where the vendor counts calls.
+    Column("old_key_calls_at_grace", BigInteger),
     Index("ix_rotations_policy_state", "policy", "state"),
     # At most one unfinished rotation per policy, whatever a process that lost its lock does.
     Index(

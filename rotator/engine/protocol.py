@@ -743,6 +743,10 @@ class RotationRun:
         grace = timedelta(0) if r.emergency else self.policy.grace_period
         grace_until = self.ctx.clock() + grace
         self.vendor.prepare_grace(self.selector, r.old_key_id, grace_until)
+        calls = None
+        if self.policy.revoke_when_unused is not None and not r.emergency:
+            # Counted now so that an extension can say how many calls came after the switch.
+            calls = _total_calls(self.vendor.find_key(self.selector, r.old_key_id))
         self._advance(
             State.GRACE,
             step="grace",
@@ -751,6 +755,7 @@ class RotationRun:
             grace_until=grace_until,
             grace_started_at=self.ctx.clock(),
             grace_original_until=grace_until,
+            old_key_calls_at_grace=calls,
         )
 
     def revoke(self) -> None:
@@ -793,11 +798,12 @@ class RotationRun:
         )
         if used is None or used < started or now - used >= usage.quiet:
             return f"old key not used in the last {format_duration(usage.quiet)} of grace"
-        assert key is not None
-        calls = key.extra.get("total_calls")
-        seen = f"old key {r.old_key_id} used at {format_time(used)}" + (
-            f", {calls} calls in total" if isinstance(calls, int) else ""
-        )
+        calls = _total_calls(key)
+        seen = f"old key {r.old_key_id} used at {format_time(used)}"
+        if calls is not None and r.old_key_calls_at_grace is not None:
+            seen += f", {calls - r.old_key_calls_at_grace} calls since the new key was stored"
+        elif calls is not None:
+            seen += f", {calls} calls in total"
         original = r.grace_original_until or r.grace_until
         limit = original + usage.max_extension
         if now < limit:
@@ -822,8 +828,9 @@ class RotationRun:
         if not r.needs_attention:
             message = (
                 f"old key {r.old_key_id} kept: last used at {format_time(used)}, after grace "
-                f"and {spent}; move its consumers to the new key in Vault, then run "
-                "'rotator rotate now' with --emergency to revoke it"
+                f"and {spent}; move its consumers to the new key in Vault: once the old key "
+                f"has gone unused for {format_duration(usage.quiet)}, 'rotator rotate now "
+                f"{self.policy.name}' revokes it"
             )
             self._advance(
                 State.GRACE,
@@ -854,3 +861,9 @@ class RotationRun:
                 "attention": None,
             },
         )
+
+
+def _total_calls(key: VendorKey | None) -> int | None:
+    """The key's call count, where the vendor reports one (H2O GPTe's ``total_calls``)."""
+    calls = key.extra.get("total_calls") if key else None
+    return calls if isinstance(calls, int) else None
