@@ -80,6 +80,8 @@ class PolicyReading:
     #: When the old key of a rotation waiting in grace is to be revoked.
     grace_until: datetime | None
     needs_attention: bool
+    #: Grace is extended because consumers still use the old key (``revoke_when_unused``).
+    old_key_in_use: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,10 @@ class StateCollector(Collector):
             "rotator_policy_needs_attention",
             "1 while the policy is stopped until someone acts (see 'rotator status').",
         )
+        in_use = per_policy(
+            "rotator_old_key_in_use",
+            "1 while grace is extended because consumers still use the old key.",
+        )
         flagged = 0
         for p in reading.policies:
             if p.key_since is not None:
@@ -148,6 +154,7 @@ class StateCollector(Collector):
             if p.grace_until is not None:
                 grace.add_metric([p.policy], p.grace_until.timestamp())
             attention.add_metric([p.policy], float(p.needs_attention))
+            in_use.add_metric([p.policy], float(p.old_key_in_use))
             flagged += int(p.needs_attention)
         total = GaugeMetricFamily(
             "rotator_rotations_needing_attention", "Policies stopped until someone acts."
@@ -161,7 +168,7 @@ class StateCollector(Collector):
         yield ready
         if reading.unsealed_events is None:
             return
-        yield from (age, since, last, due, interval, window, grace, attention, total)
+        yield from (age, since, last, due, interval, window, grace, attention, in_use, total)
         unsealed = GaugeMetricFamily(
             "rotator_audit_unsealed_events", "Audit events not yet sealed into the hash chain."
         )

@@ -67,11 +67,14 @@ def _policy(
     if next_due == NEVER_ROTATED:
         next_due = now  # due at once
     grace_until = None
+    old_key_in_use = False
     if active is not None and active.state == State.GRACE and active.grace_until:
         # The new key is in Vault since grace began; the schedule counts from its end.
         grace_until = active.grace_until
-        key_since = grace_until - policy.grace_period
+        key_since = active.grace_started_at or grace_until - policy.grace_period
         next_due = next_fire(schedule, grace_until)
+        original = active.grace_original_until
+        old_key_in_use = original is not None and grace_until > original
     attention = bool(state and state.attention) or bool(active and active.needs_attention)
     return PolicyReading(
         policy=policy.name,
@@ -82,4 +85,5 @@ def _policy(
         window_seconds=schedule.window.total_seconds() if schedule.window else 0.0,
         grace_until=grace_until,
         needs_attention=attention,
+        old_key_in_use=old_key_in_use,
     )

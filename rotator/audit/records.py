@@ -12,7 +12,7 @@ from datetime import datetime
 
 #: The newest migration in migrations/versions. Checking the database against this constant
 #: keeps Alembic out of every CLI start; a test keeps it equal to Alembic's own head.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 #: The outcomes rotator records on audit events (``audit --outcome`` checks against them).
 AUDIT_OUTCOMES = (
@@ -29,6 +29,8 @@ AUDIT_OUTCOMES = (
     "claimed",
     "lost_lock",
     "changed",
+    "extended",
+    "held",
 )
 
 #: Rotation states after which nothing more happens to that rotation.

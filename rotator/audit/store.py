@@ -98,6 +98,11 @@ class RotationRecord:
     completed_at: datetime | None
     #: The value this process holds; a process taking the rotation over bumps it.
     fence: int = 0
+    #: When grace began, and its end before any extension for an old key still in use.
+    grace_started_at: datetime | None = None
+    grace_original_until: datetime | None = None
+    #: The old key's call count when grace began, where the vendor counts calls.
+    old_key_calls_at_grace: int | None = None
 
 
 @dataclass(frozen=True)

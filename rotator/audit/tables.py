@@ -84,6 +84,11 @@ rotations = Table(
     #: Bumped by each process that takes the rotation over; every update names the value it
     #: holds, so a process that lost the policy's lock finds out at its next write.
     Column("fence", Integer, nullable=False, server_default="0"),
+    #: When grace began (the new key in Vault) and its first end, before any extension.
+    Column("grace_started_at", UTCDateTime),
+    Column("grace_original_until", UTCDateTime),
+    #: The old key's call count when grace began, where the vendor counts calls.
+    Column("old_key_calls_at_grace", BigInteger),
     Index("ix_rotations_policy_state", "policy", "state"),
     # At most one unfinished rotation per policy, whatever a process that lost its lock does.
     Index(

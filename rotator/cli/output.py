@@ -21,6 +21,7 @@ from rotator.timestamps import format_time
 _COLOURS = {
     Result.COMPLETED: "green",
     Result.WAITING: "cyan",
+    Result.GRACE_EXTENDED: "yellow",
     Result.DRY_RUN: "cyan",
     Result.NOT_DUE: None,
     Result.LOCKED: "yellow",

@@ -41,6 +41,7 @@ from rotator.config.model import (
 )
 from rotator.config.paths import POLICY_NAME, POLICY_NAME_RULE, is_under
 from rotator.config.transport import plain_http_warning, unverified_tls_warning
+from rotator.config.usage import RevokeWhenUnused
 from rotator.config.yaml_source import Location, YamlDocument, dotted, load_yaml
 from rotator.durations import format_duration
 from rotator.errors import ConfigError
@@ -81,6 +82,8 @@ class Policy:
     #: Run once Vault serves the new key, and once the old key is revoked.
     after_store: tuple[HookAction, ...] = ()
     after_revoke: tuple[HookAction, ...] = ()
+    #: Hold the revoke while the old key is still in use (vendors that report usage only).
+    revoke_when_unused: RevokeWhenUnused | None = None
 
     @property
     def provider_type(self) -> str:
@@ -473,6 +476,14 @@ def _policies(
         for warning in cls.policy_warnings(selector, policy.strategy, policy.grace_period):
             issues.warn(loc, warning)
         _check_consumer_refresh(policy, loc, issues)
+        if policy.revoke_when_unused is not None and not cls.capabilities.reports_usage:
+            issues.error(
+                (*loc, "revoke_when_unused"),
+                f"{settings.type} does not report when a key was last used, so rotator cannot "
+                "tell whether consumers still use the old key; remove revoke_when_unused or "
+                "lengthen grace_period",
+            )
+            continue
         target = policy.vault.model_copy(update={"mount": policy.vault.mount or global_mount})
         token = settings.token
         self_rotating = isinstance(token, VaultReference) and (
@@ -501,6 +512,7 @@ def _policies(
             vault=target,
             self_rotating=self_rotating,
             enabled=policy.enabled,
+            revoke_when_unused=policy.revoke_when_unused,
             after_store=_hook_actions(
                 policy.hooks.after_store, (*loc, "hooks", "after_store"), issues
             ),

@@ -26,6 +26,7 @@ from pydantic import (
 
 from rotator.config.consumers import ConsumersConfig, HooksConfig, KubernetesConfig
 from rotator.config.paths import check_vault_path
+from rotator.config.usage import RevokeWhenUnused
 from rotator.durations import Duration
 from rotator.vocabulary import Strategy
 
@@ -183,6 +184,8 @@ class PolicyConfig(_Model):
     enabled: bool = True
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     consumers: ConsumersConfig = Field(default_factory=ConsumersConfig)
+    #: Off by default: the old key is revoked when grace ends, used or not.
+    revoke_when_unused: RevokeWhenUnused | None = None
 
 
 class DaemonConfig(_Model):
@@ -206,8 +209,10 @@ class DaemonConfig(_Model):
         return value
 
 
-NotifyOn = Literal["needs_attention", "failed", "rolled_back", "completed", "waiting"]
-DEFAULT_NOTIFY_ON: tuple[NotifyOn, ...] = ("needs_attention", "rolled_back")
+NotifyOn = Literal[
+    "needs_attention", "failed", "rolled_back", "completed", "waiting", "grace_extended"
+]
+DEFAULT_NOTIFY_ON: tuple[NotifyOn, ...] = ("needs_attention", "rolled_back", "grace_extended")
 
 
 class WebhookConfig(_Model):

@@ -223,8 +223,9 @@ class Engine:
         ):
             labels = (policy.provider_name, policy.provider_type)
             ROTATION_DURATION.labels(*labels).observe(time.monotonic() - started)
-            # Waiting in grace is a step of a rotation, counted once it completes.
-            if outcome.result is not Result.WAITING:
+            # Waiting in grace (extended or not) is a step of a rotation, counted once it
+            # completes.
+            if outcome.result not in (Result.WAITING, Result.GRACE_EXTENDED):
                 ROTATIONS.labels(name, *labels, outcome.result.value).inc()
             self.notifier.notify(outcome)
         return outcome

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
+from rotator.config.usage import RevokeWhenUnused
 from rotator.durations import format_duration
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
@@ -131,6 +132,8 @@ class RotationRun:
         self.selector = ctx.policy.selector
         # The new secret, while this process has it; after a crash it is read back from Vault.
         self._secret: Secret | None = None
+        # Why this run extended grace, when it did: the outcome says consumers have not moved.
+        self._extended: str | None = None
 
     # -- driver ---------------------------------------------------------------
 
@@ -199,7 +202,14 @@ class RotationRun:
             State.ROLLED_BACK: Result.ROLLED_BACK,
             State.GRACE: Result.WAITING,
         }.get(State(r.state), Result.FAILED)
-        if result is Result.WAITING:
+        if result is Result.WAITING and r.needs_attention:
+            result = Result.NEEDS_ATTENTION  # held past grace: a person decides
+        elif result is Result.WAITING and self._extended:
+            result = Result.GRACE_EXTENDED
+        if result is Result.GRACE_EXTENDED:
+            assert r.grace_until is not None
+            message = f"{self._extended}; grace extended to {format_time(r.grace_until)}"
+        elif result is Result.WAITING:
             assert r.grace_until is not None
             message = (
                 f"new key {r.new_key_id} in Vault; old key revoked after "
@@ -733,12 +743,19 @@ class RotationRun:
         grace = timedelta(0) if r.emergency else self.policy.grace_period
         grace_until = self.ctx.clock() + grace
         self.vendor.prepare_grace(self.selector, r.old_key_id, grace_until)
+        calls = None
+        if self.policy.revoke_when_unused is not None and not r.emergency:
+            # Counted now so that an extension can say how many calls came after the switch.
+            calls = _total_calls(self.vendor.find_key(self.selector, r.old_key_id))
         self._advance(
             State.GRACE,
             step="grace",
             outcome="started",
             details={"old_key_id": r.old_key_id, "grace_until": grace_until.isoformat()},
             grace_until=grace_until,
+            grace_started_at=self.ctx.clock(),
+            grace_original_until=grace_until,
+            old_key_calls_at_grace=calls,
         )
 
     def revoke(self) -> None:
@@ -748,11 +765,82 @@ class RotationRun:
         assert r.old_key_id is not None
         if self.ctx.clock() < r.grace_until:
             return
+        note = None
+        if self.policy.revoke_when_unused is not None and not r.emergency:
+            note = self._old_key_quiet(self.policy.revoke_when_unused)
+            if note is None:
+                return
         self._advance(
-            State.GRACE, step="revoke", outcome="started", details={"key_id": r.old_key_id}
+            State.GRACE,
+            step="revoke",
+            outcome="started",
+            details={"key_id": r.old_key_id, "note": note or None},
         )
         self.vendor.revoke_key(self.selector, r.old_key_id)
         self.finish(f"old key {r.old_key_id} revoked")
+
+    def _old_key_quiet(self, usage: RevokeWhenUnused) -> str | None:
+        """Whether the old key may go now: a note for the revoke, or None to keep it.
+
+        A use since the new key was stored within ``quiet`` of now extends grace by
+        ``quiet``, until ``max_extension`` past the original grace end is spent; then
+        ``then`` decides. Every decision is on the rotation row, so a restart goes on.
+        """
+        r = self.rotation
+        assert r.old_key_id is not None
+        assert r.grace_until is not None
+        now = self.ctx.clock()
+        key = self.vendor.find_key(self.selector, r.old_key_id)
+        used = key.last_used_at if key else None
+        # Vendors report whole seconds: a use in the second grace began counts as after it.
+        started = (r.grace_started_at or datetime.min.replace(tzinfo=now.tzinfo)).replace(
+            microsecond=0
+        )
+        if used is None or used < started or now - used >= usage.quiet:
+            return f"old key not used in the last {format_duration(usage.quiet)} of grace"
+        calls = _total_calls(key)
+        seen = f"old key {r.old_key_id} used at {format_time(used)}"
+        if calls is not None and r.old_key_calls_at_grace is not None:
+            seen += f", {calls - r.old_key_calls_at_grace} calls since the new key was stored"
+        elif calls is not None:
+            seen += f", {calls} calls in total"
+        original = r.grace_original_until or r.grace_until
+        limit = original + usage.max_extension
+        if now < limit:
+            until = min(now + usage.quiet, limit)
+            self._extended = f"{seen}; consumers have not moved to the new key"
+            self._advance(
+                State.GRACE,
+                step="grace",
+                outcome="extended",
+                details={
+                    "old_key_id": r.old_key_id,
+                    "message": self._extended,
+                    "grace_until": until.isoformat(),
+                },
+                grace_until=until,
+                grace_original_until=original,
+            )
+            return None
+        spent = f"max_extension {format_duration(usage.max_extension)} spent"
+        if usage.then == "revoke":
+            return f"{seen}; {spent}, revoked anyway"
+        if not r.needs_attention:
+            message = (
+                f"old key {r.old_key_id} kept: last used at {format_time(used)}, after grace "
+                f"and {spent}; move its consumers to the new key in Vault: once the old key "
+                f"has gone unused for {format_duration(usage.quiet)}, 'rotator rotate now "
+                f"{self.policy.name}' revokes it"
+            )
+            self._advance(
+                State.GRACE,
+                step="grace",
+                outcome="held",
+                details={"old_key_id": r.old_key_id, "message": message},
+                needs_attention=True,
+                last_error=message,
+            )
+        return None
 
     def finish(self, note: str) -> None:
         r = self.rotation
@@ -773,3 +861,9 @@ class RotationRun:
                 "attention": None,
             },
         )
+
+
+def _total_calls(key: VendorKey | None) -> int | None:
+    """The key's call count, where the vendor reports one (H2O GPTe's ``total_calls``)."""
+    calls = key.extra.get("total_calls") if key else None
+    return calls if isinstance(calls, int) else None

@@ -27,6 +27,7 @@ class Result(StrEnum):
     COMPLETED = "completed"
     ADOPTED = "adopted"  # an existing key was recorded as current; nothing was rotated
     WAITING = "waiting"  # in grace: the old key is revoked by a later run
+    GRACE_EXTENDED = "grace_extended"  # consumers still use the old key: grace goes on
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"  # will be retried with backoff
     NEEDS_ATTENTION = "needs_attention"

@@ -43,6 +43,8 @@ class Capabilities:
     revocation_lag: timedelta = timedelta(0)
     #: Longest key name the vendor accepts (each vendor module says where its number comes from).
     max_name_length: int = 64
+    #: ``list_keys`` tells when each key was last used (``VendorKey.last_used_at``).
+    reports_usage: bool = False
 
 
 class ProviderSettings(BaseModel):

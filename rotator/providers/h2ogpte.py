@@ -123,6 +123,7 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
         can_verify=False,
         verification="none: H2O GPTe documents no call that uses only the new key",
         max_name_length=MAX_NAME_LENGTH,
+        reports_usage=True,
     )
     vendor_name = "H2O GPTe"
     default_base_url = DEFAULT_BASE_URL

@@ -127,6 +127,7 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         verification="the new token authenticates (GET /auth/api_keys sent with it); a key "
         "with allowed_ips: listed, using the management token (rotator's host may not be allowed)",
         max_name_length=MAX_NAME_LENGTH,
+        reports_usage=True,
     )
     vendor_name = "Latitude.sh"
     default_base_url = DEFAULT_BASE_URL

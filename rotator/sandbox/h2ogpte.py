@@ -122,6 +122,12 @@ class H2oGpteEmulator(Emulator):
             self.keys[key.id] = key
         return key
 
+    def mark_used(self, key_id: str, at: datetime, calls: int = 1) -> None:
+        with self.lock:
+            key = self.keys[key_id]
+            key.last_used_at = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            key.total_calls += calls
+
     def seed_slot(self) -> Slot:
         user_id, username = self.add_user()
         key = self.add_key(user_id, "existing key")

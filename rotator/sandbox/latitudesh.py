@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from rotator.sandbox.server import Emulator, Request, Response, Route, Slot, timestamp
@@ -92,6 +93,10 @@ class LatitudeshEmulator(Emulator):
         with self.lock:
             self.keys[key.id] = key
         return key
+
+    def mark_used(self, key_id: str, at: datetime, calls: int = 1) -> None:
+        with self.lock:
+            self.keys[key_id].last_used_at = at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def seed_slot(self) -> Slot:
         key = self.add_key("existing key", read_only=True, allowed_ips=["203.0.113.7"])

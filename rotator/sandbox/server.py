@@ -215,6 +215,11 @@ class Emulator(ABC):
     def remove_key(self, selector: Mapping[str, Any], key_id: str) -> None:
         """Delete a key behind rotator's back, as a person in the vendor's console would."""
 
+    def mark_used(self, key_id: str, at: datetime, calls: int = 1) -> None:
+        """Record that a consumer used ``key_id`` at ``at`` (``calls`` times), for vendors
+        that report key usage; the others have nothing to record."""
+        raise NotImplementedError(f"{self.vendor} reports no key usage")
+
 
 class EmulatorServer:
     """Serves one ``Emulator`` on 127.0.0.1 in a background thread."""
@@ -398,7 +403,20 @@ class EmulatorServer:
                 trickle=float(spec.get("trickle", 0.0)),
             )
             return Response(201, {"faults": len(self.faults)})
+        if request.method == "POST" and request.path == "/_sandbox/usage":
+            return self._mark_used(request.json() or {})
         return Response(404, {"message": "unknown sandbox control endpoint"})
+
+    def _mark_used(self, spec: dict[str, Any]) -> Response:
+        """``{"key_id": ..., "at": ISO time (default now), "calls": 1}``: a consumer used a key."""
+        at = datetime.fromisoformat(spec["at"]) if spec.get("at") else datetime.now(UTC)
+        try:
+            self.emulator.mark_used(str(spec.get("key_id", "")), at, int(spec.get("calls", 1)))
+        except NotImplementedError as exc:
+            return Response(400, {"message": str(exc)})
+        except KeyError:
+            return Response(404, {"message": "no such key"})
+        return Response(204, None)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -66,6 +66,8 @@ class PolicySpec:
     grace: str
     vault_path: str
     every: str = "30d"
+    #: A ``revoke_when_unused`` flow mapping, e.g. ``{quiet: 2s, max_extension: 4s}``.
+    revoke_when_unused: str = ""
 
 
 @dataclass
@@ -120,6 +122,11 @@ class Rig:
                       grace_period: {p.grace}
                       vault: {{path: {p.vault_path}, field: api_key}}
                     """
+                )
+                + (
+                    f"  revoke_when_unused: {p.revoke_when_unused}\n"
+                    if p.revoke_when_unused
+                    else ""
                 ),
                 "  ",
             )
@@ -264,6 +271,11 @@ class Rig:
 
     def vendor_accepts(self, name: str, secret: str) -> bool:
         return self.emulator.accepts(self.policies[name].slot.selector, secret)
+
+
+def _usage_line(spec: PolicySpec) -> str:
+    usage = spec.revoke_when_unused
+    return f"  revoke_when_unused: {usage}\n" if usage else ""
 
 
 def _flow(selector: dict[str, Any]) -> str:
