@@ -191,7 +191,15 @@ class EventLog:
     ) -> None:
         """Remember row values written in this transaction for the next event to record."""
         pending = connection.info.setdefault(_CHANGES, {})
-        pending.setdefault(table, {}).setdefault(key, {}).update(row_changes(dict(values)))
+        rows = pending.setdefault(table, {})
+        if rows.get(key) is None:
+            rows[key] = {}
+        rows[key].update(row_changes(dict(values)))
+
+    @staticmethod
+    def _note_removal(connection: Connection, table: str, key: str) -> None:
+        """Remember that this transaction deleted a row, for the next event to record."""
+        connection.info.setdefault(_CHANGES, {}).setdefault(table, {})[key] = None
 
     def events(
         self,

@@ -20,7 +20,13 @@ from rotator.audit.connections import make_engine
 from rotator.audit.events import AuditEvent, utcnow
 from rotator.audit.records import TERMINAL_STATES
 from rotator.audit.rotation_state import RotationRecord, RotationState
-from rotator.audit.tables import audit_chain_head, audit_events, policy_state, rotations
+from rotator.audit.tables import (
+    audit_chain_head,
+    audit_events,
+    policy_pauses,
+    policy_state,
+    rotations,
+)
 from rotator.audit.verify import ChainReport, verify
 from rotator.errors import RotatorError
 from rotator.log import get_logger
@@ -68,9 +74,9 @@ class AuditStore(RotationState):
     def record_baseline(self) -> int:
         """Vouch for the rows that decide revocations as they are now: record them in the chain.
 
-        ``policy_state`` and unfinished ``rotations`` rows written before the chain was
-        keyed (or whose events were pruned) are recorded by no event, so ``verify --state``
-        cannot check them until this is run. Returns how many rows were recorded.
+        ``policy_state``, ``policy_pauses`` and unfinished ``rotations`` rows written before
+        the chain was keyed (or whose events were pruned) are recorded by no event, so
+        ``verify --state`` cannot check them until this is run. Returns how many rows were recorded.
         """
         with self.transaction() as connection:
             if connection.dialect.name == "sqlite":
@@ -82,8 +88,10 @@ class AuditStore(RotationState):
             unfinished = connection.execute(
                 select(rotations).where(rotations.c.state.not_in(TERMINAL_STATES)).with_for_update()
             ).all()
+            pauses = connection.execute(select(policy_pauses).with_for_update()).all()
             rows = [("policy_state", row.policy, row) for row in states]
             rows += [("rotations", row.id, row) for row in unfinished]
+            rows += [("policy_pauses", row.policy, row) for row in pauses]
             for start in range(0, len(rows), _BASELINE_ROWS):
                 chunk = rows[start : start + _BASELINE_ROWS]
                 for table, key, row in chunk:
