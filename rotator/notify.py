@@ -15,9 +15,9 @@ import httpx
 
 from rotator.config.credentials import Credential
 from rotator.config.loader import Webhook
-from rotator.engine.states import Outcome
 from rotator.log import get_logger
 from rotator.secret import Secret, scrub
+from rotator.vocabulary import Outcome
 
 log = get_logger("rotator.notify")
 

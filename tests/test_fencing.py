@@ -26,6 +26,7 @@ from rotator.engine.lock import advisory_lock_ids
 from rotator.errors import LockLost
 from rotator.sandbox.server import Hold
 from rotator.secret import Secret
+from rotator.vocabulary import TERMINAL_STATES, State
 from tests.support.rig import Rig, migrate
 
 
@@ -148,32 +149,53 @@ def test_the_lock_connection_uses_tcp_keepalives(pg_url: str) -> None:
     assert int(parameters["keepalives_idle"]) <= 60
 
 
-def test_a_policy_never_has_two_unfinished_rotations(database_url: str) -> None:
-    migrate(database_url)
-    store = AuditStore.open(Secret(database_url))
-    now = datetime.now(UTC)
-    first = RotationRecord(
+_CREATED = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _rotation(letter: str) -> RotationRecord:
+    """A planned rotation of policy ``app``, its id made of ``letter``."""
+    return RotationRecord(
         **{f.name: None for f in fields(RotationRecord)}
         | {
-            "id": "a" * 32,
+            "id": letter * 32,
             "policy": "app",
             "provider": "sandbox",
             "strategy": "create_then_delete",
-            "state": "planned",
+            "state": State.PLANNED,
             "emergency": False,
             "vault_path": "apps/app",
             "vault_field": "api_key",
             "needs_attention": False,
             "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
+            "created_at": _CREATED,
+            "updated_at": _CREATED,
             "fence": 0,
         }
     )
+
+
+def test_a_policy_never_has_two_unfinished_rotations(database_url: str) -> None:
+    migrate(database_url)
+    store = AuditStore.open(Secret(database_url))
+    first = _rotation("a")
     store.create_rotation(first, details={})
 
     with pytest.raises(LockLost, match="already has an unfinished rotation"):
         store.create_rotation(replace(first, id="b" * 32), details={})
+    store.dispose()
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL_STATES))
+def test_a_finished_rotation_does_not_count_as_the_policys_unfinished_one(
+    database_url: str, terminal: State
+) -> None:
+    """The unique index's predicate (migration 0005) must treat every terminal state as done."""
+    migrate(database_url)
+    store = AuditStore.open(Secret(database_url))
+    finished = replace(_rotation("a"), state=terminal)
+    store.create_rotation(finished, details={})
+    store.create_rotation(_rotation("b"), details={})
+    assert store.active_rotation("app") == _rotation("b")
     store.dispose()
 
 

@@ -33,9 +33,6 @@ AUDIT_OUTCOMES = (
     "held",
 )
 
-#: Rotation states after which nothing more happens to that rotation.
-TERMINAL_STATES = frozenset({"completed", "rolled_back", "abandoned"})
-
 
 @dataclass(frozen=True)
 class PolicyState:

@@ -12,14 +12,15 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rotator.audit.events import DetailValue, EventLog, utcnow
-from rotator.audit.records import TERMINAL_STATES, PolicyState
+from rotator.audit.records import PolicyState
 from rotator.audit.tables import policy_state, rotations
 from rotator.errors import AuditStoreError, LockLost
 from rotator.secret import scrub
+from rotator.vocabulary import TERMINAL_STATES, State
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class RotationRecord:
     policy: str
     provider: str
     strategy: str
-    state: str
+    state: State
     emergency: bool
     old_key_id: str | None
     new_key_id: str | None
@@ -64,6 +65,20 @@ _UPDATE_ROTATION = update(rotations).where(
 )
 _INSERT_POLICY_STATE = insert(policy_state)
 _UPDATE_POLICY_STATE = update(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
+
+
+def _record(row: Row[Any]) -> RotationRecord:
+    """A ``rotations`` row as a record, its state checked against the states this version knows."""
+    values = row._asdict()
+    try:
+        values["state"] = State(values["state"])
+    except ValueError:
+        raise AuditStoreError(
+            f"rotation {values['id']} of policy {values['policy']} is in state "
+            f"{values['state']!r}, which this version of rotator does not know: it was written "
+            "by a newer version; run that version (or newer) against this database"
+        ) from None
+    return RotationRecord(**values)
 
 
 def _fenced_off(rotation: RotationRecord) -> LockLost:
@@ -182,7 +197,7 @@ class RotationState(EventLog):
     def rotation(self, rotation_id: str) -> RotationRecord | None:
         with self.transaction() as connection:
             row = connection.execute(select(rotations).where(rotations.c.id == rotation_id)).first()
-        return RotationRecord(**row._asdict()) if row else None
+        return _record(row) if row else None
 
     def active_rotation(self, policy: str) -> RotationRecord | None:
         """The policy's unfinished rotation, if any (at most one exists, under the lock)."""
@@ -192,7 +207,7 @@ class RotationState(EventLog):
                 .where(rotations.c.policy == policy, rotations.c.state.not_in(TERMINAL_STATES))
                 .order_by(rotations.c.created_at.desc())
             ).first()
-        return RotationRecord(**row._asdict()) if row else None
+        return _record(row) if row else None
 
     def rotations_for(self, policy: str) -> list[RotationRecord]:
         with self.transaction() as connection:
@@ -201,7 +216,7 @@ class RotationState(EventLog):
                 .where(rotations.c.policy == policy)
                 .order_by(rotations.c.created_at)
             )
-            return [RotationRecord(**row._asdict()) for row in rows]
+            return [_record(row) for row in rows]
 
     def unfinished_rotations(self) -> list[RotationRecord]:
         with self.transaction() as connection:
@@ -210,7 +225,7 @@ class RotationState(EventLog):
                 .where(rotations.c.state.not_in(TERMINAL_STATES))
                 .order_by(rotations.c.created_at)
             )
-            return [RotationRecord(**row._asdict()) for row in rows]
+            return [_record(row) for row in rows]
 
     def all_policy_states(self) -> dict[str, PolicyState]:
         with self.transaction() as connection:

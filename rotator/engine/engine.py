@@ -24,7 +24,6 @@ from rotator.engine.lock import Lease, PolicyLocks
 from rotator.engine.pause import FORCE_HINT, held, hold_reason
 from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
 from rotator.engine.schedule import due_window, not_due
-from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
     ConfigError,
     LockLost,
@@ -40,6 +39,7 @@ from rotator.providers.base import Provider, Strategy
 from rotator.secret import Secret, scrub
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
+from rotator.vocabulary import Outcome, Result, State
 
 if TYPE_CHECKING:
     from rotator.vault import VaultStore

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 from rotator.audit.store import RotationRecord
 from rotator.config.loader import Policy
-from rotator.engine.states import State
 from rotator.errors import RotatorError
 from rotator.providers.base import VendorKey
 from rotator.vault_metadata import metadata_key
+from rotator.vocabulary import State
 
 if TYPE_CHECKING:
     from rotator.engine.engine import Engine

@@ -38,7 +38,6 @@ from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.config.usage import RevokeWhenUnused
 from rotator.durations import format_duration
-from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
     AuditStoreError,
     LockLost,
@@ -56,6 +55,7 @@ from rotator.providers.base import MintedKey, Provider, Strategy, VendorKey
 from rotator.secret import Secret
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
+from rotator.vocabulary import Outcome, Result, State
 
 if TYPE_CHECKING:
     from rotator.engine.lock import Lease

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from rotator.config.loader import Policy
 from rotator.engine.inspection import SlotReport
-from rotator.engine.states import Outcome, Result
 from rotator.providers.base import VendorKey
+from rotator.vocabulary import Outcome, Result
 
 if TYPE_CHECKING:
     from rotator.engine.engine import Engine

@@ -21,8 +21,8 @@ from rotator.config.loader import Policy
 from rotator.engine.lock import PolicyLocks
 from rotator.engine.pause import DISABLED, hold_reason
 from rotator.engine.schedule import NEVER_ROTATED, next_due
-from rotator.engine.states import State
 from rotator.timestamps import format_time
+from rotator.vocabulary import State
 
 #: Rotation states in which Vault already serves the new key.
 _NEW_KEY_SERVED = (State.STORED, State.VERIFIED, State.GRACE)

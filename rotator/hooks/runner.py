@@ -21,11 +21,11 @@ from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.consumers import KubernetesConfig, KubernetesRestartHook
 from rotator.config.credentials import Credential
 from rotator.config.loader import HookAction, NotifyTarget, Policy
-from rotator.engine.states import Outcome, Result, State
 from rotator.errors import HookFailed
 from rotator.hooks import kubernetes, webhook
 from rotator.log import get_logger
 from rotator.secret import Secret
+from rotator.vocabulary import Outcome, Result, State
 
 log = get_logger("rotator.hooks")
 
