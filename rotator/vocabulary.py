@@ -35,6 +35,11 @@ class State(StrEnum):
     ROLLED_BACK = "rolled_back"
 
     @property
+    def serves_new_key(self) -> bool:
+        """Whether Vault's current version holds the rotation's new key in this state."""
+        return self in (State.STORED, State.VERIFIED, State.GRACE, State.COMPLETED)
+
+    @property
     def is_terminal(self) -> bool:
         """Whether nothing more happens to a rotation in this state."""
         return self in (State.COMPLETED, State.ROLLED_BACK)

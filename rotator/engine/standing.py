@@ -24,9 +24,6 @@ from rotator.engine.schedule import NEVER_ROTATED, next_due
 from rotator.timestamps import format_time
 from rotator.vocabulary import State
 
-#: Rotation states in which Vault already serves the new key.
-_NEW_KEY_SERVED = (State.STORED, State.VERIFIED, State.GRACE)
-
 
 @dataclass(frozen=True)
 class Standing:
@@ -79,7 +76,7 @@ def standing(
     key_since = state and (state.last_rotated_at or state.adopted_at)
     last_rotated = state.last_rotated_at if state else None
     schedule_state = state
-    if active is not None and active.state in _NEW_KEY_SERVED:
+    if active is not None and active.state.serves_new_key:
         current_key, key_since = active.new_key_id, active.updated_at
         if active.state == State.GRACE:
             key_since = _grace_started(active)
