@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -56,6 +56,33 @@ class RotationRecord:
     grace_original_until: datetime | None = None
     #: The old key's call count when grace began, where the vendor counts calls.
     old_key_calls_at_grace: int | None = None
+
+
+class StepChanges(TypedDict, total=False):
+    """What a step may change on a rotation besides its state.
+
+    A rotation's identity, origin and fence are not among them: they never change
+    (the fence moves only by ``claim_rotation``).
+    """
+
+    emergency: bool
+    new_key_id: str | None
+    new_secret_fingerprint: str | None
+    vault_base_version: int | None
+    vault_version: int | None
+    grace_until: datetime | None
+    needs_attention: bool
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    completed_at: datetime | None
+    grace_started_at: datetime | None
+    grace_original_until: datetime | None
+    old_key_calls_at_grace: int | None
+
+
+class RotationChanges(StepChanges, total=False):
+    state: State
 
 
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
@@ -160,7 +187,7 @@ class RotationState(EventLog):
         outcome: str,
         details: Mapping[str, DetailValue] | None = None,
         policy_state: Mapping[str, Any] | None = None,
-        **changes: Any,
+        **changes: Unpack[RotationChanges],
     ) -> RotationRecord:
         """Apply ``changes`` to the row and log the step's event in one transaction.
 
@@ -169,19 +196,17 @@ class RotationState(EventLog):
         Nothing is written, and ``LockLost`` raised, if another process has taken
         the rotation over since ``rotation`` was claimed (its fence moved).
         """
-        unknown = set(changes) - set(_ROTATION_FIELDS)
-        if unknown:
-            raise AuditStoreError(f"unknown rotation fields: {sorted(unknown)}")
-        if "last_error" in changes and changes["last_error"] is not None:
+        if changes.get("last_error") is not None:
             changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
-        changes["updated_at"] = utcnow()
+        updated = dataclasses.replace(rotation, **changes, updated_at=utcnow())
+        written = {**changes, "updated_at": updated.updated_at}
         with self.transaction() as connection:
-            updated = connection.execute(
-                _UPDATE_ROTATION, {"b_id": rotation.id, "b_fence": rotation.fence, **changes}
+            count = connection.execute(
+                _UPDATE_ROTATION, {"b_id": rotation.id, "b_fence": rotation.fence, **written}
             ).rowcount
-            if not updated:
+            if not count:
                 raise _fenced_off(rotation)
-            self._note_changes(connection, "rotations", rotation.id, changes)
+            self._note_changes(connection, "rotations", rotation.id, written)
             if policy_state is not None:
                 self.set_policy_state(rotation.policy, connection=connection, **policy_state)
             self.record_event(
@@ -192,7 +217,7 @@ class RotationState(EventLog):
                 details=details,
                 connection=connection,
             )
-        return RotationRecord(**{**{f: getattr(rotation, f) for f in _ROTATION_FIELDS}, **changes})
+        return updated
 
     def rotation(self, rotation_id: str) -> RotationRecord | None:
         with self.transaction() as connection:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rotator.audit.actor import current_actor
+from rotator.audit.rotation_state import StepChanges
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
@@ -464,7 +465,7 @@ class Engine:
         return self._run(policy, rotation, lease)
 
     def _make_emergency(self, rotation: RotationRecord) -> RotationRecord:
-        changes: dict[str, Any] = {"emergency": True}
+        changes: StepChanges = {"emergency": True}
         if rotation.state == State.GRACE:
             changes["grace_until"] = self.clock()
         return self.store.update_rotation(

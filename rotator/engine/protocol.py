@@ -32,8 +32,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
+from rotator.audit.rotation_state import StepChanges
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.config.usage import RevokeWhenUnused
@@ -293,13 +294,13 @@ class RotationRun:
 
     def _advance(
         self,
-        state: str,
+        state: State,
         *,
         step: str,
         outcome: str,
         details: dict[str, Any] | None = None,
         policy_state: dict[str, Any] | None = None,
-        **changes: Any,
+        **changes: Unpack[StepChanges],
     ) -> None:
         self.rotation = self.ctx.store.update_rotation(
             self.rotation,
@@ -393,7 +394,7 @@ class RotationRun:
         base, version = self._write_while_held(minted)
         if not recorded:
             self._minted(minted)
-        self._record_stored(version, vault_base_version=base)
+        self._record_stored(version, base_version=base)
 
     def _write_while_held(self, minted: MintedKey) -> tuple[int, int]:
         """Store a regenerated secret and label it; (base version, new version).
@@ -624,14 +625,18 @@ class RotationRun:
             },
         )
 
-    def _record_stored(self, version: int, **changes: Any) -> None:
+    def _record_stored(self, version: int, *, base_version: int | None = None) -> None:
+        """Record that Vault's ``version`` holds the new key (``base_version``: the one before,
+        where it was only learnt now, by a regenerate that could not record it first)."""
         r = self.rotation
+        changes: StepChanges = {"vault_version": version}
+        if base_version is not None:
+            changes["vault_base_version"] = base_version
         self._advance(
             State.STORED,
             step="store",
             outcome="succeeded",
             details={"vault_path": self._path, "vault_version": version, "key_id": r.new_key_id},
-            vault_version=version,
             **changes,
         )
         self._discard_staged()
