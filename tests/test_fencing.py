@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import UTC, datetime
+from typing import get_type_hints
 
 import psycopg
 import pytest
 
 from rotator.audit.connections import make_engine
+from rotator.audit.rotation_state import RotationChanges
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.engine.lock import advisory_lock_ids
 from rotator.errors import LockLost
@@ -197,6 +199,14 @@ def test_a_finished_rotation_does_not_count_as_the_policys_unfinished_one(
     store.create_rotation(_rotation("b"), details={})
     assert store.active_rotation("app") == _rotation("b")
     store.dispose()
+
+
+def test_a_step_changes_only_rotation_fields_and_never_the_identity_nor_the_fence() -> None:
+    record = get_type_hints(RotationRecord)
+    changes = get_type_hints(RotationChanges)
+
+    assert {name: record[name] for name in changes} == changes
+    assert not {"id", "policy", "provider", "strategy", "created_at", "fence"} & set(changes)
 
 
 def test_the_audit_trail_names_who_took_a_rotation_over_and_who_stopped(rig: Rig) -> None:

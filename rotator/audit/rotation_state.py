@@ -62,7 +62,8 @@ class StepChanges(TypedDict, total=False):
     """What a step may change on a rotation besides its state.
 
     A rotation's identity, origin and fence are not among them: they never change
-    (the fence moves only by ``claim_rotation``).
+    (the fence moves only by ``claim_rotation``). Names and types are those of
+    ``RotationRecord``'s fields (tests/test_fencing.py keeps them so).
     """
 
     emergency: bool
