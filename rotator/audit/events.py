@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
@@ -34,6 +34,13 @@ ACTOR = current_actor()
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Backlog(NamedTuple):
+    """Events written but not yet sealed into the chain."""
+
+    events: int
+    oldest: datetime | None
 
 
 @dataclass(frozen=True)
@@ -234,7 +241,7 @@ class EventLog:
         with self.transaction() as connection:
             return set(connection.execute(select(audit_events.c.outcome).distinct()).scalars())
 
-    def unsealed_backlog(self) -> tuple[int, datetime | None]:
+    def unsealed_backlog(self) -> Backlog:
         """How many events wait to be sealed into the chain, and when the oldest was written."""
         with self.transaction() as connection:
             count, oldest = connection.execute(
@@ -242,4 +249,4 @@ class EventLog:
                     audit_events.c.seq.is_(None)
                 )
             ).one()
-        return int(count), oldest
+        return Backlog(int(count), oldest)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -247,16 +247,24 @@ def _keys_to_regenerate(config: Config, vault: VaultStore) -> dict[str, str | No
     return found
 
 
-def audit_key_check(config: Config, vault: VaultStore) -> tuple[bool, str, str]:
+class Check(NamedTuple):
+    """One online check's line: passed or not, what was checked, and a detail."""
+
+    ok: bool
+    what: str
+    detail: str = ""
+
+
+def audit_key_check(config: Config, vault: VaultStore) -> Check:
     """Whether the audit chain's key can be read (no key configured passes, with a note)."""
     from rotator.chain_vault import chain_trust
     from rotator.errors import RotatorError
 
     trust = chain_trust(config, lambda: vault)
     if trust is None:
-        return True, "audit chain", "unkeyed (audit.key_path is not set)"
+        return Check(True, "audit chain", "unkeyed (audit.key_path is not set)")
     try:
         version, _ = trust.current_key()
     except RotatorError as exc:
-        return False, "audit key", str(exc)
-    return True, f"audit key {config.audit.key_path} readable", f"version {version}"
+        return Check(False, "audit key", str(exc))
+    return Check(True, f"audit key {config.audit.key_path} readable", f"version {version}")

@@ -38,6 +38,13 @@ if TYPE_CHECKING:
 EXPIRY_WARNING = timedelta(days=7)
 
 
+class OwnedKey(NamedTuple):
+    """A key of the slot named for another policy: ``owner``."""
+
+    owner: str
+    key: VendorKey
+
+
 @dataclass(frozen=True)
 class SlotReport:
     policy: str
@@ -49,7 +56,7 @@ class SlotReport:
     orphans: list[VendorKey] = field(default_factory=list)
     strays: list[VendorKey] = field(default_factory=list)
     #: Keys of the slot named for another policy, with that policy's name.
-    others: list[tuple[str, VendorKey]] = field(default_factory=list)
+    others: list[OwnedKey] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -123,7 +130,15 @@ def inspect_policy(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
         return SlotReport(policy.name, error=str(exc))
 
 
-def _held_by_other_policies(engine: Engine, policy: Policy) -> tuple[set[str | None], set[str]]:
+class HeldElsewhere(NamedTuple):
+    """What other policies hold: never an orphan of a policy, whatever the names say."""
+
+    key_ids: set[str | None]
+    #: Names of the keys their unfinished rotations are making (ids not known yet).
+    key_names: set[str]
+
+
+def _held_by_other_policies(engine: Engine, policy: Policy) -> HeldElsewhere:
     """Key ids every other policy holds (current, configured, in flight), and the names of
     keys their unfinished rotations are making: never an orphan of ``policy``, whatever
     their names say (a prefix changed since, or two policies whose names collide)."""
@@ -141,7 +156,7 @@ def _held_by_other_policies(engine: Engine, policy: Policy) -> tuple[set[str | N
     for other in engine.config.policies.values():
         if other.name != policy.name and other.provider_name == policy.provider_name:
             ids.add(engine.provider_for(other).configured_key_id(other.selector))
-    return ids, names
+    return HeldElsewhere(ids, names)
 
 
 def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
@@ -172,7 +187,7 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
 
     orphans: list[VendorKey] = []
     strays: list[VendorKey] = []
-    others: list[tuple[str, VendorKey]] = []
+    others: list[OwnedKey] = []
     for key in keys:
         if key.key_id in referenced or (in_flight_name and key.name == in_flight_name):
             continue
@@ -181,7 +196,7 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
         if provider.is_ours(policy.selector, policy.name, key):
             orphans.append(key)
         elif owner := _other_owner(engine, policy, key):
-            others.append((owner, key))
+            others.append(OwnedKey(owner, key))
         else:
             strays.append(key)
 

@@ -32,7 +32,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, NamedTuple, Unpack
 
 from rotator.audit.rotation_state import StepChanges
 from rotator.audit.store import AuditStore, RotationRecord
@@ -79,6 +79,13 @@ def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff with full jitter between runs: 30 s, 1 min, 2 min ... at most 1 h."""
     ceiling = min(30 * 2 ** max(attempts - 1, 0), 3600)
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+class Written(NamedTuple):
+    """A secret written to Vault: the version it replaced and its own."""
+
+    base: int
+    version: int
 
 
 @dataclass
@@ -396,8 +403,8 @@ class RotationRun:
             self._minted(minted)
         self._record_stored(version, base_version=base)
 
-    def _write_while_held(self, minted: MintedKey) -> tuple[int, int]:
-        """Store a regenerated secret and label it; (base version, new version).
+    def _write_while_held(self, minted: MintedKey) -> Written:
+        """Store a regenerated secret and label it; the version before and the one written.
 
         Any Vault failure but a conflicting write is retried with backoff until
         ``vault.write_retry_for`` has passed; then the secret is lost (``SecretLost``).
@@ -405,7 +412,7 @@ class RotationRun:
         import stamina
 
         window = self.ctx.vault.config.write_retry_for
-        written: tuple[int, int] | None = None
+        written: Written | None = None
         try:
             for attempt in stamina.retry_context(
                 on=_vault_may_recover,
@@ -418,11 +425,11 @@ class RotationRun:
                     if written is None:
                         base = self.vault.current_version(self._path)
                         field = self.rotation.vault_field
-                        written = (
+                        written = Written(
                             base,
                             self.vault.write_field(self._path, field, minted.secret, cas=base),
                         )
-                    self._label(written[1], minted.key.key_id)
+                    self._label(written.version, minted.key.key_id)
         except VaultError as exc:
             if written is not None:
                 # The secret is in Vault, only rotator's labels are missing: not lost.
