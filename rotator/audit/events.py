@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit.actor import current_actor
 from rotator.audit.chain import ChainTrust, canonical_json, event_mac
+from rotator.audit.records import EventOutcome, Step
 from rotator.audit.sealing import ChainSealer
 from rotator.audit.tables import audit_events
 from rotator.audit.verify import row_changes
@@ -142,8 +143,8 @@ class EventLog:
     def record_event(
         self,
         policy: str,
-        step: str,
-        outcome: str,
+        step: Step,
+        outcome: EventOutcome,
         *,
         rotation_id: str | None = None,
         details: Mapping[str, DetailValue] | None = None,

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rotator.audit.events import DetailValue, EventLog, utcnow
-from rotator.audit.records import PolicyState
+from rotator.audit.records import EventOutcome, PolicyState, Step
 from rotator.audit.tables import policy_state, rotations
 from rotator.errors import AuditStoreError, LockLost
 from rotator.secret import scrub
@@ -184,8 +184,8 @@ class RotationState(EventLog):
         self,
         rotation: RotationRecord,
         *,
-        step: str,
-        outcome: str,
+        step: Step,
+        outcome: EventOutcome,
         details: Mapping[str, DetailValue] | None = None,
         policy_state: Mapping[str, Any] | None = None,
         **changes: Unpack[RotationChanges],

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, Unpack
 
+from rotator.audit.records import EventOutcome, Step
 from rotator.audit.rotation_state import StepChanges
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
@@ -303,8 +304,8 @@ class RotationRun:
         self,
         state: State,
         *,
-        step: str,
-        outcome: str,
+        step: Step,
+        outcome: EventOutcome,
         details: dict[str, Any] | None = None,
         policy_state: dict[str, Any] | None = None,
         **changes: Unpack[StepChanges],
