@@ -22,7 +22,8 @@ import psycopg
 import pytest
 
 from rotator.audit.connections import make_engine
-from rotator.audit.rotation_state import RotationChanges
+from rotator.audit.records import PolicyState
+from rotator.audit.rotation_state import PolicyStateChanges, RotationChanges
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.engine.lock import advisory_lock_ids
 from rotator.errors import LockLost
@@ -207,6 +208,14 @@ def test_a_step_changes_only_rotation_fields_and_never_the_identity_nor_the_fenc
 
     assert {name: record[name] for name in changes} == changes
     assert not {"id", "policy", "provider", "strategy", "created_at", "fence"} & set(changes)
+
+
+def test_a_policy_state_change_names_policy_state_fields_and_never_the_policy() -> None:
+    record = get_type_hints(PolicyState)
+    changes = get_type_hints(PolicyStateChanges)
+
+    assert {name: record[name] for name in changes} == changes
+    assert "policy" not in changes
 
 
 def test_the_audit_trail_names_who_took_a_rotation_over_and_who_stopped(rig: Rig) -> None:

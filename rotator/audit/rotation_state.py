@@ -86,6 +86,17 @@ class RotationChanges(StepChanges, total=False):
     state: State
 
 
+class PolicyStateChanges(TypedDict, total=False):
+    """What may change on a policy's row: names and types of ``PolicyState``'s fields."""
+
+    current_key_id: str | None
+    vault_version: int | None
+    last_rotated_at: datetime | None
+    last_rotation_id: str | None
+    adopted_at: datetime | None
+    attention: str | None
+
+
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
 _INSERT_ROTATION = insert(rotations)
 _UPDATE_ROTATION = update(rotations).where(
@@ -187,7 +198,7 @@ class RotationState(EventLog):
         step: Step,
         outcome: EventOutcome,
         details: Mapping[str, DetailValue] | None = None,
-        policy_state: Mapping[str, Any] | None = None,
+        policy_state: PolicyStateChanges | None = None,
         **changes: Unpack[RotationChanges],
     ) -> RotationRecord:
         """Apply ``changes`` to the row and log the step's event in one transaction.
@@ -275,9 +286,13 @@ class RotationState(EventLog):
         return PolicyState(**values)
 
     def set_policy_state(
-        self, policy: str, *, connection: Connection | None = None, **values: Any
+        self,
+        policy: str,
+        *,
+        connection: Connection | None = None,
+        **changes: Unpack[PolicyStateChanges],
     ) -> None:
-        values["updated_at"] = utcnow()
+        values = {**changes, "updated_at": utcnow()}
         if connection is None:
             with self.transaction() as conn:
                 self._upsert_policy_state(conn, policy, values)

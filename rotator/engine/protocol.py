@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, Unpack
 
 from rotator.audit.records import EventOutcome, Step
-from rotator.audit.rotation_state import StepChanges
+from rotator.audit.rotation_state import PolicyStateChanges, StepChanges
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.config.usage import RevokeWhenUnused
@@ -307,7 +307,7 @@ class RotationRun:
         step: Step,
         outcome: EventOutcome,
         details: dict[str, Any] | None = None,
-        policy_state: dict[str, Any] | None = None,
+        policy_state: PolicyStateChanges | None = None,
         **changes: Unpack[StepChanges],
     ) -> None:
         self.rotation = self.ctx.store.update_rotation(
