@@ -33,10 +33,10 @@ class Standing:
     current_key_id: str | None
     key_since: datetime | None
     last_rotated_at: datetime | None
-    last_outcome: str | None
+    last_outcome: State | None
     #: None when the policy is due now (never rotated nor adopted).
     next_due: datetime | None
-    in_flight: str | None = None
+    in_flight: State | None = None
     rotation_id: str | None = None
     grace_until: datetime | None = None
     attention: str | None = None
