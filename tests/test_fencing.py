@@ -26,7 +26,7 @@ from rotator.audit.records import PolicyState
 from rotator.audit.rotation_state import PolicyStateChanges, RotationChanges
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.engine.lock import advisory_lock_ids
-from rotator.errors import LockLost
+from rotator.errors import AuditStoreError, LockLost
 from rotator.sandbox.server import Hold
 from rotator.secret import Secret
 from rotator.vocabulary import TERMINAL_STATES, State
@@ -199,6 +199,18 @@ def test_a_finished_rotation_does_not_count_as_the_policys_unfinished_one(
     store.create_rotation(finished, details={})
     store.create_rotation(_rotation("b"), details={})
     assert store.active_rotation("app") == _rotation("b")
+    store.dispose()
+
+
+def test_a_rotation_in_a_state_this_version_does_not_know_is_refused_naming_it(
+    database_url: str,
+) -> None:
+    migrate(database_url)
+    store = AuditStore.open(Secret(database_url))
+    store.create_rotation(replace(_rotation("a"), state="thawing"), details={})  # type: ignore[arg-type]
+
+    with pytest.raises(AuditStoreError, match=f"rotation {'a' * 32} of policy app: 'thawing'"):
+        store.active_rotation("app")
     store.dispose()
 
 

@@ -20,7 +20,7 @@ from rotator.audit.records import EventOutcome, PolicyState, Step
 from rotator.audit.tables import policy_state, rotations
 from rotator.errors import AuditStoreError, LockLost
 from rotator.secret import scrub
-from rotator.vocabulary import TERMINAL_STATES, State
+from rotator.vocabulary import TERMINAL_STATES, State, Strategy
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class RotationRecord:
     id: str
     policy: str
     provider: str
-    strategy: str
+    strategy: Strategy
     state: State
     emergency: bool
     old_key_id: str | None
@@ -107,15 +107,17 @@ _UPDATE_POLICY_STATE = update(policy_state).where(policy_state.c.policy == bindp
 
 
 def _record(row: Row[Any]) -> RotationRecord:
-    """A ``rotations`` row as a record, its state checked against the states this version knows."""
+    """A ``rotations`` row as a record, its state and strategy checked against the words this
+    version knows."""
     values = row._asdict()
     try:
         values["state"] = State(values["state"])
-    except ValueError:
+        values["strategy"] = Strategy(values["strategy"])
+    except ValueError as exc:
         raise AuditStoreError(
-            f"rotation {values['id']} of policy {values['policy']} is in state "
-            f"{values['state']!r}, which this version of rotator does not know: it was written "
-            "by a newer version; run that version (or newer) against this database"
+            f"rotation {values['id']} of policy {values['policy']}: {exc}, which this version "
+            "of rotator does not know: a newer version wrote it; run that version (or a newer "
+            "one) against this database"
         ) from None
     return RotationRecord(**values)
 

@@ -525,7 +525,7 @@ class Engine:
             id=rotation_id,
             policy=policy.name,
             provider=policy.provider_type,
-            strategy=policy.strategy.value,
+            strategy=policy.strategy,
             state=State.PLANNED,
             emergency=emergency,
             old_key_id=old_key_id,
