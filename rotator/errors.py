@@ -132,3 +132,18 @@ class SecretLost(RotationFailed):
 
 class HookFailed(RotatorError):
     """A consumer hook (notify, kubernetes_restart) failed; the rotation itself stands."""
+
+
+class UnsafePlan(RotatorError):
+    """A reconcile plan would revoke more keys than its limit; nothing was revoked."""
+
+    exit_code = 2
+
+    def __init__(self, revocations: int, limit: int) -> None:
+        self.revocations = revocations
+        self.limit = limit
+        super().__init__(
+            f"{revocations} orphans would be revoked, more than the limit of {limit} in one run; "
+            "nothing was revoked: check the findings (rotator reconcile), then raise the limit "
+            "or force the plan"
+        )

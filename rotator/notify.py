@@ -15,9 +15,9 @@ import httpx
 
 from rotator.config.credentials import Credential
 from rotator.config.loader import Webhook
-from rotator.engine.states import Outcome
 from rotator.log import get_logger
 from rotator.secret import Secret, scrub
+from rotator.vocabulary import Outcome, Result
 
 log = get_logger("rotator.notify")
 
@@ -26,8 +26,8 @@ def payload(outcome: Outcome, webhook: Webhook) -> dict[str, Any]:
     """The JSON body for ``webhook``; only non-secret fields of ``outcome``."""
     message = scrub(outcome.message)
     if webhook.format == "slack":
-        icon = {"completed": ":white_check_mark:", "waiting": ":hourglass:"}.get(
-            outcome.result.value, ":rotating_light:"
+        icon = {Result.COMPLETED: ":white_check_mark:", Result.WAITING: ":hourglass:"}.get(
+            outcome.result, ":rotating_light:"
         )
         text = f"{icon} rotator: policy *{outcome.policy}* {outcome.result.value}: {message}"
         return {"text": text}

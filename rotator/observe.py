@@ -16,10 +16,10 @@ from rotator.config.loader import Policy
 from rotator.config.model import ScheduleConfig
 from rotator.engine.engine import Engine
 from rotator.engine.schedule import NEVER_ROTATED, due_window, next_fire
-from rotator.engine.states import State
 from rotator.errors import AuditStoreError
 from rotator.log import get_logger
 from rotator.metrics import PolicyReading, Reading
+from rotator.vocabulary import State
 
 log = get_logger("rotator.metrics")
 

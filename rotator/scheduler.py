@@ -46,12 +46,12 @@ from rotator.config.loader import Config, Policy, load_config
 from rotator.endpoint import Endpoint
 from rotator.engine.engine import Engine
 from rotator.engine.schedule import due_window, next_fire
-from rotator.engine.states import State
 from rotator.errors import AuditStoreError
 from rotator.log import get_logger
 from rotator.metrics import PausedCollector, StateCollector
 from rotator.providers.registry import provider_class
 from rotator.secret import scrub
+from rotator.vocabulary import State
 
 log = get_logger("rotator.daemon")
 

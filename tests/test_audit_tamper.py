@@ -32,6 +32,7 @@ from rotator.chain_vault import VaultChainTrust, rotate_key
 from rotator.config.model import AuditConfig, TokenAuth, VaultConfig
 from rotator.secret import Secret
 from rotator.vault import VaultStore
+from rotator.vocabulary import State
 from tests.support.configs import config_text
 from tests.support.rig import Rig
 from tests.support.servers import OpenBaoServer
@@ -397,7 +398,7 @@ def rotation_record(rotation_id: str) -> RotationRecord:
         policy="p",
         provider="sandbox",
         strategy="create_then_delete",
-        state="planned",
+        state=State.PLANNED,
         emergency=False,
         old_key_id="k-old",
         new_key_id=None,
@@ -422,14 +423,14 @@ def run_a_rotation(store: AuditStore) -> RotationRecord:
     record = rotation_record(uuid.uuid4().hex)
     store.create_rotation(record, details={"trigger": "test"})
     record = store.update_rotation(
-        record, step="mint", outcome="succeeded", state="minted", new_key_id="k-new"
+        record, step="mint", outcome="succeeded", state=State.MINTED, new_key_id="k-new"
     )
     record = store.update_rotation(
         record,
         step="finish",
         outcome="succeeded",
         policy_state={"current_key_id": "k-new", "vault_version": 2, "last_rotation_id": record.id},
-        state="completed",
+        state=State.COMPLETED,
         completed_at=utcnow(),
     )
     store.seal()
@@ -587,7 +588,7 @@ def test_rows_committed_a_moment_ago_match_the_event_that_waits_to_be_sealed(
     )
     record = rotation_record(uuid.uuid4().hex)
     writer.create_rotation(record, details={"trigger": "test"})
-    writer.update_rotation(record, step="mint", outcome="succeeded", state="minted")
+    writer.update_rotation(record, step="mint", outcome="succeeded", state=State.MINTED)
 
     report = admin.verify_chain(state=True)
 

@@ -78,6 +78,17 @@ def test_audit_unknown_outcome_is_a_usage_error_listing_the_choices(
     assert "succeeded" in result.stderr
 
 
+def test_audit_outcome_accepts_an_outcome_rotator_writes_before_any_was_written(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    rig.add_policy("app", strategy="create_then_delete", grace="0s")
+
+    result = rig.run("audit", "--outcome", "recorded", "--json")
+
+    assert events(result) == []
+
+
 def test_audit_unknown_policy_warns_naming_the_known_ones_and_still_finds_its_events(
     rig_factory: RigFactory,
 ) -> None:

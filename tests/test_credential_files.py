@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from rotator.engine.states import Result
+from rotator.vocabulary import Result
 from tests.support.rig import MANAGEMENT_TOKEN, Rig
 
 RigFactory = Callable[[str], Rig]

@@ -16,16 +16,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import UTC, datetime
+from typing import get_type_hints
 
 import psycopg
 import pytest
 
 from rotator.audit.connections import make_engine
+from rotator.audit.records import PolicyState
+from rotator.audit.rotation_state import PolicyStateChanges, RotationChanges
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.engine.lock import advisory_lock_ids
-from rotator.errors import LockLost
+from rotator.errors import AuditStoreError, LockLost
 from rotator.sandbox.server import Hold
 from rotator.secret import Secret
+from rotator.vocabulary import TERMINAL_STATES, State
 from tests.support.rig import Rig, migrate
 
 
@@ -148,33 +152,82 @@ def test_the_lock_connection_uses_tcp_keepalives(pg_url: str) -> None:
     assert int(parameters["keepalives_idle"]) <= 60
 
 
-def test_a_policy_never_has_two_unfinished_rotations(database_url: str) -> None:
-    migrate(database_url)
-    store = AuditStore.open(Secret(database_url))
-    now = datetime.now(UTC)
-    first = RotationRecord(
+_CREATED = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _rotation(letter: str) -> RotationRecord:
+    """A planned rotation of policy ``app``, its id made of ``letter``."""
+    return RotationRecord(
         **{f.name: None for f in fields(RotationRecord)}
         | {
-            "id": "a" * 32,
+            "id": letter * 32,
             "policy": "app",
             "provider": "sandbox",
             "strategy": "create_then_delete",
-            "state": "planned",
+            "state": State.PLANNED,
             "emergency": False,
             "vault_path": "apps/app",
             "vault_field": "api_key",
             "needs_attention": False,
             "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
+            "created_at": _CREATED,
+            "updated_at": _CREATED,
             "fence": 0,
         }
     )
+
+
+def test_a_policy_never_has_two_unfinished_rotations(database_url: str) -> None:
+    migrate(database_url)
+    store = AuditStore.open(Secret(database_url))
+    first = _rotation("a")
     store.create_rotation(first, details={})
 
     with pytest.raises(LockLost, match="already has an unfinished rotation"):
         store.create_rotation(replace(first, id="b" * 32), details={})
     store.dispose()
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL_STATES))
+def test_a_finished_rotation_does_not_count_as_the_policys_unfinished_one(
+    database_url: str, terminal: State
+) -> None:
+    """The unique index's predicate (migration 0005) must treat every terminal state as done."""
+    migrate(database_url)
+    store = AuditStore.open(Secret(database_url))
+    finished = replace(_rotation("a"), state=terminal)
+    store.create_rotation(finished, details={})
+    store.create_rotation(_rotation("b"), details={})
+    assert store.active_rotation("app") == _rotation("b")
+    store.dispose()
+
+
+def test_a_rotation_in_a_state_this_version_does_not_know_is_refused_naming_it(
+    database_url: str,
+) -> None:
+    migrate(database_url)
+    store = AuditStore.open(Secret(database_url))
+    store.create_rotation(replace(_rotation("a"), state="thawing"), details={})  # type: ignore[arg-type]
+
+    with pytest.raises(AuditStoreError, match=f"rotation {'a' * 32} of policy app: 'thawing'"):
+        store.active_rotation("app")
+    store.dispose()
+
+
+def test_a_step_changes_only_rotation_fields_and_never_the_identity_nor_the_fence() -> None:
+    record = get_type_hints(RotationRecord)
+    changes = get_type_hints(RotationChanges)
+
+    assert {name: record[name] for name in changes} == changes
+    assert not {"id", "policy", "provider", "strategy", "created_at", "fence"} & set(changes)
+
+
+def test_a_policy_state_change_names_policy_state_fields_and_never_the_policy() -> None:
+    record = get_type_hints(PolicyState)
+    changes = get_type_hints(PolicyStateChanges)
+
+    assert {name: record[name] for name in changes} == changes
+    assert "policy" not in changes
 
 
 def test_the_audit_trail_names_who_took_a_rotation_over_and_who_stopped(rig: Rig) -> None:

@@ -98,6 +98,42 @@ def test_reconcile_refuses_too_many_revocations(rig_factory: RigFactory) -> None
     assert len(rig.live_keys("app")) == 4
 
 
+def test_reconcile_refuses_more_revocations_than_its_limit_without_the_cli(
+    rig_factory: RigFactory,
+) -> None:
+    from rotator.engine.reconcile import DEFAULT_MAX_REVOCATIONS
+    from rotator.errors import UnsafePlan
+
+    rig = rig_factory("digitalocean_gradient")
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="0s")
+    for n in range(DEFAULT_MAX_REVOCATIONS + 1):
+        rig.emulator.add_key(spec.slot.selector["agent_uuid"], f"rotator-app-000000{n:02}")  # type: ignore[attr-defined]
+    engine = rig.engine()
+    try:
+        plan = engine.plan_reconcile(["app"])
+        with pytest.raises(UnsafePlan, match="11 orphans would be revoked") as refused:
+            engine.reconcile(plan)
+    finally:
+        engine.close()
+    assert refused.value.exit_code == 2
+    assert len(rig.live_keys("app")) == DEFAULT_MAX_REVOCATIONS + 2
+
+
+def test_a_forced_reconcile_plan_revokes_past_its_limit(rig_factory: RigFactory) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="0s")
+    for n in range(2):
+        rig.emulator.add_key(spec.slot.selector["agent_uuid"], f"rotator-app-0000000{n}")  # type: ignore[attr-defined]
+    engine = rig.engine()
+    try:
+        plan = engine.plan_reconcile(["app"], max_revocations=1)
+        [applied] = engine.reconcile(plan, force=True)
+    finally:
+        engine.close()
+    assert len(applied.revoked) == 2
+    assert rig.live_keys("app") == [spec.slot.key_id]
+
+
 @pytest.mark.parametrize(("vendor", "strategy"), vendor_strategies(), ids=str)
 def test_a_key_revoked_by_hand_is_drift_and_stops_scheduled_rotation(
     rig_factory: RigFactory, vendor: str, strategy: str

@@ -17,9 +17,9 @@ from rotator.audit.pauses import pause_policy, pauses_in_force
 from rotator.audit.store import AuditStore
 from rotator.config.loader import parse_config
 from rotator.engine.idle import idle_outcomes
-from rotator.engine.states import Result
 from rotator.providers.registry import provider_class
 from rotator.secret import Secret
+from rotator.vocabulary import Result
 from tests.support.configs import config_text
 from tests.support.rig import Rig, migrate
 from tests.test_daemon import RunningDaemon, wait_until

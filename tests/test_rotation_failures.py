@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from rotator.engine.states import Result
+from rotator.vocabulary import Result
 from tests.support.rig import Rig, vendors_that_verify
 
 RigFactory = Callable[[str], Rig]

@@ -18,7 +18,6 @@ import pytest
 
 from rotator.config.loader import Webhook, parse_config
 from rotator.config.model import VaultConfig
-from rotator.engine.states import Outcome, Result
 from rotator.errors import VaultError, VendorUnavailable
 from rotator.notify import Notifier
 from rotator.providers.registry import provider_class
@@ -26,6 +25,7 @@ from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import EmulatorServer
 from rotator.secret import Secret
 from rotator.vault import VaultStore
+from rotator.vocabulary import Outcome, Result
 from tests.support.configs import config_text
 from tests.support.recorder import Recorded, Recorder
 from tests.support.rig import MANAGEMENT_TOKEN

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rotator.engine.engine import Engine
-from rotator.engine.states import Result
+from rotator.vocabulary import Result
 from tests.support.rig import Rig
 from tests.test_daemon import RunningDaemon, wait_until
 

@@ -15,13 +15,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit.actor import current_actor
 from rotator.audit.chain import ChainTrust, canonical_json, event_mac
+from rotator.audit.records import EventOutcome, Step
 from rotator.audit.sealing import ChainSealer
 from rotator.audit.tables import audit_events
 from rotator.audit.verify import row_changes
@@ -34,6 +35,13 @@ ACTOR = current_actor()
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Backlog(NamedTuple):
+    """Events written but not yet sealed into the chain."""
+
+    events: int
+    oldest: datetime | None
 
 
 @dataclass(frozen=True)
@@ -135,8 +143,8 @@ class EventLog:
     def record_event(
         self,
         policy: str,
-        step: str,
-        outcome: str,
+        step: Step,
+        outcome: EventOutcome,
         *,
         rotation_id: str | None = None,
         details: Mapping[str, DetailValue] | None = None,
@@ -242,7 +250,7 @@ class EventLog:
         with self.transaction() as connection:
             return set(connection.execute(select(audit_events.c.outcome).distinct()).scalars())
 
-    def unsealed_backlog(self) -> tuple[int, datetime | None]:
+    def unsealed_backlog(self) -> Backlog:
         """How many events wait to be sealed into the chain, and when the oldest was written."""
         with self.transaction() as connection:
             count, oldest = connection.execute(
@@ -250,4 +258,4 @@ class EventLog:
                     audit_events.c.seq.is_(None)
                 )
             ).one()
-        return int(count), oldest
+        return Backlog(int(count), oldest)

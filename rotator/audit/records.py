@@ -9,18 +9,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, get_args
 
 #: The newest migration in migrations/versions. Checking the database against this constant
 #: keeps Alembic out of every CLI start; a test keeps it equal to Alembic's own head.
 SCHEMA_REVISION = "0007"
 
-#: The outcomes rotator records on audit events (``audit --outcome`` checks against them).
-AUDIT_OUTCOMES = (
+#: The step an audit event records: a protocol step, or an operator's or the chain's action.
+Step = Literal[
+    "plan",
+    "mint",
+    "stage",
+    "store",
+    "verify",
+    "grace",
+    "revoke",
+    "rollback",
+    "finish",
+    "recover",
+    "retry",
+    "attention",
+    "emergency",
+    "fence",
+    "hook",
+    "reconcile",
+    "adopt",
+    "pause",
+    "resume",
+    "state",
+    "baseline",
+    "prune",
+]
+
+#: What came of a step: every outcome rotator writes (the type checker holds writers to it).
+EventOutcome = Literal[
     "started",
     "succeeded",
     "failed",
     "skipped",
-    "conflict",
     "regenerate_again",
     "revoked_orphan",
     "flagged",
@@ -31,10 +57,12 @@ AUDIT_OUTCOMES = (
     "changed",
     "extended",
     "held",
-)
+    "recorded",
+]
 
-#: Rotation states after which nothing more happens to that rotation.
-TERMINAL_STATES = frozenset({"completed", "rolled_back", "abandoned"})
+#: The outcomes ``audit --outcome`` accepts: every one written now, and ``conflict``, which
+#: earlier versions wrote when a check-and-set write to Vault failed (older trails hold it).
+AUDIT_OUTCOMES: tuple[str, ...] = (*get_args(EventOutcome), "conflict")
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,17 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rotator.audit.events import DetailValue, EventLog, utcnow
-from rotator.audit.records import TERMINAL_STATES, PolicyState
+from rotator.audit.records import EventOutcome, PolicyState, Step
 from rotator.audit.tables import policy_state, rotations
 from rotator.errors import AuditStoreError, LockLost
 from rotator.secret import scrub
+from rotator.vocabulary import TERMINAL_STATES, State, Strategy
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class RotationRecord:
     id: str
     policy: str
     provider: str
-    strategy: str
-    state: str
+    strategy: Strategy
+    state: State
     emergency: bool
     old_key_id: str | None
     new_key_id: str | None
@@ -57,6 +58,45 @@ class RotationRecord:
     old_key_calls_at_grace: int | None = None
 
 
+class StepChanges(TypedDict, total=False):
+    """What a step may change on a rotation besides its state.
+
+    A rotation's identity, origin and fence are not among them: they never change
+    (the fence moves only by ``claim_rotation``). Names and types are those of
+    ``RotationRecord``'s fields (tests/test_fencing.py keeps them so).
+    """
+
+    emergency: bool
+    new_key_id: str | None
+    new_secret_fingerprint: str | None
+    vault_base_version: int | None
+    vault_version: int | None
+    grace_until: datetime | None
+    needs_attention: bool
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    completed_at: datetime | None
+    grace_started_at: datetime | None
+    grace_original_until: datetime | None
+    old_key_calls_at_grace: int | None
+
+
+class RotationChanges(StepChanges, total=False):
+    state: State
+
+
+class PolicyStateChanges(TypedDict, total=False):
+    """What may change on a policy's row: names and types of ``PolicyState``'s fields."""
+
+    current_key_id: str | None
+    vault_version: int | None
+    last_rotated_at: datetime | None
+    last_rotation_id: str | None
+    adopted_at: datetime | None
+    attention: str | None
+
+
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
 _INSERT_ROTATION = insert(rotations)
 _UPDATE_ROTATION = update(rotations).where(
@@ -64,6 +104,22 @@ _UPDATE_ROTATION = update(rotations).where(
 )
 _INSERT_POLICY_STATE = insert(policy_state)
 _UPDATE_POLICY_STATE = update(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
+
+
+def _record(row: Row[Any]) -> RotationRecord:
+    """A ``rotations`` row as a record, its state and strategy checked against the words this
+    version knows."""
+    values = row._asdict()
+    try:
+        values["state"] = State(values["state"])
+        values["strategy"] = Strategy(values["strategy"])
+    except ValueError as exc:
+        raise AuditStoreError(
+            f"rotation {values['id']} of policy {values['policy']}: {exc}, which this version "
+            "of rotator does not know: a newer version wrote it; run that version (or a newer "
+            "one) against this database"
+        ) from None
+    return RotationRecord(**values)
 
 
 def _fenced_off(rotation: RotationRecord) -> LockLost:
@@ -141,11 +197,11 @@ class RotationState(EventLog):
         self,
         rotation: RotationRecord,
         *,
-        step: str,
-        outcome: str,
+        step: Step,
+        outcome: EventOutcome,
         details: Mapping[str, DetailValue] | None = None,
-        policy_state: Mapping[str, Any] | None = None,
-        **changes: Any,
+        policy_state: PolicyStateChanges | None = None,
+        **changes: Unpack[RotationChanges],
     ) -> RotationRecord:
         """Apply ``changes`` to the row and log the step's event in one transaction.
 
@@ -154,19 +210,17 @@ class RotationState(EventLog):
         Nothing is written, and ``LockLost`` raised, if another process has taken
         the rotation over since ``rotation`` was claimed (its fence moved).
         """
-        unknown = set(changes) - set(_ROTATION_FIELDS)
-        if unknown:
-            raise AuditStoreError(f"unknown rotation fields: {sorted(unknown)}")
-        if "last_error" in changes and changes["last_error"] is not None:
+        if changes.get("last_error") is not None:
             changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
-        changes["updated_at"] = utcnow()
+        updated = dataclasses.replace(rotation, **changes, updated_at=utcnow())
+        written = {**changes, "updated_at": updated.updated_at}
         with self.transaction() as connection:
-            updated = connection.execute(
-                _UPDATE_ROTATION, {"b_id": rotation.id, "b_fence": rotation.fence, **changes}
+            count = connection.execute(
+                _UPDATE_ROTATION, {"b_id": rotation.id, "b_fence": rotation.fence, **written}
             ).rowcount
-            if not updated:
+            if not count:
                 raise _fenced_off(rotation)
-            self._note_changes(connection, "rotations", rotation.id, changes)
+            self._note_changes(connection, "rotations", rotation.id, written)
             if policy_state is not None:
                 self.set_policy_state(rotation.policy, connection=connection, **policy_state)
             self.record_event(
@@ -177,12 +231,12 @@ class RotationState(EventLog):
                 details=details,
                 connection=connection,
             )
-        return RotationRecord(**{**{f: getattr(rotation, f) for f in _ROTATION_FIELDS}, **changes})
+        return updated
 
     def rotation(self, rotation_id: str) -> RotationRecord | None:
         with self.transaction() as connection:
             row = connection.execute(select(rotations).where(rotations.c.id == rotation_id)).first()
-        return RotationRecord(**row._asdict()) if row else None
+        return _record(row) if row else None
 
     def active_rotation(self, policy: str) -> RotationRecord | None:
         """The policy's unfinished rotation, if any (at most one exists, under the lock)."""
@@ -192,7 +246,7 @@ class RotationState(EventLog):
                 .where(rotations.c.policy == policy, rotations.c.state.not_in(TERMINAL_STATES))
                 .order_by(rotations.c.created_at.desc())
             ).first()
-        return RotationRecord(**row._asdict()) if row else None
+        return _record(row) if row else None
 
     def rotations_for(self, policy: str) -> list[RotationRecord]:
         with self.transaction() as connection:
@@ -201,7 +255,7 @@ class RotationState(EventLog):
                 .where(rotations.c.policy == policy)
                 .order_by(rotations.c.created_at)
             )
-            return [RotationRecord(**row._asdict()) for row in rows]
+            return [_record(row) for row in rows]
 
     def unfinished_rotations(self) -> list[RotationRecord]:
         with self.transaction() as connection:
@@ -210,7 +264,7 @@ class RotationState(EventLog):
                 .where(rotations.c.state.not_in(TERMINAL_STATES))
                 .order_by(rotations.c.created_at)
             )
-            return [RotationRecord(**row._asdict()) for row in rows]
+            return [_record(row) for row in rows]
 
     def all_policy_states(self) -> dict[str, PolicyState]:
         with self.transaction() as connection:
@@ -234,9 +288,13 @@ class RotationState(EventLog):
         return PolicyState(**values)
 
     def set_policy_state(
-        self, policy: str, *, connection: Connection | None = None, **values: Any
+        self,
+        policy: str,
+        *,
+        connection: Connection | None = None,
+        **changes: Unpack[PolicyStateChanges],
     ) -> None:
-        values["updated_at"] = utcnow()
+        values = {**changes, "updated_at": utcnow()}
         if connection is None:
             with self.transaction() as conn:
                 self._upsert_policy_state(conn, policy, values)

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rotator.audit.records import TERMINAL_STATES, Pause, PolicyState
+from rotator.audit.records import Pause, PolicyState
 from rotator.secret import Secret
+from rotator.vocabulary import TERMINAL_STATES
 
 _POLICY_STATES = (
     "SELECT policy, current_key_id, vault_version, last_rotated_at, last_rotation_id, "
@@ -29,9 +30,10 @@ _POLICY_STATES = (
 )
 _PAUSES = "SELECT policy, reason, paused_by, paused_at, until FROM policy_pauses"
 _TERMINAL = tuple(sorted(TERMINAL_STATES))
+_UNFINISHED = "SELECT DISTINCT policy FROM rotations WHERE state NOT IN ({})"
 # The same query in each driver's parameter style.
-_UNFINISHED_SQLITE = "SELECT DISTINCT policy FROM rotations WHERE state NOT IN (?, ?, ?)"
-_UNFINISHED_POSTGRES = "SELECT DISTINCT policy FROM rotations WHERE state NOT IN (%s, %s, %s)"
+_UNFINISHED_SQLITE = _UNFINISHED.format(", ".join("?" for _ in _TERMINAL))
+_UNFINISHED_POSTGRES = _UNFINISHED.format(", ".join("%s" for _ in _TERMINAL))
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
 
 

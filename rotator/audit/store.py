@@ -18,7 +18,6 @@ from rotator.audit import migrations
 from rotator.audit.chain import ChainTrust, event_hash
 from rotator.audit.connections import make_engine
 from rotator.audit.events import AuditEvent, utcnow
-from rotator.audit.records import TERMINAL_STATES
 from rotator.audit.rotation_state import RotationRecord, RotationState
 from rotator.audit.tables import (
     audit_chain_head,
@@ -31,6 +30,7 @@ from rotator.audit.verify import ChainReport, verify
 from rotator.errors import RotatorError
 from rotator.log import get_logger
 from rotator.secret import Secret
+from rotator.vocabulary import TERMINAL_STATES
 
 log = get_logger(__name__)
 

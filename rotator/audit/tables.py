@@ -52,6 +52,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 metadata = MetaData()
 
+# The predicate of the unique index migration 0005 created, word for word. 'abandoned' is
+# not a State (TERMINAL_STATES): no version of rotator ever wrote it, so this selects the same
+# rows as "not terminal", and rebuilding the index to drop the name would change nothing.
 UNFINISHED = text("state NOT IN ('completed', 'rolled_back', 'abandoned')")
 
 EventId = BigInteger().with_variant(Integer(), "sqlite")

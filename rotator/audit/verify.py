@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, Text, cast, func, select
 
 from rotator.audit.chain import AnchorPoint, ChainTrust, MacKey, event_hash, event_mac, link_mac
-from rotator.audit.records import TERMINAL_STATES
 from rotator.audit.tables import audit_events, policy_pauses, policy_state, rotations
 from rotator.errors import RotatorError
+from rotator.vocabulary import TERMINAL_STATES
 
 #: How long a committed event may wait for its sealing pass before it looks suspicious.
 UNSEALED_GRACE = timedelta(seconds=10)

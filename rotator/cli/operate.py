@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -48,44 +48,37 @@ def reconcile(
     slot are reported under that policy's name. Policies come in file order.
     Exit 1 when drift or an error was found.
     """
-    from rotator.audit.store import utcnow
     from rotator.engine.engine import Engine
-    from rotator.engine.inspection import inspect_policy
-    from rotator.engine.reconcile import record_drift, revocable_orphans, revoke_orphans
+    from rotator.errors import UnsafePlan
 
     config = load(config_path)
     engine = Engine.open(config)
-    now = utcnow()
     try:
-        names = list(policies or config.policies)
-        reports = {name: inspect_policy(engine, engine.policy(name), now) for name in names}
-        plan = {name: revocable_orphans(engine.policy(name), r, now) for name, r in reports.items()}
-        entries = {name: _entry(report, plan[name]) for name, report in reports.items()}
+        plan = engine.plan_reconcile(policies or config.policies, max_revocations=max_revocations)
+        entries = {item.policy.name: _entry(item.report, item.revocable) for item in plan.findings}
         if not as_json:
             for entry in entries.values():
                 _print_entry(entry)
         if apply:
-            total = sum(len(keys) for keys in plan.values())
-            if total > max_revocations and not force:
+            try:
+                applied = engine.reconcile(plan, force=force)
+            except UnsafePlan as exc:
                 raise click.UsageError(
-                    f"{total} orphans would be revoked, more than --max-revocations "
-                    f"{max_revocations}; check the report, then pass --force"
-                )
-            owners = ", ".join(name for name, keys in plan.items() if keys)
+                    f"{exc.revocations} orphans would be revoked, more than --max-revocations "
+                    f"{exc.limit}; check the report, then pass --force"
+                ) from None
+            total = plan.revocations
+            owners = ", ".join(item.policy.name for item in plan.findings if item.revocable)
             question = f"revoke {_count(total, 'orphan key')} (of {owners})?"
             if total and not yes and not click.confirm(question, err=True):
                 raise click.Abort()
-            for name, keys in plan.items():
-                policy = engine.policy(name)
-                revoked = revoke_orphans(engine, policy, keys)
-                entries[name]["revoked"] = revoked
-                for key_id in revoked if not as_json else ():
-                    click.echo(f"revoked orphan {key_id} of {name}")
-                if not reports[name].error:
-                    change = record_drift(engine, policy, reports[name])
-                    entries[name]["attention"] = change
-                    if change and not as_json:
-                        click.secho(_attention_line(name, change), fg="red", bold=True)
+            for done in applied:
+                entries[done.policy]["revoked"] = done.revoked
+                entries[done.policy]["attention"] = done.attention
+                for key_id in done.revoked if not as_json else ():
+                    click.echo(f"revoked orphan {key_id} of {done.policy}")
+                if done.attention and not as_json:
+                    click.secho(_attention_line(done.policy, done.attention), fg="red", bold=True)
     finally:
         engine.close()
     if as_json:
@@ -254,16 +247,24 @@ def _keys_to_regenerate(config: Config, vault: VaultStore) -> dict[str, str | No
     return found
 
 
-def audit_key_check(config: Config, vault: VaultStore) -> tuple[bool, str, str]:
+class Check(NamedTuple):
+    """One online check's line: passed or not, what was checked, and a detail."""
+
+    ok: bool
+    what: str
+    detail: str = ""
+
+
+def audit_key_check(config: Config, vault: VaultStore) -> Check:
     """Whether the audit chain's key can be read (no key configured passes, with a note)."""
     from rotator.chain_vault import chain_trust
     from rotator.errors import RotatorError
 
     trust = chain_trust(config, lambda: vault)
     if trust is None:
-        return True, "audit chain", "unkeyed (audit.key_path is not set)"
+        return Check(True, "audit chain", "unkeyed (audit.key_path is not set)")
     try:
         version, _ = trust.current_key()
     except RotatorError as exc:
-        return False, "audit key", str(exc)
-    return True, f"audit key {config.audit.key_path} readable", f"version {version}"
+        return Check(False, "audit key", str(exc))
+    return Check(True, f"audit key {config.audit.key_path} readable", f"version {version}")

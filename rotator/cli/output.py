@@ -14,9 +14,9 @@ from typing import Any
 import click
 
 from rotator.cli.options import verbosity
-from rotator.engine.states import Outcome, Result
 from rotator.errors import RotatorError
 from rotator.timestamps import format_time
+from rotator.vocabulary import Outcome, Result
 
 _COLOURS = {
     Result.COMPLETED: "green",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rotator.cli.options import complete_policies, config_option, load
-from rotator.durations import format_duration, format_setting
+from rotator.durations import format_duration
 from rotator.timestamps import format_time
 
 if TYPE_CHECKING:
@@ -69,17 +69,12 @@ def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> N
 
 def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
     """One policy's plan, in machine values."""
-    from rotator.engine.inspection import inspect_policy
+    from rotator.engine.inspection import explain_due, inspect_policy
 
     policy = engine.policy(name)
     report = inspect_policy(engine, policy, now)
-    due, why = _due(engine, name, now)
+    due, why = explain_due(engine, policy, now)
     flight = report.in_flight
-    in_grace = flight is not None and flight.state == "grace"
-    old_key = next(
-        (k for k in report.vendor_keys if in_grace and flight and k.key_id == flight.old_key_id),
-        None,
-    )
     return {
         "policy": name,
         "provider": policy.provider_name,
@@ -88,7 +83,7 @@ def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "due_now": due is not None and due <= now,
         "why": why,
         "current_key": _key(report.current_key, now),
-        "old_key_in_grace": _key(old_key, now),
+        "old_key_in_grace": _key(report.old_key_in_grace, now),
         "in_flight": flight.state if flight else None,
         "rotation_id": flight.id if flight else None,
         "paused": engine.hold(name),
@@ -100,46 +95,6 @@ def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "drift": report.drift,
         "error": report.error,
     }
-
-
-def _due(engine: Engine, name: str, now: datetime) -> tuple[datetime | None, str]:
-    """When the policy next acts, and why; None when it waits for a person."""
-    from rotator.engine.schedule import NEVER_ROTATED, due_window
-
-    policy = engine.policy(name)
-    state = engine.store.policy_state(name)
-    active = engine.store.active_rotation(name)
-    if active is not None and active.needs_attention:
-        return None, (
-            f"not rotated on schedule: rotation {active.id} needs attention after "
-            f"{active.attempts} attempts; fix the cause, then run 'rotator rotate now {name}'"
-        )
-    if state is not None and state.attention:
-        return None, f"not rotated on schedule: needs attention ({state.attention})"
-    if active is not None and active.next_attempt_at and active.next_attempt_at > now:
-        return active.next_attempt_at, (
-            f"retry of rotation {active.id} (attempt {active.attempts + 1} of "
-            f"{engine.max_attempts}) after: {active.last_error}"
-        )
-    if active is not None and active.state == "grace" and active.grace_until:
-        return active.grace_until, (
-            f"rotation {active.id} revokes the old key when its grace period ends"
-        )
-    if active is not None:
-        return (
-            now,
-            f"rotation {active.id} is unfinished ({active.state}); the next run resumes it",
-        )
-    window = due_window(name, policy.schedule, state, now)
-    if window.start == NEVER_ROTATED:
-        return now, "never rotated nor adopted"
-    base = "last rotation" if state and state.last_rotated_at else "adoption"
-    every = policy.schedule.every
-    rule = policy.schedule.cron or (format_setting(every) if every else "")
-    why = f"{rule} after the {base}"
-    if window.end is not None:
-        why += f", within a window ending {format_time(window.end)}"
-    return window.start, why
 
 
 def _key(key: VendorKey | None, now: datetime) -> dict[str, Any] | None:

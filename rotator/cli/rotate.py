@@ -51,8 +51,8 @@ def now(
     process held a policy's lock, or a policy named on the command line is paused.
     """
     from rotator.engine.engine import Engine
-    from rotator.engine.states import Result
     from rotator.errors import ConfigError
+    from rotator.vocabulary import Result
 
     if bool(policies) == all_policies:
         raise click.UsageError("name one or more policies, or pass --all (not both)")

@@ -17,6 +17,7 @@ import click
 from rotator.cli.options import config_option, load, open_store
 from rotator.durations import format_duration
 from rotator.timestamps import format_time
+from rotator.vocabulary import State
 
 if TYPE_CHECKING:
     from rotator.engine.standing import Standing
@@ -108,7 +109,7 @@ def status_json(row: Standing, now: datetime) -> dict[str, Any]:
 
 def _human(row: Standing, now: datetime) -> dict[str, str]:
     in_flight = row.in_flight or "-"
-    if row.in_flight == "grace" and row.grace_until:
+    if row.in_flight == State.GRACE and row.grace_until:
         in_flight = f"grace until {format_time(row.grace_until)}"
     return {
         "policy": row.policy,

@@ -10,21 +10,28 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rotator.audit.actor import current_actor
+from rotator.audit.rotation_state import StepChanges
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
 from rotator.durations import format_setting
+from rotator.engine.inspection import inspect_policy
 from rotator.engine.lock import Lease, PolicyLocks
 from rotator.engine.pause import FORCE_HINT, held, hold_reason
 from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
+from rotator.engine.reconcile import (
+    DEFAULT_MAX_REVOCATIONS,
+    Applied,
+    ReconcilePlan,
+    Reconciler,
+)
 from rotator.engine.schedule import due_window, not_due
-from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
     ConfigError,
     LockLost,
@@ -40,6 +47,7 @@ from rotator.providers.base import Provider, Strategy
 from rotator.secret import Secret, scrub
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
+from rotator.vocabulary import Outcome, Result, State
 
 if TYPE_CHECKING:
     from rotator.vault import VaultStore
@@ -189,6 +197,25 @@ class Engine:
             for name, policy in self.config.policies.items()
         }
         return {name: reason for name, reason in reasons.items() if reason}
+
+    def plan_reconcile(
+        self, names: Iterable[str], *, max_revocations: int = DEFAULT_MAX_REVOCATIONS
+    ) -> ReconcilePlan:
+        """What reconcile would do for ``names``: lists and reads, no write anywhere."""
+        now = self.clock()
+        policies = [self.policy(name) for name in dict.fromkeys(names)]  # a name asked twice
+        reports = [(policy, inspect_policy(self, policy, now)) for policy in policies]
+        return ReconcilePlan.build(reports, now, max_revocations=max_revocations)
+
+    def reconcile(self, plan: ReconcilePlan, *, force: bool = False) -> Iterator[Applied]:
+        """Apply ``plan`` one policy at a time; ``UnsafePlan`` first if it revokes too many."""
+        reconciler = Reconciler(
+            store=self.store,
+            locks=self.locks,
+            notify=self.notifier.notify,
+            provider_for=self.provider_for,
+        )
+        return reconciler.apply(plan, force=force)
 
     def rotate_if_due(self, name: str) -> Outcome:
         return self._reported(name, lambda: self._rotate_if_due(name))
@@ -438,7 +465,7 @@ class Engine:
         return self._run(policy, rotation, lease)
 
     def _make_emergency(self, rotation: RotationRecord) -> RotationRecord:
-        changes: dict[str, Any] = {"emergency": True}
+        changes: StepChanges = {"emergency": True}
         if rotation.state == State.GRACE:
             changes["grace_until"] = self.clock()
         return self.store.update_rotation(
@@ -498,7 +525,7 @@ class Engine:
             id=rotation_id,
             policy=policy.name,
             provider=policy.provider_type,
-            strategy=policy.strategy.value,
+            strategy=policy.strategy,
             state=State.PLANNED,
             emergency=emergency,
             old_key_id=old_key_id,

@@ -19,7 +19,7 @@ from rotator.audit.snapshot import read_snapshot
 from rotator.config.loader import Config
 from rotator.engine.pause import held, hold_reason
 from rotator.engine.schedule import due_window, not_due
-from rotator.engine.states import Outcome
+from rotator.vocabulary import Outcome
 
 
 def idle_outcomes(config: Config, now: datetime | None = None) -> list[Outcome] | None:

@@ -11,6 +11,8 @@ current version metadata, and the rotation records in the database.
 - drift: Vault's current key is no longer listed by the vendor (revoked by
   hand), or Vault was written by someone else since rotator's last write.
 
+``explain_due`` says when a policy next acts and why, for ``plan``.
+
 Only list and read calls are made here; acting on the findings is ``reconcile``.
 """
 
@@ -18,19 +20,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from rotator.audit.store import RotationRecord
 from rotator.config.loader import Policy
-from rotator.engine.states import State
+from rotator.durations import format_setting
+from rotator.engine.schedule import NEVER_ROTATED, due_window
 from rotator.errors import RotatorError
 from rotator.providers.base import VendorKey
+from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
+from rotator.vocabulary import State
 
 if TYPE_CHECKING:
     from rotator.engine.engine import Engine
 
 EXPIRY_WARNING = timedelta(days=7)
+
+
+class OwnedKey(NamedTuple):
+    """A key of the slot named for another policy: ``owner``."""
+
+    owner: str
+    key: VendorKey
 
 
 @dataclass(frozen=True)
@@ -44,7 +56,7 @@ class SlotReport:
     orphans: list[VendorKey] = field(default_factory=list)
     strays: list[VendorKey] = field(default_factory=list)
     #: Keys of the slot named for another policy, with that policy's name.
-    others: list[tuple[str, VendorKey]] = field(default_factory=list)
+    others: list[OwnedKey] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -53,6 +65,61 @@ class SlotReport:
     def current_key(self) -> VendorKey | None:
         wanted = self.vault_key_id or self.recorded_key_id
         return next((k for k in self.vendor_keys if k.key_id == wanted), None)
+
+    @property
+    def old_key_in_grace(self) -> VendorKey | None:
+        """The key a rotation waiting in grace replaced, while the vendor still lists it."""
+        flight = self.in_flight
+        if flight is None or flight.state != State.GRACE:
+            return None
+        return next((k for k in self.vendor_keys if k.key_id == flight.old_key_id), None)
+
+
+class Due(NamedTuple):
+    """When a policy next acts (None: it waits for a person), and why, in words."""
+
+    at: datetime | None
+    why: str
+
+
+def explain_due(engine: Engine, policy: Policy, now: datetime) -> Due:
+    """When ``policy`` next acts and why: attention, a retry, grace, a resume or its schedule."""
+    name = policy.name
+    state = engine.store.policy_state(name)
+    active = engine.store.active_rotation(name)
+    if active is not None and active.needs_attention:
+        return Due(
+            None,
+            f"not rotated on schedule: rotation {active.id} needs attention after "
+            f"{active.attempts} attempts; fix the cause, then run 'rotator rotate now {name}'",
+        )
+    if state is not None and state.attention:
+        return Due(None, f"not rotated on schedule: needs attention ({state.attention})")
+    if active is not None and active.next_attempt_at and active.next_attempt_at > now:
+        return Due(
+            active.next_attempt_at,
+            f"retry of rotation {active.id} (attempt {active.attempts + 1} of "
+            f"{engine.max_attempts}) after: {active.last_error}",
+        )
+    if active is not None and active.state == State.GRACE and active.grace_until:
+        return Due(
+            active.grace_until,
+            f"rotation {active.id} revokes the old key when its grace period ends",
+        )
+    if active is not None:
+        return Due(
+            now, f"rotation {active.id} is unfinished ({active.state}); the next run resumes it"
+        )
+    window = due_window(name, policy.schedule, state, now)
+    if window.start == NEVER_ROTATED:
+        return Due(now, "never rotated nor adopted")
+    base = "last rotation" if state and state.last_rotated_at else "adoption"
+    every = policy.schedule.every
+    rule = policy.schedule.cron or (format_setting(every) if every else "")
+    why = f"{rule} after the {base}"
+    if window.end is not None:
+        why += f", within a window ending {format_time(window.end)}"
+    return Due(window.start, why)
 
 
 def inspect_policy(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
@@ -63,7 +130,15 @@ def inspect_policy(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
         return SlotReport(policy.name, error=str(exc))
 
 
-def _held_by_other_policies(engine: Engine, policy: Policy) -> tuple[set[str | None], set[str]]:
+class HeldElsewhere(NamedTuple):
+    """What other policies hold: never an orphan of a policy, whatever the names say."""
+
+    key_ids: set[str | None]
+    #: Names of the keys their unfinished rotations are making (ids not known yet).
+    key_names: set[str]
+
+
+def _held_by_other_policies(engine: Engine, policy: Policy) -> HeldElsewhere:
     """Key ids every other policy holds (current, configured, in flight), and the names of
     keys their unfinished rotations are making: never an orphan of ``policy``, whatever
     their names say (a prefix changed since, or two policies whose names collide)."""
@@ -81,7 +156,7 @@ def _held_by_other_policies(engine: Engine, policy: Policy) -> tuple[set[str | N
     for other in engine.config.policies.values():
         if other.name != policy.name and other.provider_name == policy.provider_name:
             ids.add(engine.provider_for(other).configured_key_id(other.selector))
-    return ids, names
+    return HeldElsewhere(ids, names)
 
 
 def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
@@ -112,7 +187,7 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
 
     orphans: list[VendorKey] = []
     strays: list[VendorKey] = []
-    others: list[tuple[str, VendorKey]] = []
+    others: list[OwnedKey] = []
     for key in keys:
         if key.key_id in referenced or (in_flight_name and key.name == in_flight_name):
             continue
@@ -121,7 +196,7 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
         if provider.is_ours(policy.selector, policy.name, key):
             orphans.append(key)
         elif owner := _other_owner(engine, policy, key):
-            others.append((owner, key))
+            others.append(OwnedKey(owner, key))
         else:
             strays.append(key)
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from rotator.audit.records import Pause
 from rotator.durations import parse_duration
-from rotator.engine.states import Outcome, Result
+from rotator.vocabulary import Outcome, Result
 
 FORCE_HINT = "pass --force to rotate it anyway"
 #: The hold of a policy with ``enabled: false``.

@@ -32,13 +32,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Unpack
 
+from rotator.audit.records import EventOutcome, Step
+from rotator.audit.rotation_state import PolicyStateChanges, StepChanges
 from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.config.usage import RevokeWhenUnused
 from rotator.durations import format_duration
-from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
     AuditStoreError,
     LockLost,
@@ -56,6 +57,7 @@ from rotator.providers.base import MintedKey, Provider, Strategy, VendorKey
 from rotator.secret import Secret
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
+from rotator.vocabulary import Outcome, Result, State
 
 if TYPE_CHECKING:
     from rotator.engine.lock import Lease
@@ -78,6 +80,13 @@ def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff with full jitter between runs: 30 s, 1 min, 2 min ... at most 1 h."""
     ceiling = min(30 * 2 ** max(attempts - 1, 0), 3600)
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+class Written(NamedTuple):
+    """A secret written to Vault: the version it replaced and its own."""
+
+    base: int
+    version: int
 
 
 @dataclass
@@ -293,13 +302,13 @@ class RotationRun:
 
     def _advance(
         self,
-        state: str,
+        state: State,
         *,
-        step: str,
-        outcome: str,
+        step: Step,
+        outcome: EventOutcome,
         details: dict[str, Any] | None = None,
-        policy_state: dict[str, Any] | None = None,
-        **changes: Any,
+        policy_state: PolicyStateChanges | None = None,
+        **changes: Unpack[StepChanges],
     ) -> None:
         self.rotation = self.ctx.store.update_rotation(
             self.rotation,
@@ -393,10 +402,10 @@ class RotationRun:
         base, version = self._write_while_held(minted)
         if not recorded:
             self._minted(minted)
-        self._record_stored(version, vault_base_version=base)
+        self._record_stored(version, base_version=base)
 
-    def _write_while_held(self, minted: MintedKey) -> tuple[int, int]:
-        """Store a regenerated secret and label it; (base version, new version).
+    def _write_while_held(self, minted: MintedKey) -> Written:
+        """Store a regenerated secret and label it; the version before and the one written.
 
         Any Vault failure but a conflicting write is retried with backoff until
         ``vault.write_retry_for`` has passed; then the secret is lost (``SecretLost``).
@@ -404,7 +413,7 @@ class RotationRun:
         import stamina
 
         window = self.ctx.vault.config.write_retry_for
-        written: tuple[int, int] | None = None
+        written: Written | None = None
         try:
             for attempt in stamina.retry_context(
                 on=_vault_may_recover,
@@ -417,11 +426,11 @@ class RotationRun:
                     if written is None:
                         base = self.vault.current_version(self._path)
                         field = self.rotation.vault_field
-                        written = (
+                        written = Written(
                             base,
                             self.vault.write_field(self._path, field, minted.secret, cas=base),
                         )
-                    self._label(written[1], minted.key.key_id)
+                    self._label(written.version, minted.key.key_id)
         except VaultError as exc:
             if written is not None:
                 # The secret is in Vault, only rotator's labels are missing: not lost.
@@ -624,14 +633,18 @@ class RotationRun:
             },
         )
 
-    def _record_stored(self, version: int, **changes: Any) -> None:
+    def _record_stored(self, version: int, *, base_version: int | None = None) -> None:
+        """Record that Vault's ``version`` holds the new key (``base_version``: the one before,
+        where it was only learnt now, by a regenerate that could not record it first)."""
         r = self.rotation
+        changes: StepChanges = {"vault_version": version}
+        if base_version is not None:
+            changes["vault_base_version"] = base_version
         self._advance(
             State.STORED,
             step="store",
             outcome="succeeded",
             details={"vault_path": self._path, "vault_version": version, "key_id": r.new_key_id},
-            vault_version=version,
             **changes,
         )
         self._discard_staged()

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from rotator.audit.records import PolicyState
 from rotator.config.model import ScheduleConfig
-from rotator.engine.states import Outcome, Result
 from rotator.timestamps import format_time
+from rotator.vocabulary import Outcome, Result
 
 NEVER_ROTATED = datetime.min.replace(tzinfo=UTC)
 

@@ -21,11 +21,8 @@ from rotator.config.loader import Policy
 from rotator.engine.lock import PolicyLocks
 from rotator.engine.pause import DISABLED, hold_reason
 from rotator.engine.schedule import NEVER_ROTATED, next_due
-from rotator.engine.states import State
 from rotator.timestamps import format_time
-
-#: Rotation states in which Vault already serves the new key.
-_NEW_KEY_SERVED = (State.STORED, State.VERIFIED, State.GRACE)
+from rotator.vocabulary import State
 
 
 @dataclass(frozen=True)
@@ -36,10 +33,10 @@ class Standing:
     current_key_id: str | None
     key_since: datetime | None
     last_rotated_at: datetime | None
-    last_outcome: str | None
+    last_outcome: State | None
     #: None when the policy is due now (never rotated nor adopted).
     next_due: datetime | None
-    in_flight: str | None = None
+    in_flight: State | None = None
     rotation_id: str | None = None
     grace_until: datetime | None = None
     attention: str | None = None
@@ -79,7 +76,7 @@ def standing(
     key_since = state and (state.last_rotated_at or state.adopted_at)
     last_rotated = state.last_rotated_at if state else None
     schedule_state = state
-    if active is not None and active.state in _NEW_KEY_SERVED:
+    if active is not None and active.state.serves_new_key:
         current_key, key_since = active.new_key_id, active.updated_at
         if active.state == State.GRACE:
             key_since = _grace_started(active)

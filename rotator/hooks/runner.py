@@ -21,15 +21,14 @@ from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.consumers import KubernetesConfig, KubernetesRestartHook
 from rotator.config.credentials import Credential
 from rotator.config.loader import HookAction, NotifyTarget, Policy
-from rotator.engine.states import Outcome, Result, State
 from rotator.errors import HookFailed
 from rotator.hooks import kubernetes, webhook
 from rotator.log import get_logger
 from rotator.secret import Secret
+from rotator.vocabulary import Outcome, Result, State
 
 log = get_logger("rotator.hooks")
 
-STORED_STATES = frozenset({State.STORED, State.VERIFIED, State.GRACE, State.COMPLETED})
 #: Tries within one run, and runs of the rotation, before a hook is given up.
 TRIES = 3
 MAX_RUNS = 3
@@ -64,7 +63,7 @@ class HookRunner:
 
     def run_owed(self, policy: Policy, rotation: RotationRecord, mount: str) -> None:
         stages: list[tuple[str, tuple[HookAction, ...]]] = []
-        if rotation.state in STORED_STATES and rotation.vault_version is not None:
+        if rotation.state.serves_new_key and rotation.vault_version is not None:
             stages.append(("after_store", policy.after_store))
         if rotation.state == State.COMPLETED:
             stages.append(("after_revoke", policy.after_revoke))
