@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,8 +23,10 @@ from rotator.audit.store import utcnow
 from rotator.engine.dryrun import Line
 from rotator.engine.engine import Engine
 from rotator.engine.states import Result
+from rotator.providers.registry import provider_class
 from rotator.providers.request import PlannedCall
 from tests.support.rig import Rig
+from tests.support.vault_proxy import VaultProxy
 
 RigFactory = Callable[[str], Rig]
 Call = tuple[str, str]
@@ -84,41 +88,88 @@ def drive(engine: Engine, clock: Clock, name: str, *, emergency: bool) -> None:
     assert outcome.result in (Result.COMPLETED, Result.IN_GRACE), outcome.message
 
 
-def fresh(rig: Rig, engine: Engine, clock: Clock) -> None:
+def fresh(scene: Scene) -> None:
     """Nothing rotated yet."""
 
 
-def in_grace(rig: Rig, engine: Engine, clock: Clock) -> None:
+def in_grace(scene: Scene) -> None:
     """A rotation waits in grace: ``rotate now`` leaves it alone, an emergency does not."""
-    engine.rotate_now("app")
+    scene.engine.rotate_now("app")
 
 
-def grace_over(rig: Rig, engine: Engine, clock: Clock) -> None:
-    outcome = engine.rotate_now("app")
+def grace_over(scene: Scene) -> None:
+    outcome = scene.engine.rotate_now("app")
     if outcome.grace_until is not None:
-        clock.skip_to(outcome.grace_until)
+        scene.clock.skip_to(outcome.grace_until)
 
 
-def interrupted_mint(rig: Rig, engine: Engine, clock: Clock) -> None:
+def interrupted_mint(scene: Scene) -> None:
     """The vendor failed the mint call: the rotation stays ``minting``, to be resumed."""
+    rig = scene.rig
     operation = "create" if rig.strategy == "create_then_delete" else "regenerate"
     rig.server.fail(*rig.emulator.operations[operation], status=503)
-    assert engine.rotate_now("app").state == "minting"
+    assert scene.engine.rotate_now("app").state == "minting"
+
+
+def interrupted_store(scene: Scene) -> None:
+    """Vault failed the write of the new secret: the rotation stays ``minted``."""
+    path = rf"/v1/secret/data/{re.escape(scene.rig.policies['app'].vault_path)}$"
+    scene.vault_proxy.fail("POST", path, status=503)
+    assert scene.engine.rotate_now("app").state == "minted"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What a starting state is prepared with."""
+
+    rig: Rig
+    engine: Engine
+    clock: Clock
+    vault_proxy: VaultProxy
+
+
+@dataclass(frozen=True)
+class Start:
+    prepare: Callable[[Scene], None]
+    emergency: bool = False
+    #: The policy waits for its old key to go unused before revoking (``revoke_when_unused``).
+    usage_aware: bool = False
+    #: Why the start does not apply to a rig, if it does not.
+    skip: Callable[[Rig], str] = lambda rig: ""
+
+
+def no_usage_data(rig: Rig) -> str:
+    reports = provider_class(rig.vendor).capabilities.reports_usage
+    return "" if reports else f"{rig.vendor} reports no key usage"
+
+
+def held_in_memory(rig: Rig) -> str:
+    return (
+        "a regenerated secret is held in memory and its Vault write retried instead"
+        if rig.strategy == "regenerate"
+        else ""
+    )
 
 
 STARTS = {
-    "fresh": (fresh, False),
-    "fresh-emergency": (fresh, True),
-    "in-grace": (in_grace, False),
-    "in-grace-emergency": (in_grace, True),
-    "grace-over": (grace_over, False),
-    "interrupted-mint": (interrupted_mint, False),
+    "fresh": Start(fresh),
+    "fresh-emergency": Start(fresh, emergency=True),
+    "in-grace": Start(in_grace),
+    "in-grace-emergency": Start(in_grace, emergency=True),
+    "grace-over": Start(grace_over),
+    "grace-over-usage-aware": Start(grace_over, usage_aware=True, skip=no_usage_data),
+    "interrupted-mint": Start(interrupted_mint),
+    "interrupted-store": Start(interrupted_store, skip=held_in_memory),
 }
 
 
-@pytest.fixture
-def clocked(rig: Rig) -> Iterator[tuple[Engine, Clock]]:
-    rig.add_policy("app", strategy=rig.strategy, grace="1h")
+@contextmanager
+def clocked_engine(rig: Rig, start: Start) -> Iterator[tuple[Engine, Clock]]:
+    """The policy ``app`` (grace 1h) and an engine on a test clock."""
+    spec = rig.add_policy("app", strategy=rig.strategy, grace="1h")
+    if start.usage_aware:
+        spec.revoke_when_unused = "{quiet: 10m, max_extension: 1h}"
+        rig.write_config()
     clock = Clock()
     engine = rig.engine(clock)
     try:
@@ -127,17 +178,20 @@ def clocked(rig: Rig) -> Iterator[tuple[Engine, Clock]]:
         engine.close()
 
 
-@pytest.mark.parametrize("start", sorted(STARTS))
+@pytest.mark.parametrize("name", sorted(STARTS))
 def test_a_dry_run_lists_the_vendor_calls_the_rotation_makes(
-    rig: Rig, clocked: tuple[Engine, Clock], start: str
+    rig: Rig, vault_proxy: VaultProxy, name: str
 ) -> None:
-    engine, clock = clocked
-    prepare, emergency = STARTS[start]
-    prepare(rig, engine, clock)
-    lines, _ = engine.dry_run("app", emergency=emergency)
-    before = len(rig.server.log)
+    start = STARTS[name]
+    if reason := start.skip(rig):
+        pytest.skip(reason)
+    rig.vault_address = vault_proxy.address
+    with clocked_engine(rig, start) as (engine, clock):
+        start.prepare(Scene(rig, engine, clock, vault_proxy))
+        lines, _ = engine.dry_run("app", emergency=start.emergency)
+        before = len(rig.server.log)
 
-    drive(engine, clock, "app", emergency=emergency)
+        drive(engine, clock, "app", emergency=start.emergency)
 
     made = rig.server.log[before:]
     described = vendor_calls(lines)
@@ -145,20 +199,18 @@ def test_a_dry_run_lists_the_vendor_calls_the_rotation_makes(
     assert matches(described, made, rig.emulator.base_path), f"described:\n{shown}\nmade: {made}"
 
 
-def test_the_plan_of_a_rotation_in_grace_lists_the_calls_its_end_makes(
-    rig: Rig, clocked: tuple[Engine, Clock]
-) -> None:
+def test_the_plan_of_a_rotation_in_grace_lists_the_calls_its_end_makes(rig: Rig) -> None:
     if rig.strategy == "regenerate":
         pytest.skip("a regenerated key has no grace period")
-    engine, clock = clocked
-    in_grace(rig, engine, clock)
-    lines, _ = engine.dry_run("app", trigger="schedule")
-    active = engine.store.active_rotation("app")
-    assert active is not None
-    assert active.grace_until is not None
-    clock.skip_to(active.grace_until)
-    before = len(rig.server.log)
+    with clocked_engine(rig, STARTS["in-grace"]) as (engine, clock):
+        engine.rotate_now("app")
+        lines, _ = engine.dry_run("app", trigger="schedule")
+        active = engine.store.active_rotation("app")
+        assert active is not None
+        assert active.grace_until is not None
+        clock.skip_to(active.grace_until)
+        before = len(rig.server.log)
 
-    assert engine.rotate_if_due("app").result is Result.COMPLETED
+        assert engine.rotate_if_due("app").result is Result.COMPLETED
 
     assert matches(vendor_calls(lines), rig.server.log[before:], rig.emulator.base_path)
