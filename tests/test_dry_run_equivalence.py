@@ -25,6 +25,7 @@ from rotator.engine.engine import Engine
 from rotator.engine.states import Result
 from rotator.providers.registry import provider_class
 from rotator.providers.request import PlannedCall
+from rotator.testing import sent_as_planned
 from tests.support.rig import Rig
 from tests.support.vault_proxy import VaultProxy
 
@@ -43,33 +44,6 @@ class Clock:
 
     def skip_to(self, when: datetime) -> None:
         self.now = max(self.now, when) + timedelta(seconds=1)
-
-
-def pattern(call: PlannedCall, base_path: str) -> re.Pattern[str]:
-    """The path a described call matches: a stand-in such as ``<new key id>`` is any segment."""
-    parts = re.split(r"(<[^>]+>)", call.request.path)
-    path = "".join("[^/]+" if p.startswith("<") else re.escape(p) for p in parts)
-    return re.compile(f"^{re.escape(base_path)}{path}$")
-
-
-def matches(described: list[PlannedCall], made: list[Call], base_path: str) -> bool:
-    """Whether ``made`` is ``described`` in order; pages repeat, conditional calls may be absent."""
-    if not described:
-        return not made
-    first, rest = described[0], described[1:]
-    regex = pattern(first, base_path)
-    taken = 0
-    if first.only_if and matches(rest, made, base_path):
-        return True
-    while taken < len(made) and made[taken][0] == first.request.method:
-        if not regex.match(made[taken][1]):
-            break
-        taken += 1
-        if matches(rest, made[taken:], base_path):
-            return True
-        if not first.every_page:
-            break
-    return False
 
 
 def vendor_calls(lines: list[Line]) -> list[PlannedCall]:
@@ -196,7 +170,9 @@ def test_a_dry_run_lists_the_vendor_calls_the_rotation_makes(
     made = rig.server.log[before:]
     described = vendor_calls(lines)
     shown = "\n".join(c.shown() for c in described)
-    assert matches(described, made, rig.emulator.base_path), f"described:\n{shown}\nmade: {made}"
+    assert sent_as_planned(described, made, rig.emulator.base_path), (
+        f"described:\n{shown}\nmade: {made}"
+    )
 
 
 def test_the_plan_of_a_rotation_in_grace_lists_the_calls_its_end_makes(rig: Rig) -> None:
@@ -213,4 +189,4 @@ def test_the_plan_of_a_rotation_in_grace_lists_the_calls_its_end_makes(rig: Rig)
 
         assert engine.rotate_if_due("app").result is Result.COMPLETED
 
-    assert matches(vendor_calls(lines), rig.server.log[before:], rig.emulator.base_path)
+    assert sent_as_planned(vendor_calls(lines), rig.server.log[before:], rig.emulator.base_path)
