@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rotator.audit.pauses import pause_policy
 from rotator.engine.engine import Engine
 from rotator.engine.states import Result
 from tests.support.rig import Rig
@@ -78,3 +79,36 @@ def test_a_dry_run_reads_no_vault_even_for_a_vault_provider_token(
 
     assert outcome.result is Result.DRY_RUN
     assert vault_proxy.calls == []
+
+
+def test_a_dry_run_of_a_paused_policy_lists_no_call_unless_forced(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    rig.add_policy("app", strategy="create_then_delete")
+
+    with engine_of(rig) as engine:
+        pause_policy(engine.store, "app", reason="freeze", by="test", until=None)
+        refused = engine.rotate_now("app")
+        described = engine.describe("app")
+        forced = engine.describe("app", force=True)
+
+    assert refused.result is Result.PAUSED
+    assert described.calls == ()
+    assert "freeze" in described.message
+    assert "--force" in described.message
+    assert any(c.startswith("POST") for c in forced.calls)
+
+
+def test_the_plan_of_a_rotation_needing_attention_lists_no_call(rig_factory: RigFactory) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    rig.one_attempt_left("app")
+
+    with engine_of(rig) as engine:
+        assert engine.rotate_if_due("app").result is Result.NEEDS_ATTENTION
+        attention = engine.rotate_if_due("app")
+        planned = engine.describe("app", trigger="schedule")
+
+    assert attention.result is Result.NEEDS_ATTENTION
+    assert planned.calls == ()
+    assert planned.message == f"no call would be made: {attention.message}"

@@ -285,18 +285,10 @@ class Engine:
                 return _locked(name)
             now = self.clock()
             active = self.store.active_rotation(name)
+            refused = self._refused_on_schedule(name, active)
+            if refused is not None:
+                return refused
             if active is not None:
-                if active.needs_attention:
-                    return Outcome(
-                        name,
-                        Result.NEEDS_ATTENTION,
-                        f"rotation {active.id} stopped in state {active.state} after "
-                        f"{active.attempts} attempts ({active.last_error}); fix the cause, then "
-                        f"run 'rotator rotate now {name}'",
-                        rotation_id=active.id,
-                        state=active.state,
-                        attempted=False,
-                    )
                 if active.next_attempt_at and active.next_attempt_at > now:
                     return Outcome(
                         name,
@@ -308,22 +300,41 @@ class Engine:
                         attempted=False,
                     )
                 return self._run(policy, self.store.claim_rotation(active), lease)
-            reason = self.hold(name)
-            if reason is not None:
-                return held(name, reason)
             state = self.store.policy_state(name)
-            if state is not None and state.attention:
-                return Outcome(
-                    name,
-                    Result.NEEDS_ATTENTION,
-                    f"{state.attention}; not rotated on schedule until a person looks: run "
-                    f"'rotator reconcile {name}', then 'rotator rotate now {name}'",
-                    attempted=False,
-                )
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
                 return not_due(name, window)
             return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
+
+    def _refused_on_schedule(self, name: str, active: RotationRecord | None) -> Outcome | None:
+        """Why the schedule leaves ``name`` alone whatever the time: a rotation or a policy
+        that needs a person, or a hold (which stops new rotations only)."""
+        if active is not None:
+            if not active.needs_attention:
+                return None
+            return Outcome(
+                name,
+                Result.NEEDS_ATTENTION,
+                f"rotation {active.id} stopped in state {active.state} after "
+                f"{active.attempts} attempts ({active.last_error}); fix the cause, then "
+                f"run 'rotator rotate now {name}'",
+                rotation_id=active.id,
+                state=active.state,
+                attempted=False,
+            )
+        reason = self.hold(name)
+        if reason is not None:
+            return held(name, reason)
+        state = self.store.policy_state(name)
+        if state is not None and state.attention:
+            return Outcome(
+                name,
+                Result.NEEDS_ATTENTION,
+                f"{state.attention}; not rotated on schedule until a person looks: run "
+                f"'rotator reconcile {name}', then 'rotator rotate now {name}'",
+                attempted=False,
+            )
+        return None
 
     def adopt(self, name: str, key_id: str | None = None) -> Outcome:
         """Record the key already in Vault as current, so rotation follows the schedule.
@@ -542,13 +553,15 @@ class Engine:
 
     # -- plan / dry run -------------------------------------------------------
 
-    def describe(self, name: str, *, emergency: bool = False, trigger: Trigger = "now") -> Outcome:
+    def describe(
+        self, name: str, *, emergency: bool = False, force: bool = False, trigger: Trigger = "now"
+    ) -> Outcome:
         """The calls a run would make for ``name``, making none; see ``dry_run``."""
-        lines, message = self.dry_run(name, emergency=emergency, trigger=trigger)
+        lines, message = self.dry_run(name, emergency=emergency, force=force, trigger=trigger)
         return Outcome(name, Result.DRY_RUN, message, calls=shown(lines))
 
     def dry_run(
-        self, name: str, *, emergency: bool = False, trigger: Trigger = "now"
+        self, name: str, *, emergency: bool = False, force: bool = False, trigger: Trigger = "now"
     ) -> tuple[list[Line], str]:
         """What ``rotate now`` (``trigger="now"``) or the next scheduled run of a due
         policy (``"schedule"``) would do, in order: the vendor requests themselves, and
@@ -558,12 +571,9 @@ class Engine:
         policy = self.policy(name)
         active = self.store.active_rotation(name)
         now = self.clock()
-        if trigger == "now":
-            start = rotate_now_start(active, emergency=emergency, now=now)
-        else:
-            start = Start.FRESH if active is None else Start.RESUME
-        if active is not None and start is Start.LEAVE_IN_GRACE:
-            return [], f"no call would be made: {_in_grace(active).message}"
+        start = self._dry_run_start(name, active, emergency=emergency, force=force, trigger=trigger)
+        if isinstance(start, str):
+            return [], f"no call would be made: {start}"
         with self._planner(policy) as provider:
 
             def walk(facts: Facts) -> list[Line]:
@@ -592,6 +602,29 @@ class Engine:
                 lines.append("then a fresh rotation with no grace period:")
                 lines += fresh(active.new_key_id, emergency=True)
             return lines, "no call was made"
+
+    def _dry_run_start(
+        self,
+        name: str,
+        active: RotationRecord | None,
+        *,
+        emergency: bool,
+        force: bool,
+        trigger: Trigger,
+    ) -> Start | str:
+        """How the run would start on ``name``, or why it would make no call at all."""
+        if trigger == "schedule":
+            refused = self._refused_on_schedule(name, active)
+            if refused is not None:
+                return refused.message
+            return Start.FRESH if active is None else Start.RESUME
+        reason = self.hold(name)
+        if reason is not None and not force:
+            return held(name, reason, hint=FORCE_HINT).message
+        start = rotate_now_start(active, emergency=emergency, now=self.clock())
+        if active is not None and start is Start.LEAVE_IN_GRACE:
+            return _in_grace(active).message.removeprefix("not rotated: ")
+        return start
 
     def _mount(self, policy: Policy) -> str:
         return policy.vault.mount or self.config.vault.mount
