@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from rotator.audit.pauses import pause_policy
 from rotator.engine.engine import Engine
 from rotator.engine.states import Result
-from tests.support.rig import Rig
+from tests.support.rig import MANAGEMENT_TOKEN, Rig
 from tests.support.vault_proxy import VaultProxy
 
 RigFactory = Callable[[str], Rig]
@@ -112,3 +112,23 @@ def test_the_plan_of_a_rotation_needing_attention_lists_no_call(rig_factory: Rig
     assert attention.result is Result.NEEDS_ATTENTION
     assert planned.calls == ()
     assert planned.message == f"no call would be made: {attention.message}"
+
+
+def test_rotate_now_dry_run_prints_the_described_calls_with_secrets_masked(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("scale_agentex")
+    spec = rig.add_policy("app", strategy="create_then_delete")
+    with engine_of(rig) as engine:
+        described = engine.describe("app").calls
+
+    result = rig.run("rotate", "now", "app", "--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    first, *calls = result.stdout.splitlines()
+    assert first.split()[:3] == ["app", "dry_run", "no"]
+    assert [line.strip().removeprefix("- ") for line in calls] == list(described)
+    assert any('"api_key": "<secret>"' in line for line in calls)
+    for secret in (spec.slot.secret, MANAGEMENT_TOKEN, rig.openbao.root_token):
+        assert secret not in result.stdout
+    assert rig.server.calls() == 0
