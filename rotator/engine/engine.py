@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from rotator.audit.actor import current_actor
+from rotator.audit.records import PolicyState
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
@@ -285,7 +286,8 @@ class Engine:
                 return _locked(name)
             now = self.clock()
             active = self.store.active_rotation(name)
-            refused = self._refused_on_schedule(name, active)
+            state = self.store.policy_state(name) if active is None else None
+            refused = self._refused_on_schedule(name, active, state)
             if refused is not None:
                 return refused
             if active is not None:
@@ -300,15 +302,16 @@ class Engine:
                         attempted=False,
                     )
                 return self._run(policy, self.store.claim_rotation(active), lease)
-            state = self.store.policy_state(name)
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
                 return not_due(name, window)
             return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
 
-    def _refused_on_schedule(self, name: str, active: RotationRecord | None) -> Outcome | None:
+    def _refused_on_schedule(
+        self, name: str, active: RotationRecord | None, state: PolicyState | None
+    ) -> Outcome | None:
         """Why the schedule leaves ``name`` alone whatever the time: a rotation or a policy
-        that needs a person, or a hold (which stops new rotations only)."""
+        (``state``) that needs a person, or a hold (which stops new rotations only)."""
         if active is not None:
             if not active.needs_attention:
                 return None
@@ -325,7 +328,6 @@ class Engine:
         reason = self.hold(name)
         if reason is not None:
             return held(name, reason)
-        state = self.store.policy_state(name)
         if state is not None and state.attention:
             return Outcome(
                 name,
@@ -614,7 +616,8 @@ class Engine:
     ) -> Start | str:
         """How the run would start on ``name``, or why it would make no call at all."""
         if trigger == "schedule":
-            refused = self._refused_on_schedule(name, active)
+            state = self.store.policy_state(name) if active is None else None
+            refused = self._refused_on_schedule(name, active, state)
             if refused is not None:
                 return refused.message
             return Start.FRESH if active is None else Start.RESUME
