@@ -5,7 +5,8 @@ and translates them into one vendor's API. It knows nothing of Vault, the
 database or the rotation protocol: the engine calls it and keeps the state.
 Each provider declares what its vendor allows (``Capabilities``) so that
 configuration validation can refuse a policy that asks for more before any
-call is made.
+call is made, and says, for each operation, which requests it sends
+(``plan_*``), so that ``plan`` and ``--dry-run`` show the run's own requests.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """The HTTP plumbing every vendor client shares: timeouts, retries, error mapping.
 
 Each vendor module supplies how to authenticate and how to read its error
-body; this module turns status codes into rotator's ``VendorError`` family and
-retries what is safe to retry: 429 (honouring ``Retry-After``, or else the
-``RateLimit-Reset`` of an exhausted hourly budget, when either fits in the
-call's retry budget) always, 5xx and network failures only for idempotent
-calls, because a repeated ``POST`` could mint a second key. Every call first
-takes a token from the account's limiter (``ratelimit.py``) when one is
-configured. Bodies are read and parsed by ``rotator.providers.responses``,
-within its bounds.
+body, and builds each call as a ``VendorRequest`` (request.py: the object
+``plan`` and ``--dry-run`` show). This module sends it, turns status codes
+into rotator's ``VendorError`` family and retries what is safe to retry: 429
+(honouring ``Retry-After``, or else the ``RateLimit-Reset`` of an exhausted
+hourly budget, when either fits in the call's retry budget) always, 5xx and
+network failures only for idempotent calls, because a repeated ``POST`` could
+mint a second key. Every call first takes a token from the account's limiter
+(``ratelimit.py``) when one is configured. Bodies are read and parsed by
+``rotator.providers.responses``, within its bounds.
 
 httpx, stamina and the metrics registry are imported when a client is made or
 a call fails, not with this module: validating a configuration imports every
