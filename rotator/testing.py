@@ -3,7 +3,9 @@
 A test module subclasses ``ProviderContract`` and names its provider and
 emulator classes; pytest then runs every contract test against the emulator
 served on loopback, calling the ``Provider`` methods directly, in process.
-A plugin author gets the same guarantees as a built-in vendor::
+Among them: every operation sends exactly the requests its ``plan_*`` method
+builds, which ``plan`` and ``rotate now --dry-run`` print. A plugin author gets
+the same guarantees as a built-in vendor::
 
     from rotator.testing import ProviderContract
 
@@ -19,10 +21,11 @@ pytest (a test dependency, not a runtime one).
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
@@ -35,6 +38,7 @@ from rotator.errors import (
     VendorUnavailable,
 )
 from rotator.providers.base import KeySelector, MintedKey, Provider, Strategy
+from rotator.providers.request import PlannedCall
 from rotator.sandbox.server import Emulator, EmulatorServer, Request, Response, Route, Slot
 from rotator.secret import Secret
 
@@ -48,10 +52,13 @@ __all__ = [
     "Response",
     "Route",
     "Slot",
+    "sent_as_planned",
 ]
 
 #: The management token the emulator accepts and the provider presents.
 CONTRACT_TOKEN = "contract-management-token"  # noqa: S105 - the emulator's, not a real one
+
+T = TypeVar("T")
 
 #: How each status a vendor may answer is reported, whatever the vendor.
 ERROR_CLASSES: dict[int, type[VendorError]] = {
@@ -65,6 +72,33 @@ ERROR_CLASSES: dict[int, type[VendorError]] = {
     500: VendorUnavailable,
     503: VendorUnavailable,
 }
+
+
+def sent_as_planned(
+    planned: Sequence[PlannedCall], made: Sequence[tuple[str, str]], base_path: str = ""
+) -> bool:
+    """Whether the calls an emulator received (``EmulatorServer.log``: method and path, in
+    order) are the ``planned`` ones: a listing planned for every page may take several
+    calls, a call planned with a condition (``only_if``) may not come at all, and a
+    stand-in such as ``<new key id>`` matches any one path segment."""
+    if not planned:
+        return not made
+    first, rest = planned[0], planned[1:]
+    if first.only_if and sent_as_planned(rest, made, base_path):
+        return True
+    parts = re.split(r"(<[^>]+>)", first.request.path)
+    path = "".join("[^/]+" if part.startswith("<") else re.escape(part) for part in parts)
+    regex = re.compile(f"^{re.escape(base_path)}{path}$")
+    taken = 0
+    while taken < len(made) and made[taken][0] == first.request.method:
+        if not regex.match(made[taken][1]):
+            return False
+        taken += 1
+        if sent_as_planned(rest, made[taken:], base_path):
+            return True
+        if not first.every_page:
+            return False
+    return False
 
 
 @dataclass
@@ -97,6 +131,17 @@ class ContractRig:
 
     def listed_ids(self) -> set[str]:
         return {key.key_id for key in self.provider.list_keys(self.selector)}
+
+    def sends(self, planned: list[PlannedCall], operation: Callable[[], T]) -> T:
+        """Run ``operation`` and check it sent exactly the ``planned`` requests."""
+        before = len(self.server.log)
+        result = operation()
+        made = self.server.log[before:]
+        shown = "\n".join(call.shown() for call in planned)
+        assert sent_as_planned(planned, made, self.emulator.base_path), (
+            f"planned:\n{shown}\nsent: {made}"
+        )
+        return result
 
 
 class ProviderContract:
@@ -200,6 +245,32 @@ class ProviderContract:
         created = {rig.create().key.key_id for _ in range(5)}
 
         assert created | {rig.slot.key_id} <= rig.listed_ids()
+
+    def test_every_operation_sends_the_requests_it_plans(self, rig: ContractRig) -> None:
+        """``plan`` and ``--dry-run`` show what the ``plan_*`` methods build: the very requests."""
+        provider, selector = rig.provider, rig.selector
+        rig.sends(provider.plan_list(selector), lambda: provider.list_keys(selector))
+        if rig.can(Strategy.CREATE_THEN_DELETE):
+            name = provider.key_name(selector, "contract", uuid.uuid4().hex)
+            replacing = rig.slot.key_id or None
+            minted = rig.sends(
+                provider.plan_create(selector, name, replacing=replacing), lambda: rig.create(name)
+            )
+        else:
+            key_id = rig.slot.key_id
+            minted = rig.sends(
+                provider.plan_regenerate(selector, key_id),
+                lambda: provider.regenerate_key(selector, key_id),
+            )
+        new_id = minted.key.key_id
+        if provider.capabilities.can_verify:
+            rig.sends(
+                provider.plan_verify(selector, new_id),
+                lambda: provider.verify_key(selector, minted),
+            )
+        rig.sends(
+            provider.plan_revoke(selector, new_id), lambda: provider.revoke_key(selector, new_id)
+        )
 
     @pytest.mark.parametrize("status", sorted(ERROR_CLASSES))
     def test_every_error_status_is_mapped(self, rig: ContractRig, status: int) -> None:

@@ -270,12 +270,11 @@ def test_the_contract_suite_fails_a_provider_that_breaks_the_contract(
 
         class Careless(ExampleKeysProvider):
             def list_keys(self, selector):
-                params = {"page": 1, "page_size": self.settings.page_size}
-                body = self._http.request("GET", self._keys(selector), params=params).json()
+                body = self._http.send(self._list_request(selector, 1)).json()
                 return [_vendor_key(info) for info in body["keys"]]
 
             def revoke_key(self, selector, key_id):
-                self._http.request("DELETE", f"{self._keys(selector)}/{key_id}")
+                self._http.send(self._delete_request(selector, key_id))
 
         class TestCareless(ProviderContract):
             provider_class = Careless

@@ -87,7 +87,7 @@ def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "in_flight": flight.state if flight else None,
         "rotation_id": flight.id if flight else None,
         "paused": engine.hold(name),
-        "calls": list(engine.describe(name).calls),
+        "calls": list(engine.describe(name, trigger="schedule").calls),
         "verification": policy.provider_class.capabilities.verification,
         "warnings": report.warnings,
         "orphans": [{"key_id": k.key_id, "name": k.name} for k in report.orphans],

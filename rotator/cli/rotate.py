@@ -67,7 +67,7 @@ def now(
     try:
         outcomes = run_each(
             names,
-            (lambda name: engine.describe(name, emergency=emergency))
+            (lambda name: engine.describe(name, emergency=emergency, force=force))
             if dry_run
             else (lambda name: engine.rotate_now(name, emergency=emergency, force=force)),
             as_json=as_json,

@@ -1,8 +1,8 @@
 """The engine: runs the rotation protocol for policies, under the per-policy lock.
 
 ``rotate_now`` and ``rotate_if_due`` (the daemon, `rotate due` and `rotate now` call the same
-methods) share one code path; ``describe`` computes the same decisions with no
-call made, for ``plan`` and ``--dry-run``.
+methods) share one code path; ``dry_run`` walks the same state-to-step table
+(engine/steps.py) with no call made, for ``plan`` and ``--dry-run``.
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rotator.audit.actor import current_actor
+from rotator.audit.records import PolicyState
 from rotator.audit.rotation_state import StepChanges
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
-from rotator.durations import format_setting
+from rotator.engine.dryrun import DryRun, Facts, Line, shown
 from rotator.engine.inspection import inspect_policy
 from rotator.engine.lock import Lease, PolicyLocks
 from rotator.engine.pause import FORCE_HINT, held, hold_reason
@@ -32,6 +34,7 @@ from rotator.engine.reconcile import (
     Reconciler,
 )
 from rotator.engine.schedule import due_window, not_due
+from rotator.engine.steps import Start, rotate_now_start
 from rotator.errors import (
     ConfigError,
     LockLost,
@@ -44,6 +47,7 @@ from rotator.log import bound_log_context, get_logger
 from rotator.metrics import ROTATION_DURATION, ROTATIONS, provider_labels
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
+from rotator.providers.request import PLANNED_SECRET
 from rotator.secret import Secret, scrub
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
@@ -53,6 +57,8 @@ if TYPE_CHECKING:
     from rotator.vault import VaultStore
 
 DEFAULT_MAX_ATTEMPTS = 5
+#: What starts a run: ``rotate now``, or the schedule (daemon, ``rotate due``).
+Trigger = Literal["now", "schedule"]
 
 log = get_logger("rotator.engine")
 
@@ -81,13 +87,19 @@ class Engine:
         self.notifier = Notifier(config.webhooks, self.resolve_credential)
 
     @classmethod
-    def open(cls, config: Config, *, workers: int | None = None) -> Engine:
+    def open(
+        cls,
+        config: Config,
+        *,
+        workers: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> Engine:
         """Connect to the audit database (schema must be current); Vault on first use."""
         from rotator.chain_vault import chain_trust
 
         store = AuditStore.open(config.database_url, workers=workers or config.daemon.concurrency)
         store.require_current_schema()
-        engine = cls(config, store)
+        engine = cls(config, store, clock=clock)
         # The audit key comes through the engine's Vault client, whose token it keeps alive.
         store.trust = chain_trust(config, lambda: engine.vault)
         return engine
@@ -107,7 +119,7 @@ class Engine:
 
     def vault_for(self, policy: Policy) -> VaultStore:
         """The Vault store on the policy's KV v2 mount (its own, else the global one)."""
-        return self.vault.for_mount(policy.vault.mount or self.config.vault.mount)
+        return self.vault.for_mount(self._mount(policy))
 
     def close(self) -> None:
         self.reset_providers()
@@ -279,16 +291,12 @@ class Engine:
                     name, "pause", "overridden", details={"hold": reason, "by": current_actor()}
                 )
             active = self.store.active_rotation(name)
-            if active is None:
+            start = rotate_now_start(active, emergency=emergency, now=self.clock())
+            if active is None or start is Start.FRESH:
                 return self._plan_and_run(policy, lease, trigger="now", emergency=emergency)
-            in_grace = active.state == State.GRACE
-            if (
-                in_grace
-                and not emergency
-                and active.grace_until
-                and self.clock() < active.grace_until
-            ):
+            if start is Start.LEAVE_IN_GRACE:
                 return _in_grace(active)
+            in_grace = active.state == State.GRACE
             active = self.store.claim_rotation(active)
             if emergency:
                 active = self._make_emergency(active)
@@ -305,18 +313,11 @@ class Engine:
                 return _locked(name)
             now = self.clock()
             active = self.store.active_rotation(name)
+            state = self.store.policy_state(name) if active is None else None
+            refused = self._refused_on_schedule(name, active, state)
+            if refused is not None:
+                return refused
             if active is not None:
-                if active.needs_attention:
-                    return Outcome(
-                        name,
-                        Result.NEEDS_ATTENTION,
-                        f"rotation {active.id} stopped in state {active.state} after "
-                        f"{active.attempts} attempts ({active.last_error}); fix the cause, then "
-                        f"run 'rotator rotate now {name}'",
-                        rotation_id=active.id,
-                        state=active.state,
-                        attempted=False,
-                    )
                 if active.next_attempt_at and active.next_attempt_at > now:
                     return Outcome(
                         name,
@@ -328,22 +329,41 @@ class Engine:
                         attempted=False,
                     )
                 return self._run(policy, self.store.claim_rotation(active), lease)
-            reason = self.hold(name)
-            if reason is not None:
-                return held(name, reason)
-            state = self.store.policy_state(name)
-            if state is not None and state.attention:
-                return Outcome(
-                    name,
-                    Result.NEEDS_ATTENTION,
-                    f"{state.attention}; not rotated on schedule until a person looks: run "
-                    f"'rotator reconcile {name}', then 'rotator rotate now {name}'",
-                    attempted=False,
-                )
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
                 return not_due(name, window)
             return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
+
+    def _refused_on_schedule(
+        self, name: str, active: RotationRecord | None, state: PolicyState | None
+    ) -> Outcome | None:
+        """Why the schedule leaves ``name`` alone whatever the time: a rotation or a policy
+        (``state``) that needs a person, or a hold (which stops new rotations only)."""
+        if active is not None:
+            if not active.needs_attention:
+                return None
+            return Outcome(
+                name,
+                Result.NEEDS_ATTENTION,
+                f"rotation {active.id} stopped in state {active.state} after "
+                f"{active.attempts} attempts ({active.last_error}); fix the cause, then "
+                f"run 'rotator rotate now {name}'",
+                rotation_id=active.id,
+                state=active.state,
+                attempted=False,
+            )
+        reason = self.hold(name)
+        if reason is not None:
+            return held(name, reason)
+        if state is not None and state.attention:
+            return Outcome(
+                name,
+                Result.NEEDS_ATTENTION,
+                f"{state.attention}; not rotated on schedule until a person looks: run "
+                f"'rotator reconcile {name}', then 'rotator rotate now {name}'",
+                attempted=False,
+            )
+        return None
 
     def adopt(self, name: str, key_id: str | None = None) -> Outcome:
         """Record the key already in Vault as current, so rotation follows the schedule.
@@ -562,41 +582,106 @@ class Engine:
 
     # -- plan / dry run -------------------------------------------------------
 
-    def describe(self, name: str, *, emergency: bool = False) -> Outcome:
-        """The calls ``rotate now`` would make for ``name``, making none (database reads only)."""
+    def describe(
+        self, name: str, *, emergency: bool = False, force: bool = False, trigger: Trigger = "now"
+    ) -> Outcome:
+        """The calls a run would make for ``name``, making none; see ``dry_run``."""
+        lines, message = self.dry_run(name, emergency=emergency, force=force, trigger=trigger)
+        return Outcome(name, Result.DRY_RUN, message, calls=shown(lines))
+
+    def dry_run(
+        self, name: str, *, emergency: bool = False, force: bool = False, trigger: Trigger = "now"
+    ) -> tuple[list[Line], str]:
+        """What ``rotate now`` (``trigger="now"``) or the next scheduled run of a due
+        policy (``"schedule"``) would do, in order: the vendor requests themselves, and
+        Vault's part in words. Reads the database only: no vendor or Vault call, not even
+        to resolve a ``vault:`` provider token (requests are built without one).
+        """
         policy = self.policy(name)
-        provider = self.provider_for(policy)
-        selector = policy.selector
-        path = f"{policy.vault.mount or self.config.vault.mount}/{policy.vault.normalized_path}"
         active = self.store.active_rotation(name)
-        old = (active.old_key_id if active else None) or self.current_key_id(
-            policy, read_vault=False
-        )
-        old_label = old or "<key id from Vault metadata, if any>"
-        calls: list[str] = []
-        if active is not None:
-            calls.append(f"resume rotation {active.id} from state {active.state}")
-        regenerate = policy.strategy is Strategy.REGENERATE
-        if active is None or active.state in (State.PLANNED, State.MINTING, State.MINTED):
-            name_hint = provider.key_name(selector, name, "<rot-id>")
-            calls += [
-                f"vault: check the token may write {path} and its metadata "
-                "(sys/capabilities-self); stop here if not",
-                provider.describe_call("regenerate", selector, old_label)
-                if regenerate
-                else provider.describe_call("create", selector, name_hint),
-                f"vault: write {path} field {policy.vault.field} (check-and-set on the "
-                "version read just before), then its custom_metadata",
-            ]
-        if provider.capabilities.can_verify:
-            calls.append(provider.describe_call("verify", selector, "<new key id>"))
-        else:
-            calls.append(f"verify: none ({policy.provider_type} offers no verification)")
-        if not regenerate:
-            grace = "0s (emergency)" if emergency else format_setting(policy.grace_period)
-            calls.append(f"wait {grace} (grace period, persisted deadline)")
-            calls.append(provider.describe_call("revoke", selector, old_label))
-        return Outcome(name, Result.DRY_RUN, "no call was made", calls=tuple(calls))
+        now = self.clock()
+        start = self._dry_run_start(name, active, emergency=emergency, force=force, trigger=trigger)
+        if isinstance(start, str):
+            return [], f"no call would be made: {start}"
+        with self._planner(policy) as provider:
+
+            def walk(facts: Facts) -> list[Line]:
+                return DryRun(
+                    policy,
+                    provider,
+                    facts,
+                    vault_path=f"{self._mount(policy)}/{policy.vault.normalized_path}",
+                    staging_path=f"{self._mount(policy)}/"
+                    f"{self.config.vault.staging_prefix.strip('/')}/{name}",
+                    now=now,
+                ).walk()
+
+            def fresh(old_key_id: str | None, *, emergency: bool) -> list[Line]:
+                checks = provider.plan_preflight(
+                    policy.selector, old_key_id, self_rotating=policy.self_rotating
+                )
+                return [*checks, *walk(Facts.fresh(policy, provider, old_key_id, emergency))]
+
+            if active is None or start is Start.FRESH:
+                old = self._known_key_id(policy, provider)
+                return fresh(old, emergency=emergency), "no call was made"
+            lines: list[Line] = [f"resume rotation {active.id} from state {active.state}"]
+            lines += walk(Facts.of(active, emergency=emergency))
+            if emergency and trigger == "now":
+                lines.append("then a fresh rotation with no grace period:")
+                lines += fresh(active.new_key_id, emergency=True)
+            return lines, "no call was made"
+
+    def _dry_run_start(
+        self,
+        name: str,
+        active: RotationRecord | None,
+        *,
+        emergency: bool,
+        force: bool,
+        trigger: Trigger,
+    ) -> Start | str:
+        """How the run would start on ``name``, or why it would make no call at all."""
+        if trigger == "schedule":
+            state = self.store.policy_state(name) if active is None else None
+            refused = self._refused_on_schedule(name, active, state)
+            if refused is not None:
+                return refused.message
+            return Start.FRESH if active is None else Start.RESUME
+        reason = self.hold(name)
+        if reason is not None and not force:
+            return held(name, reason, hint=FORCE_HINT).message
+        start = rotate_now_start(active, emergency=emergency, now=self.clock())
+        if active is not None and start is Start.LEAVE_IN_GRACE:
+            return _in_grace(active).message.removeprefix("not rotated: ")
+        return start
+
+    def _mount(self, policy: Policy) -> str:
+        return policy.vault.mount or self.config.vault.mount
+
+    def _known_key_id(self, policy: Policy, provider: Provider[Any, Any]) -> str | None:
+        """The current key as far as the database or the policy tell (no Vault read)."""
+        state = self.store.policy_state(policy.name)
+        if state and state.current_key_id:
+            return state.current_key_id
+        return provider.configured_key_id(policy.selector)
+
+    @contextmanager
+    def _planner(self, policy: Policy) -> Iterator[Provider[Any, Any]]:
+        """A provider to build requests with: the one in use, else one given no credential.
+
+        Building a request needs no token, so a ``vault:`` token is not read for a plan.
+        """
+        with self._providers_lock:
+            provider = self._providers.get(policy.provider_name)
+        if provider is not None:
+            yield provider
+            return
+        planner = policy.provider_class(policy.provider_settings, PLANNED_SECRET)
+        try:
+            yield planner
+        finally:
+            planner.close()
 
 
 def _in_grace(active: RotationRecord) -> Outcome:

@@ -40,6 +40,7 @@ from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.config.usage import RevokeWhenUnused
 from rotator.durations import format_duration
+from rotator.engine.steps import Steps
 from rotator.errors import (
     AuditStoreError,
     LockLost,
@@ -131,8 +132,11 @@ def lost_lock(
     return Outcome(policy, Result.LOST_LOCK, str(exc), rotation_id=rotation_id, state=state)
 
 
-class RotationRun:
-    """Drives one rotation record forward until it finishes, waits, or fails."""
+class RotationRun(Steps):
+    """Drives one rotation record forward until it finishes, waits, or fails.
+
+    Which step comes next is the table in ``steps.py``, which the dry run walks too.
+    """
 
     def __init__(self, ctx: RotationContext, rotation: RotationRecord) -> None:
         self.ctx = ctx
@@ -147,21 +151,12 @@ class RotationRun:
     # -- driver ---------------------------------------------------------------
 
     def run(self) -> Outcome:
-        steps: dict[State, Callable[[], None]] = {
-            State.PLANNED: self.mint,
-            State.MINTING: self.recover_minting,
-            State.MINTED: self.store_or_recover,
-            State.STORED: self.verify,
-            State.VERIFIED: self.start_grace,
-            State.GRACE: self.revoke,
-            State.ROLLING_BACK: self.roll_back,
-        }
         credential_reread = False
         while True:
             try:
-                while self.rotation.state in steps:
+                while (step := self.step_for(State(self.rotation.state))) is not None:
                     before = (self.rotation.state, self.rotation.updated_at)
-                    steps[State(self.rotation.state)]()
+                    step()
                     if (self.rotation.state, self.rotation.updated_at) == before:
                         break  # the step decided to wait (grace not over)
             except LockLost as exc:

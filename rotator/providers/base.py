@@ -5,7 +5,8 @@ and translates them into one vendor's API. It knows nothing of Vault, the
 database or the rotation protocol: the engine calls it and keeps the state.
 Each provider declares what its vendor allows (``Capabilities``) so that
 configuration validation can refuse a policy that asks for more before any
-call is made.
+call is made, and says, for each operation, which requests it sends
+(``plan_*``), so that ``plan`` and ``--dry-run`` show the run's own requests.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
 from rotator.config.credentials import Credential
 from rotator.errors import VendorError
 from rotator.providers.ratelimit import RateLimit
+from rotator.providers.request import PlannedCall
 from rotator.secret import Secret
 
 # Re-exported: vendor modules and plugins import the strategy with the rest of the contract.
@@ -203,13 +205,47 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
     def prepare_grace(self, selector: SelectorT, old_key_id: str, grace_ends: datetime) -> None:
         """Called once the new key is in Vault; vendors with key expiry enforce the overlap."""
 
-    def describe_call(self, operation: str, selector: SelectorT, subject: str = "") -> str:
-        """The vendor call ``operation`` makes, in words for ``plan`` and ``--dry-run``.
+    # -- what each operation sends, for plan and --dry-run ----------------------
+    # Each returns, in order, the requests its operation builds when all goes well: the
+    # very objects it hands to the HTTP layer, built by the same code.
 
-        ``operation`` is one of list, create, regenerate, revoke, verify,
-        prepare_grace; ``subject`` is the key id or the new key's name.
-        """
-        return f"{self.type_name}: {operation} {subject}".rstrip()
+    @abstractmethod
+    def plan_list(self, selector: SelectorT) -> list[PlannedCall]:
+        """The requests ``list_keys`` sends."""
+
+    def plan_find_key(self, selector: SelectorT, key_id: str) -> list[PlannedCall]:
+        """The requests ``find_key`` sends."""
+        return self.plan_list(selector)
+
+    @abstractmethod
+    def plan_create(
+        self, selector: SelectorT, name: str, *, replacing: str | None
+    ) -> list[PlannedCall]:
+        """The requests ``create_key`` sends (a chosen secret shows masked)."""
+
+    def plan_regenerate(self, selector: SelectorT, key_id: str) -> list[PlannedCall]:
+        """The requests ``regenerate_key`` sends."""
+        raise NotImplementedError(f"{self.type_name} cannot regenerate keys in place")
+
+    @abstractmethod
+    def plan_revoke(self, selector: SelectorT, key_id: str) -> list[PlannedCall]:
+        """The requests ``revoke_key`` sends to a key that is still there."""
+
+    def plan_verify(self, selector: SelectorT, key_id: str) -> list[PlannedCall]:
+        """The requests ``verify_key`` sends for the new key ``key_id``."""
+        raise NotImplementedError(f"{self.type_name} offers no way to verify a key")
+
+    def plan_prepare_grace(
+        self, selector: SelectorT, old_key_id: str, grace: timedelta
+    ) -> list[PlannedCall]:
+        """The requests ``prepare_grace`` sends for a grace period of ``grace``."""
+        return []
+
+    def plan_preflight(
+        self, selector: SelectorT, key_id: str | None, *, self_rotating: bool
+    ) -> list[PlannedCall]:
+        """The requests ``preflight`` sends."""
+        return []
 
     def configured_key_id(self, selector: SelectorT) -> str | None:
         """The key id the policy names explicitly, if its selector has one."""

@@ -13,6 +13,7 @@ retry cap, else the step fails and is retried at the reset time.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import ClassVar, Literal
 
@@ -29,6 +30,7 @@ from rotator.providers.base import (
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.providers.ratelimit import RateLimit
+from rotator.providers.request import PlannedCall, VendorRequest
 from rotator.providers.responses import VendorBody, pages
 from rotator.secret import Secret
 
@@ -118,14 +120,28 @@ class DigitalOceanGradientProvider(
     def _keys_path(selector: DigitalOceanGradientSelector) -> str:
         return f"/v2/gen-ai/agents/{selector.agent_uuid}/api_keys"
 
+    def _list_request(self, selector: DigitalOceanGradientSelector, page: int) -> VendorRequest:
+        params = {"page": page, "per_page": self.settings.per_page}
+        return VendorRequest.build("GET", self._keys_path(selector), params=params)
+
+    def _create_request(self, selector: DigitalOceanGradientSelector, name: str) -> VendorRequest:
+        body = {"agent_uuid": selector.agent_uuid, "name": name}
+        return VendorRequest.build("POST", self._keys_path(selector), body=body)
+
+    def _regenerate_request(
+        self, selector: DigitalOceanGradientSelector, key_id: str
+    ) -> VendorRequest:
+        path = f"{self._keys_path(selector)}/{key_id}/regenerate"
+        return VendorRequest.build("PUT", path, idempotent=False)
+
+    def _delete_request(self, selector: DigitalOceanGradientSelector, key_id: str) -> VendorRequest:
+        return VendorRequest.build("DELETE", f"{self._keys_path(selector)}/{key_id}")
+
     def list_keys(self, selector: DigitalOceanGradientSelector) -> list[VendorKey]:
         keys: list[VendorKey] = []
-        path = self._keys_path(selector)
-        for index in pages(f"{self.vendor_name} GET {path}"):
+        for index in pages(f"{self.vendor_name} GET {self._keys_path(selector)}"):
             page = index + 1
-            body = self._http.fetch(
-                _KeyPage, "GET", path, params={"page": page, "per_page": self.settings.per_page}
-            )
+            body = self._http.fetch(_KeyPage, self._list_request(selector, page))
             infos = body.api_key_infos or []
             keys.extend(_vendor_key(info) for info in infos if not info.deleted_at)
             total = body.meta.pages if body.meta else None
@@ -143,39 +159,41 @@ class DigitalOceanGradientProvider(
         *,
         replacing: str | None,
     ) -> MintedKey:
-        answer = self._http.fetch(
-            _KeyAnswer,
-            "POST",
-            self._keys_path(selector),
-            json={"agent_uuid": selector.agent_uuid, "name": name},
-        )
+        answer = self._http.fetch(_KeyAnswer, self._create_request(selector, name))
         return _minted(answer, "create")
 
     def regenerate_key(self, selector: DigitalOceanGradientSelector, key_id: str) -> MintedKey:
-        answer = self._http.fetch(
-            _KeyAnswer, "PUT", f"{self._keys_path(selector)}/{key_id}/regenerate", idempotent=False
-        )
+        answer = self._http.fetch(_KeyAnswer, self._regenerate_request(selector, key_id))
         return _minted(answer, "regenerate")
 
     def revoke_key(self, selector: DigitalOceanGradientSelector, key_id: str) -> None:
-        path = f"{self._keys_path(selector)}/{key_id}"
-        self.revoke_step(selector, key_id, lambda: self._http.request("DELETE", path))
+        request = self._delete_request(selector, key_id)
+        self.revoke_step(selector, key_id, lambda: self._http.send(request))
 
     def verify_key(self, selector: DigitalOceanGradientSelector, minted: MintedKey) -> bool:
         return any(key.key_id == minted.key.key_id for key in self.list_keys(selector))
 
-    def describe_call(
-        self, operation: str, selector: DigitalOceanGradientSelector, subject: str = ""
-    ) -> str:
-        path = self._keys_path(selector)
-        calls = {
-            "list": f"GET {path} (every page)",
-            "create": f'POST {path} {{"name": "{subject}"}}',
-            "regenerate": f"PUT {path}/{subject}/regenerate",
-            "revoke": f"DELETE {path}/{subject}",
-            "verify": f"GET {path} (the new key {subject} must be listed)",
-        }
-        return calls.get(operation) or super().describe_call(operation, selector, subject)
+    def plan_list(self, selector: DigitalOceanGradientSelector) -> list[PlannedCall]:
+        return [PlannedCall(self._list_request(selector, 1), every_page=True)]
+
+    def plan_create(
+        self, selector: DigitalOceanGradientSelector, name: str, *, replacing: str | None
+    ) -> list[PlannedCall]:
+        return [PlannedCall(self._create_request(selector, name))]
+
+    def plan_regenerate(
+        self, selector: DigitalOceanGradientSelector, key_id: str
+    ) -> list[PlannedCall]:
+        return [PlannedCall(self._regenerate_request(selector, key_id))]
+
+    def plan_revoke(self, selector: DigitalOceanGradientSelector, key_id: str) -> list[PlannedCall]:
+        return [PlannedCall(self._delete_request(selector, key_id))]
+
+    def plan_verify(self, selector: DigitalOceanGradientSelector, key_id: str) -> list[PlannedCall]:
+        return [
+            replace(call, note=f"the new key {key_id} must be listed")
+            for call in self.plan_list(selector)
+        ]
 
 
 def _vendor_key(info: _KeyInfo) -> VendorKey:

@@ -20,7 +20,7 @@ without it the slot would be every user's keys.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -36,6 +36,7 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
+from rotator.providers.request import PlannedCall, VendorRequest
 from rotator.providers.responses import VendorBody, pages
 from rotator.secret import Secret
 
@@ -129,6 +130,45 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
     default_base_url = DEFAULT_BASE_URL
     error_fields = ("error_type", "message")
 
+    def _list_request(self, selector: H2oGpteSelector, index: int) -> VendorRequest:
+        limit = self.settings.page_size
+        params: dict[str, str | int] = {
+            "offset": index * limit,
+            "limit": limit,
+            "filter": selector.username,
+        }
+        return VendorRequest.build("GET", "/admin/api_keys", params=params)
+
+    @staticmethod
+    def _create_request(
+        selector: H2oGpteSelector, name: str, old: VendorKey | None
+    ) -> VendorRequest:
+        body: dict[str, Any] = {"user_id": selector.user_id, "name": name}
+        for field in ("collection_id", "expires_in", "inactivity_interval"):
+            value = getattr(selector, field)
+            if value is None and old is not None and field in _INHERITED:
+                value = old.extra.get(field)
+            if value is not None:
+                body[field] = value
+        return VendorRequest.build("POST", "/admin/api_keys", body=body)
+
+    @staticmethod
+    def _expiry_request(old_key_id: str, seconds: float) -> VendorRequest | None:
+        """The old key's expiry at the end of grace, in whole minutes; None when grace is over."""
+        if seconds <= 0:
+            return None
+        minutes = math.ceil(seconds / 60)
+        path = f"/admin/api_keys/expire/{old_key_id}"
+        return VendorRequest.build("PATCH", path, body={"expires_in": f"{minutes} minutes"})
+
+    @staticmethod
+    def _revoke_requests(key_id: str) -> tuple[VendorRequest, VendorRequest]:
+        """Deactivate (irreversible), then delete."""
+        return (
+            VendorRequest.build("POST", f"/admin/api_keys/deactivate/{key_id}", idempotent=True),
+            VendorRequest.build("DELETE", f"/admin/api_keys/{key_id}"),
+        )
+
     def list_keys(self, selector: H2oGpteSelector) -> list[VendorKey]:
         return [key for key in self._all_keys(selector) if key.active]
 
@@ -138,46 +178,29 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
     def _all_keys(self, selector: H2oGpteSelector) -> list[VendorKey]:
         """The user's keys, deactivated ones included (the vendor filter is a substring)."""
         keys: list[VendorKey] = []
-        limit = self.settings.page_size
         for index in pages(f"{self.vendor_name} GET /admin/api_keys"):
-            params: dict[str, str | int] = {
-                "offset": index * limit,
-                "limit": limit,
-                "filter": selector.username,
-            }
-            page = self._http.fetch(list[_KeyInfo], "GET", "/admin/api_keys", params=params)
+            page = self._http.fetch(list[_KeyInfo], self._list_request(selector, index))
             keys.extend(_vendor_key(info) for info in page if info.username == selector.username)
-            if len(page) < limit:
+            if len(page) < self.settings.page_size:
                 break
         return keys
 
     def create_key(
         self, selector: H2oGpteSelector, name: str, secret: Secret | None, *, replacing: str | None
     ) -> MintedKey:
-        body: dict[str, Any] = {"user_id": selector.user_id, "name": name}
         old = self.find_key(selector, replacing) if replacing else None
-        for field in ("collection_id", "expires_in", "inactivity_interval"):
-            value = getattr(selector, field)
-            if value is None and old is not None and field in _INHERITED:
-                value = old.extra.get(field)
-            if value is not None:
-                body[field] = value
-        created = self._http.fetch(_Created, "POST", "/admin/api_keys", json=body)
+        created = self._http.fetch(_Created, self._create_request(selector, name, old))
         return MintedKey(_vendor_key(created.api_key), Secret(created.secret_key))
 
     def prepare_grace(
         self, selector: H2oGpteSelector, old_key_id: str, grace_ends: datetime
     ) -> None:
         seconds = (grace_ends - datetime.now(grace_ends.tzinfo)).total_seconds()
-        if seconds <= 0:
+        request = self._expiry_request(old_key_id, seconds)
+        if request is None:
             return
-        minutes = math.ceil(seconds / 60)
         try:
-            self._http.request(
-                "PATCH",
-                f"/admin/api_keys/expire/{old_key_id}",
-                json={"expires_in": f"{minutes} minutes"},
-            )
+            self._http.send(request)
         except VendorNotFound:
             return
         except VendorError as exc:
@@ -192,30 +215,31 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
             )
 
     def revoke_key(self, selector: H2oGpteSelector, key_id: str) -> None:
+        deactivate, delete = self._revoke_requests(key_id)
         self.revoke_step(
-            selector,
-            key_id,
-            lambda: self._http.request(
-                "POST", f"/admin/api_keys/deactivate/{key_id}", idempotent=True
-            ),
-            done_when_inactive=True,
+            selector, key_id, lambda: self._http.send(deactivate), done_when_inactive=True
         )
-        self.revoke_step(
-            selector, key_id, lambda: self._http.request("DELETE", f"/admin/api_keys/{key_id}")
-        )
+        self.revoke_step(selector, key_id, lambda: self._http.send(delete))
 
-    def describe_call(self, operation: str, selector: H2oGpteSelector, subject: str = "") -> str:
-        calls = {
-            "list": f"GET /admin/api_keys?offset=&limit=&filter={selector.username} (every page)",
-            "create": f'POST /admin/api_keys {{"user_id": "{selector.user_id}", '
-            f'"name": "{subject}"}} (collection_id and inactivity_interval: the policy\'s, '
-            "else the replaced key's)",
-            "prepare_grace": f"PATCH /admin/api_keys/expire/{subject} "
-            '{"expires_in": "<grace left, in whole minutes> minutes"}',
-            "revoke": f"POST /admin/api_keys/deactivate/{subject}, then "
-            f"DELETE /admin/api_keys/{subject}",
-        }
-        return calls.get(operation) or super().describe_call(operation, selector, subject)
+    def plan_list(self, selector: H2oGpteSelector) -> list[PlannedCall]:
+        return [PlannedCall(self._list_request(selector, 0), every_page=True)]
+
+    def plan_create(
+        self, selector: H2oGpteSelector, name: str, *, replacing: str | None
+    ) -> list[PlannedCall]:
+        inherited = [f for f in _INHERITED if getattr(selector, f) is None]
+        note = f"{' and '.join(inherited)}: the replaced key's" if inherited and replacing else ""
+        create = PlannedCall(self._create_request(selector, name, None), note=note)
+        return [*(self.plan_find_key(selector, replacing) if replacing else []), create]
+
+    def plan_prepare_grace(
+        self, selector: H2oGpteSelector, old_key_id: str, grace: timedelta
+    ) -> list[PlannedCall]:
+        request = self._expiry_request(old_key_id, grace.total_seconds())
+        return [PlannedCall(request)] if request is not None else []
+
+    def plan_revoke(self, selector: H2oGpteSelector, key_id: str) -> list[PlannedCall]:
+        return [PlannedCall(request) for request in self._revoke_requests(key_id)]
 
 
 def _vendor_key(info: _KeyInfo) -> VendorKey:

@@ -1,14 +1,15 @@
 """The HTTP plumbing every vendor client shares: timeouts, retries, error mapping.
 
 Each vendor module supplies how to authenticate and how to read its error
-body; this module turns status codes into rotator's ``VendorError`` family and
-retries what is safe to retry: 429 (honouring ``Retry-After``, or else the
-``RateLimit-Reset`` of an exhausted hourly budget, when either fits in the
-call's retry budget) always, 5xx and network failures only for idempotent
-calls, because a repeated ``POST`` could mint a second key. Every call first
-takes a token from the account's limiter (``ratelimit.py``) when one is
-configured. Bodies are read and parsed by ``rotator.providers.responses``,
-within its bounds.
+body, and builds each call as a ``VendorRequest`` (request.py: the object
+``plan`` and ``--dry-run`` show). This module sends it, turns status codes
+into rotator's ``VendorError`` family and retries what is safe to retry: 429
+(honouring ``Retry-After``, or else the ``RateLimit-Reset`` of an exhausted
+hourly budget, when either fits in the call's retry budget) always, 5xx and
+network failures only for idempotent calls, because a repeated ``POST`` could
+mint a second key. Every call first takes a token from the account's limiter
+(``ratelimit.py``) when one is configured. Bodies are read and parsed by
+``rotator.providers.responses``, within its bounds.
 
 httpx, stamina and the metrics registry are imported when a client is made or
 a call fails, not with this module: validating a configuration imports every
@@ -36,6 +37,7 @@ from rotator.errors import (
 )
 from rotator.providers.base import Provider, SelectorT, SettingsT
 from rotator.providers.ratelimit import Limiter, limiter_for
+from rotator.providers.request import VendorRequest
 from rotator.providers.responses import ShapeT, parse_body, plain_detail, read_body
 from rotator.secret import FileSecret, Secret, scrub
 
@@ -57,7 +59,7 @@ class VendorHttp:
         *,
         vendor: str,
         base_url: str,
-        auth: Callable[[], Mapping[str, str]],
+        auth: Callable[[Secret | None], Mapping[str, str]],
         timeout: float,
         headers: Mapping[str, str] | None = None,
         read_error: ErrorReader,
@@ -86,17 +88,8 @@ class VendorHttp:
             verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
         )
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str | int] | None = None,
-        headers: Mapping[str, str] | None = None,
-        idempotent: bool | None = None,
-    ) -> httpx.Response:
-        """Send one call, retrying what is safe; raise a ``VendorError`` on failure.
+    def send(self, request: VendorRequest) -> httpx.Response:
+        """Send ``request``, retrying what is safe; raise a ``VendorError`` on failure.
 
         A ``Retry-After`` longer than what is left of the retry budget is not
         slept through: the ``VendorRateLimited`` carrying it ends the call, so
@@ -104,7 +97,8 @@ class VendorHttp:
         """
         import stamina
 
-        safe_to_repeat = method in _IDEMPOTENT if idempotent is None else idempotent
+        method = request.method
+        safe_to_repeat = method in _IDEMPOTENT if request.idempotent is None else request.idempotent
         budget_ends = time.monotonic() + self._retry_timeout
         reauthed = False
 
@@ -129,35 +123,31 @@ class VendorHttp:
             on=backoff, attempts=self._attempts, timeout=self._retry_timeout, wait_max=30.0
         ):
             with attempt:
-                return self._send(method, path, json=json, params=params, headers=headers)
+                return self._send(request)
         raise AssertionError("unreachable: retry_context either returns or raises")
 
-    def fetch(self, shape: type[ShapeT], method: str, path: str, **kwargs: Any) -> ShapeT:
-        """``request``, then its JSON body parsed as ``shape`` (see ``responses.parse_body``)."""
+    def fetch(self, shape: type[ShapeT], request: VendorRequest) -> ShapeT:
+        """``send``, then its JSON body parsed as ``shape`` (see ``responses.parse_body``)."""
         return parse_body(
-            self.request(method, path, **kwargs), shape, where=self._where(method, path)
+            self.send(request), shape, where=self._where(request.method, request.path)
         )
 
     def _where(self, method: str, path: str) -> str:
         return f"{self.vendor} {method} {path}"
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any,
-        params: Mapping[str, str | int] | None,
-        headers: Mapping[str, str] | None,
-    ) -> httpx.Response:
+    def _send(self, vendor_request: VendorRequest) -> httpx.Response:
         import httpx
 
-        where = self._where(method, path)
+        where = self._where(vendor_request.method, vendor_request.path)
         if self._limiter is not None:
             self._limiter.acquire()
         deadline = time.monotonic() + self._timeout
         request = self._client.build_request(
-            method, path, json=json, params=params, headers={**self._auth(), **(headers or {})}
+            vendor_request.method,
+            vendor_request.path,
+            json=vendor_request.json(),
+            params=vendor_request.params or None,
+            headers={**self._auth(vendor_request.credential), **dict(vendor_request.headers)},
         )
         try:
             streamed = self._client.send(request, stream=True)
@@ -313,7 +303,7 @@ class HttpProvider(Provider[SettingsT, SelectorT]):
         self._http = VendorHttp(
             vendor=self.vendor_name,
             base_url=base_url,
-            auth=lambda: self.auth_headers(self.token),
+            auth=lambda key: self.auth_headers(self.token if key is None else key),
             timeout=settings.timeout,
             read_error=self.read_error,
             headers=self.extra_headers,

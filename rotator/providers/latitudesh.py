@@ -23,6 +23,7 @@ key without that arrangement is refused before any change (``preflight``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -37,6 +38,7 @@ from rotator.providers.base import (
     VendorKey,
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
+from rotator.providers.request import PLANNED_SECRET, PlannedCall, VendorRequest
 from rotator.providers.responses import VendorBody, plain_detail
 from rotator.secret import Secret
 
@@ -137,14 +139,26 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         scheme = self.settings.auth_scheme
         return {"Authorization": f"{scheme} {token.reveal()}" if scheme else token.reveal()}
 
-    def _request(self, method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
-        return self._http.request(method, path, json=body, headers=_content_type(body), **kw)
+    @staticmethod
+    def _create_request(name: str, old: _Attributes | None) -> VendorRequest:
+        attributes: dict[str, Any] = {"name": name}
+        if old is not None:
+            attributes["read_only"] = bool(old.read_only)
+            if old.allowed_ips:
+                attributes["allowed_ips"] = list(old.allowed_ips)
+        body = {"data": {"type": "api_keys", "attributes": attributes}}
+        return _request("POST", "/auth/api_keys", body)
 
-    def _send(self, shape: type[_One], method: str, path: str, body: Any, **kw: Any) -> _One:
-        return self._http.fetch(shape, method, path, json=body, headers=_content_type(body), **kw)
+    @staticmethod
+    def _regenerate_request(key_id: str) -> VendorRequest:
+        body = {"data": {"type": "api_keys", "id": key_id, "attributes": {}}}
+        return _request("PUT", f"/auth/api_keys/{key_id}", body, idempotent=False)
+
+    #: Listing the keys is also how a token proves it authenticates.
+    _LIST: ClassVar[VendorRequest] = VendorRequest.build("GET", "/auth/api_keys")
 
     def _keys(self) -> list[_Item]:
-        return self._http.fetch(_Many, "GET", "/auth/api_keys").data or []
+        return self._http.fetch(_Many, self._LIST).data or []
 
     def read_error(self, response: httpx.Response) -> str:
         return read_jsonapi_error(response)
@@ -160,25 +174,17 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         *,
         replacing: str | None,
     ) -> MintedKey:
-        attributes: dict[str, Any] = {"name": name}
+        old = None
         if replacing:
-            for item in self._keys():
-                if item.id == replacing:
-                    old = item.attributes
-                    attributes["read_only"] = bool(old.read_only)
-                    if old.allowed_ips:
-                        attributes["allowed_ips"] = list(old.allowed_ips)
-        body = {"data": {"type": "api_keys", "attributes": attributes}}
-        return _minted(self._send(_One, "POST", "/auth/api_keys", body), "create")
+            old = next((item.attributes for item in self._keys() if item.id == replacing), None)
+        return _minted(self._http.fetch(_One, self._create_request(name, old)), "create")
 
     def regenerate_key(self, selector: LatitudeshSelector, key_id: str) -> MintedKey:
-        body = {"data": {"type": "api_keys", "id": key_id, "attributes": {}}}
-        answer = self._send(_One, "PUT", f"/auth/api_keys/{key_id}", body, idempotent=False)
-        return _minted(answer, "rotate")
+        return _minted(self._http.fetch(_One, self._regenerate_request(key_id)), "rotate")
 
     def revoke_key(self, selector: LatitudeshSelector, key_id: str) -> None:
-        path = f"/auth/api_keys/{key_id}"
-        self.revoke_step(selector, key_id, lambda: self._request("DELETE", path))
+        request = _request("DELETE", f"/auth/api_keys/{key_id}")
+        self.revoke_step(selector, key_id, lambda: self._http.send(request))
 
     def verify_key(self, selector: LatitudeshSelector, minted: MintedKey) -> bool:
         try:
@@ -193,7 +199,7 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         if listed.extra.get("allowed_ips"):
             return True
         try:
-            self._http.request("GET", "/auth/api_keys", headers=self.auth_headers(minted.secret))
+            self._http.send(replace(self._LIST, credential=minted.secret))
         except VendorAuthError:
             # Only a definite rejection says the key does not work; a 5xx or a timeout
             # says nothing about it and fails the attempt instead (retried later).
@@ -216,18 +222,40 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
                     "same PATH and FIELD (see the README)"
                 )
 
-    def describe_call(self, operation: str, selector: LatitudeshSelector, subject: str = "") -> str:
-        calls = {
-            "list": "GET /auth/api_keys",
-            "create": "POST /auth/api_keys "
-            f'{{"data": {{"type": "api_keys", "attributes": {{"name": "{subject}", read_only and '
-            "allowed_ips copied from the old key}}}}",
-            "regenerate": f"PUT /auth/api_keys/{subject} (the old token dies at once)",
-            "verify": "GET /auth/api_keys authenticated with the new token; a key with "
-            "allowed_ips: listed, using the management token",
-            "revoke": f"DELETE /auth/api_keys/{subject}",
-        }
-        return calls.get(operation) or super().describe_call(operation, selector, subject)
+    def plan_list(self, selector: LatitudeshSelector) -> list[PlannedCall]:
+        return [PlannedCall(self._LIST)]
+
+    def plan_create(
+        self, selector: LatitudeshSelector, name: str, *, replacing: str | None
+    ) -> list[PlannedCall]:
+        if not replacing:
+            return [PlannedCall(self._create_request(name, None))]
+        note = "read_only and allowed_ips: the replaced key's"
+        return [PlannedCall(self._LIST), PlannedCall(self._create_request(name, None), note=note)]
+
+    def plan_regenerate(self, selector: LatitudeshSelector, key_id: str) -> list[PlannedCall]:
+        return [PlannedCall(self._regenerate_request(key_id), note="the old token dies at once")]
+
+    def plan_revoke(self, selector: LatitudeshSelector, key_id: str) -> list[PlannedCall]:
+        return [PlannedCall(_request("DELETE", f"/auth/api_keys/{key_id}"))]
+
+    def plan_verify(self, selector: LatitudeshSelector, key_id: str) -> list[PlannedCall]:
+        check = replace(self._LIST, credential=PLANNED_SECRET)
+        return [
+            PlannedCall(
+                self._LIST,
+                note=f"the new key {key_id} must be listed; a key with allowed_ips: listed, "
+                "using the management token, is all the check",
+            ),
+            PlannedCall(check, only_if="the new key has no allowed_ips"),
+        ]
+
+    def plan_preflight(
+        self, selector: LatitudeshSelector, key_id: str | None, *, self_rotating: bool
+    ) -> list[PlannedCall]:
+        if self_rotating or not key_id:
+            return []
+        return [PlannedCall(self._LIST, note=f"is {key_id} rotator's own token?")]
 
 
 def _vendor_key(item: _Item) -> VendorKey:
@@ -253,6 +281,10 @@ def _minted(answer: _One, operation: str) -> MintedKey:
             "exist without its secret: run 'rotator plan' to find it"
         )
     return MintedKey(_vendor_key(answer.data), Secret(token))
+
+
+def _request(method: str, path: str, body: Any = None, **kw: Any) -> VendorRequest:
+    return VendorRequest.build(method, path, body=body, headers=_content_type(body), **kw)
 
 
 def _content_type(body: Any) -> dict[str, str]:

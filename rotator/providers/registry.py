@@ -166,6 +166,17 @@ def _model_problems(cls: type[Provider[Any, Any]], attribute: str, base: type[An
     return [f"{attribute} must be a subclass of rotator.providers.base.{base.__name__}"]
 
 
+def _missing(cls: type[Provider[Any, Any]], promise: str, operation: str) -> list[str]:
+    """The methods behind an optional operation a class promises but leaves out."""
+    names = (f"{operation}_key", f"plan_{operation}")
+    missing = [n for n in names if getattr(cls, n) is getattr(Provider, n)]
+    return (
+        [f"{promise} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"]
+        if missing
+        else []
+    )
+
+
 def _capability_problems(cls: type[Provider[Any, Any]]) -> list[str]:
     caps = getattr(cls, "capabilities", None)
     if not isinstance(caps, Capabilities):
@@ -174,12 +185,12 @@ def _capability_problems(cls: type[Provider[Any, Any]]) -> list[str]:
     strategies = caps.strategies
     if not strategies or not all(isinstance(s, Strategy) for s in strategies):
         problems.append("capabilities.strategies must be a non-empty set of Strategy members")
-    elif Strategy.REGENERATE in strategies and cls.regenerate_key is Provider.regenerate_key:
-        problems.append("capabilities.strategies offers regenerate but regenerate_key is missing")
+    elif Strategy.REGENERATE in strategies:
+        problems += _missing(cls, "capabilities.strategies offers regenerate", "regenerate")
     if not isinstance(caps.can_verify, bool):
         problems.append("capabilities.can_verify must be True or False")
-    elif caps.can_verify and cls.verify_key is Provider.verify_key:
-        problems.append("capabilities.can_verify is True but verify_key is missing")
+    elif caps.can_verify:
+        problems += _missing(cls, "capabilities.can_verify is True", "verify")
     # A created key's name is a prefix, a dash and 8 hex digits: anything shorter cannot hold it.
     if not isinstance(caps.max_name_length, int) or caps.max_name_length < 16:
         problems.append("capabilities.max_name_length must be a whole number of at least 16")

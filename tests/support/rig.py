@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import httpx
 from sqlalchemy import text
 
 from rotator.audit import migrations
-from rotator.audit.store import AuditStore
+from rotator.audit.store import AuditStore, utcnow
 from rotator.config.loader import load_config
 from rotator.engine.engine import Engine
 from rotator.providers.registry import VENDORS, provider_class
@@ -204,10 +206,11 @@ class Rig:
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
 
-    def engine(self) -> Engine:
+    def engine(self, clock: Callable[[], datetime] = utcnow) -> Engine:
+        """rotator's engine in this process, on ``clock`` (a test's own, to skip a grace period)."""
         os.environ.setdefault("TEST_VAULT_TOKEN", self.openbao.root_token)
         os.environ.setdefault("SANDBOX_TOKEN", MANAGEMENT_TOKEN)
-        return Engine.open(load_config(self.config_path, provider_class))
+        return Engine.open(load_config(self.config_path, provider_class), clock=clock)
 
     def store(self) -> AuditStore:
         return AuditStore.open(Secret(self.database_url))
