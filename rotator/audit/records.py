@@ -12,7 +12,7 @@ from datetime import datetime
 
 #: The newest migration in migrations/versions. Checking the database against this constant
 #: keeps Alembic out of every CLI start; a test keeps it equal to Alembic's own head.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008_rollback"
 
 #: The outcomes rotator records on audit events (``audit --outcome`` checks against them).
 AUDIT_OUTCOMES = (
@@ -31,6 +31,7 @@ AUDIT_OUTCOMES = (
     "changed",
     "extended",
     "held",
+    "requested",
 )
 
 #: Rotation states after which nothing more happens to that rotation.

@@ -23,6 +23,7 @@ from rotator.durations import format_setting
 from rotator.engine.lock import Lease, PolicyLocks
 from rotator.engine.pause import FORCE_HINT, held, hold_reason
 from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
+from rotator.engine.rollback import RollbackRun, request_rollback, rollback_target
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
@@ -318,6 +319,36 @@ class Engine:
                 return not_due(name, window)
             return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
 
+    def rollback_target(self, name: str) -> RotationRecord:
+        """The rotation ``roll_back`` would send back; ``RollbackRefused`` says why none."""
+        policy = self.policy(name)
+        return rollback_target(
+            policy, self.store, self.provider_for(policy), self.vault_for(policy), self.clock()
+        )
+
+    def roll_back(self, name: str, *, reason: str) -> Outcome:
+        """Send the rotation in grace back to its old key (or finish a rollback under way).
+
+        Checked again under the policy's lock; ``RollbackRefused`` (nothing changed)
+        when there is no live old key to go back to.
+        """
+        policy = self.policy(name)
+        with self.locks.hold(name) as lease:
+            if not lease:
+                return _locked(name)
+            lease.confirm()
+            target = self.rollback_target(name)
+
+            def run() -> Outcome:
+                rotation = self.store.claim_rotation(target)
+                if rotation.state != State.REVERTING:
+                    rotation = request_rollback(
+                        self.store, rotation, reason=reason, by=current_actor()
+                    )
+                return self._run(policy, rotation, lease)
+
+            return self._reported(name, run)
+
     def adopt(self, name: str, key_id: str | None = None) -> Outcome:
         """Record the key already in Vault as current, so rotation follows the schedule.
 
@@ -395,7 +426,8 @@ class Engine:
             lease=lease,
             reread_credential=lambda: self._reread_credential(policy),
         )
-        outcome = RotationRun(context, rotation).run()
+        run = RollbackRun if rotation.state == State.REVERTING else RotationRun
+        outcome = run(context, rotation).run()
         self._run_hooks(policy, rotation.id)
         return outcome
 

@@ -137,8 +137,9 @@ class RotationRun:
 
     # -- driver ---------------------------------------------------------------
 
-    def run(self) -> Outcome:
-        steps: dict[State, Callable[[], None]] = {
+    def steps(self) -> dict[State, Callable[[], None]]:
+        """The step that moves a rotation on from each unfinished state."""
+        return {
             State.PLANNED: self.mint,
             State.MINTING: self.recover_minting,
             State.MINTED: self.store_or_recover,
@@ -147,6 +148,9 @@ class RotationRun:
             State.GRACE: self.revoke,
             State.ROLLING_BACK: self.roll_back,
         }
+
+    def run(self) -> Outcome:
+        steps = self.steps()
         credential_reread = False
         while True:
             try:

@@ -203,6 +203,9 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
     def prepare_grace(self, selector: SelectorT, old_key_id: str, grace_ends: datetime) -> None:
         """Called once the new key is in Vault; vendors with key expiry enforce the overlap."""
 
+    def cancel_grace(self, selector: SelectorT, old_key_id: str) -> None:
+        """Undo ``prepare_grace``: the old key is current again (``rotator rollback``)."""
+
     def describe_call(self, operation: str, selector: SelectorT, subject: str = "") -> str:
         """The vendor call ``operation`` makes, in words for ``plan`` and ``--dry-run``.
 

@@ -191,6 +191,15 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
                 error=str(exc),
             )
 
+    def cancel_grace(self, selector: H2oGpteSelector, old_key_id: str) -> None:
+        """Lift the expiry ``prepare_grace`` set: without ``expires_in`` the vendor removes it.
+
+        An expiry the key had before its grace (``expires_in`` at creation) is not restored.
+        """
+        self._http.request(
+            "PATCH", f"/admin/api_keys/expire/{old_key_id}", json={}, idempotent=True
+        )
+
     def revoke_key(self, selector: H2oGpteSelector, key_id: str) -> None:
         self.revoke_step(
             selector,
@@ -212,6 +221,7 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
             "else the replaced key's)",
             "prepare_grace": f"PATCH /admin/api_keys/expire/{subject} "
             '{"expires_in": "<grace left, in whole minutes> minutes"}',
+            "cancel_grace": f"PATCH /admin/api_keys/expire/{subject} {{}} (expiry removed)",
             "revoke": f"POST /admin/api_keys/deactivate/{subject}, then "
             f"DELETE /admin/api_keys/{subject}",
         }
