@@ -14,8 +14,11 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.support.rig import PolicySpec, Rig, vendors_supporting
+from tests.support.kills import KillPoint, hold_at
+from tests.support.rig import MANAGEMENT_TOKEN, PolicySpec, Rig, vendors_supporting
+from tests.support.vault_proxy import VaultProxy
 from tests.support.webhook import WebhookReceiver
+from tests.test_latitudesh_self_rotation import own_token_rig
 
 RigFactory = Callable[[str], Rig]
 REASON = "checkout service fails with the new key"
@@ -286,3 +289,60 @@ def test_rollback_is_counted_in_the_rotations_metric(rig_factory: RigFactory) ->
 
     assert outcome.result.value == "rolled_back"
     assert REGISTRY.get_sample_value("rotator_rotations_total", labels) == before + 1
+
+
+def test_rollback_of_rotators_own_token_authenticates_with_the_old_token_again(
+    rig_factory: RigFactory,
+) -> None:
+    rig = own_token_rig(rig_factory)
+    rig.config_path.write_text(
+        rig.config_path.read_text().replace("grace_period: 0s", "grace_period: 1h")
+    )
+    before = set(rig.live_keys("own"))
+    assert json.loads(rig.run("rotate", "now", "own", "--json").stdout)["result"] == "waiting"
+
+    done = rig.run("rollback", "own", "--yes")
+
+    assert done.returncode == 0, done.stderr
+    assert rig.vault_secret("own") == MANAGEMENT_TOKEN
+    assert set(rig.live_keys("own")) == before
+    again = rig.run("rotate", "now", "own", "--json")
+    assert json.loads(again.stdout)["result"] == "waiting", again.stderr
+
+
+def test_rollback_of_an_emergency_rotation_is_refused(rig_factory: RigFactory) -> None:
+    rig = rig_factory("scale_agentex")
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="1h")
+    method, path = rig.emulator.operations["revoke"]
+    hold = rig.server.hold(method, path, after=False)
+    killed = rig.spawn("rotate", "now", "app", "--emergency")
+    hold.wait_arrived()
+    rig.kill(killed)
+    hold.release()
+    assert spec.slot.key_id in rig.live_keys("app"), "killed before the leaked key was revoked"
+
+    refused = roll_back(rig, "--yes")
+
+    assert refused.returncode == 2
+    assert "emergency rotation" in refused.stderr
+    assert "does not put a leaked key back" in refused.stderr
+
+
+def test_rollback_of_a_rotation_that_has_not_reached_grace_is_refused(
+    rig_factory: RigFactory, vault_proxy: VaultProxy
+) -> None:
+    rig = rig_factory("scale_agentex")
+    rig.vault_address = vault_proxy.address
+    spec = rig.add_policy("app", strategy="create_then_delete", grace="1h")
+    hold = hold_at(rig, vault_proxy, KillPoint("vault", "write", after=False))
+    killed = rig.spawn("rotate", "now", "app")
+    hold.wait_arrived()
+    rig.kill(killed)
+    hold.release()
+
+    refused = roll_back(rig, "--yes")
+
+    assert refused.returncode == 2
+    assert "not in grace" in refused.stderr
+    assert "rotator rotate now app" in refused.stderr
+    assert rig.vault_secret("app") == spec.slot.secret
