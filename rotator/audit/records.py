@@ -32,6 +32,7 @@ AUDIT_OUTCOMES = (
     "extended",
     "held",
     "requested",
+    "first_used",
 )
 
 #: Rotation states after which nothing more happens to that rotation.
