@@ -107,3 +107,18 @@ def test_a_killed_rollback_is_finished_by_the_next_rotate_run(
 
     assert json.loads(resumed.stdout)["result"] == "rolled_back", resumed.stderr
     assert_rolled_back(rig, old_key_id, old_secret)
+
+
+def test_plan_shows_a_rollback_under_way_and_what_finishing_it_does(
+    rig_factory: RigFactory, vault_proxy: VaultProxy
+) -> None:
+    rig = rig_factory("scale_agentex")
+    killed_mid_rollback(rig, vault_proxy, KillPoint("vault", "write", after=True))
+
+    [entry] = [json.loads(line) for line in rig.run("plan", "--json").stdout.splitlines()]
+
+    assert entry["in_flight"] == "reverting"
+    assert "the next run resumes it" in entry["why"]
+    assert any("from state reverting" in call for call in entry["calls"])
+    assert any("revoke the new key" in call for call in entry["calls"])
+    assert not any("wait" in call for call in entry["calls"])

@@ -23,7 +23,12 @@ from rotator.durations import format_setting
 from rotator.engine.lock import Lease, PolicyLocks
 from rotator.engine.pause import FORCE_HINT, held, hold_reason
 from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
-from rotator.engine.rollback import RollbackRun, request_rollback, rollback_target
+from rotator.engine.rollback import (
+    RollbackRun,
+    describe_rollback,
+    request_rollback,
+    rollback_target,
+)
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import (
@@ -581,6 +586,9 @@ class Engine:
         calls: list[str] = []
         if active is not None:
             calls.append(f"resume rotation {active.id} from state {active.state}")
+        if active is not None and active.state == State.REVERTING:
+            calls += describe_rollback(replace(active, state=State.GRACE))
+            return Outcome(name, Result.DRY_RUN, "no call was made", calls=tuple(calls))
         regenerate = policy.strategy is Strategy.REGENERATE
         if active is None or active.state in (State.PLANNED, State.MINTING, State.MINTED):
             name_hint = provider.key_name(selector, name, "<rot-id>")
