@@ -18,6 +18,7 @@ from tests.support.kills import KillPoint, hold_at
 from tests.support.rig import MANAGEMENT_TOKEN, PolicySpec, Rig, vendors_supporting
 from tests.support.vault_proxy import VaultProxy
 from tests.support.webhook import WebhookReceiver
+from tests.test_consumers import policy_with
 from tests.test_latitudesh_self_rotation import own_token_rig
 
 RigFactory = Callable[[str], Rig]
@@ -346,3 +347,33 @@ def test_rollback_of_a_rotation_that_has_not_reached_grace_is_refused(
     assert "not in grace" in refused.stderr
     assert "rotator rotate now app" in refused.stderr
     assert rig.vault_secret("app") == spec.slot.secret
+
+
+def test_rollback_runs_the_after_store_hooks_again_naming_the_old_key(
+    rig_factory: RigFactory,
+) -> None:
+    receiver = WebhookReceiver()
+    try:
+        rig = policy_with(
+            rig_factory("digitalocean_gradient"),
+            "app",
+            f"hooks: {{after_store: [{{notify: {{url: {receiver.url}}}}}]}}",
+        )
+        spec = rig.policies["app"]
+        assert json.loads(rig.run("rotate", "now", "app", "--json").stdout)["result"] == "waiting"
+        new_key = new_key_of(rig, spec)
+
+        assert roll_back(rig, "--yes").returncode == 0
+    finally:
+        receiver.stop()
+    stored, rolled_back = receiver.received
+    assert stored["event"] == "stored"
+    assert rolled_back["event"] == "rolled_back"
+    assert rolled_back["key_id"] == spec.slot.key_id
+    assert rolled_back["old_key_id"] == new_key
+    assert rolled_back["vault"]["version"] == 3
+    assert spec.slot.secret not in json.dumps(rolled_back)
+    store = rig.store()
+    hooks = [e.details["hook"] for e in store.events(policy="app") if e.step == "hook"]
+    store.dispose()
+    assert hooks == ["after_store[0] notify", "after_rollback[0] notify"]
