@@ -377,3 +377,15 @@ def test_rollback_runs_the_after_store_hooks_again_naming_the_old_key(
     hooks = [e.details["hook"] for e in store.events(policy="app") if e.step == "hook"]
     store.dispose()
     assert hooks == ["after_store[0] notify", "after_rollback[0] notify"]
+
+
+def test_after_a_rollback_reconcile_finds_no_drift_and_no_orphan(grace_rig: Rig) -> None:
+    rotated_into_grace(grace_rig)
+    roll_back(grace_rig, "--yes")
+
+    [found] = [
+        json.loads(line) for line in grace_rig.run("reconcile", "--json").stdout.splitlines()
+    ]
+
+    assert found["drift"] == []
+    assert found["orphans"] == []
