@@ -389,3 +389,26 @@ def test_after_a_rollback_reconcile_finds_no_drift_and_no_orphan(grace_rig: Rig)
 
     assert found["drift"] == []
     assert found["orphans"] == []
+
+
+def test_a_vendor_outage_during_rollback_fails_it_and_running_it_again_finishes_it(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory("scale_agentex")
+    spec = rotated_into_grace(rig)
+    method, path = rig.emulator.operations["revoke"]
+    rig.server.fail(method, path, status=503, times=10_000)
+
+    failed = roll_back(rig, "--yes", "--json")
+
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["result"] == "failed"
+    assert rig.vault_secret("app") == spec.slot.secret, "the old key is back in Vault already"
+    assert last_rotation(rig).state == "reverting"  # type: ignore[attr-defined]
+
+    rig.server.clear()
+    again = roll_back(rig, "--yes", "--json")
+
+    assert json.loads(again.stdout)["result"] == "rolled_back", again.stderr
+    assert rig.live_keys("app") == [spec.slot.key_id]
+    assert rig.vault_version("app") == 3
