@@ -122,3 +122,31 @@ def test_plan_shows_a_rollback_under_way_and_what_finishing_it_does(
     assert any("from state reverting" in call for call in entry["calls"])
     assert any("revoke the new key" in call for call in entry["calls"])
     assert not any("wait" in call for call in entry["calls"])
+
+
+@pytest.mark.parametrize("change", ["old version deleted", "secret written by hand"])
+def test_a_rollback_resumed_after_vault_changed_is_abandoned_back_to_grace(
+    rig_factory: RigFactory, vault_proxy: VaultProxy, change: str
+) -> None:
+    rig = rig_factory("digitalocean_gradient")
+    killed_mid_rollback(rig, vault_proxy, KillPoint("vault", "write", after=False))
+    path = rig.policies["app"].vault_path
+    if change == "old version deleted":
+        rig.vault_api("POST", f"secret/delete/{path}", {"versions": [1]})
+    else:
+        rig.vault_api("POST", f"secret/data/{path}", {"data": {"api_key": "by-hand"}})
+    in_vault = rig.vault_secret("app")
+
+    resumed = rig.run("rollback", "app", "--yes", "--json")
+
+    assert resumed.returncode == 1
+    outcome = json.loads(resumed.stdout)
+    assert outcome["result"] == "needs_attention"
+    assert "rollback abandoned" in outcome["message"]
+    assert rig.vault_secret("app") == in_vault, "nothing was overwritten"
+    assert len(rig.live_keys("app")) == 2, "both keys stay while a person looks"
+    store = rig.store()
+    [rotation] = store.rotations_for("app")
+    store.dispose()
+    assert rotation.state == "grace"
+    assert rotation.needs_attention

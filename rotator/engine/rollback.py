@@ -31,7 +31,7 @@ from rotator.audit.store import AuditStore, RotationRecord
 from rotator.config.loader import Policy
 from rotator.engine.protocol import RotationRun
 from rotator.engine.states import Outcome, Result, State
-from rotator.errors import RollbackRefused, VaultCasConflict, VaultNotFound
+from rotator.errors import RollbackRefused, VaultNotFound
 from rotator.providers.base import Provider, Strategy, VendorKey
 from rotator.secret import Secret
 from rotator.timestamps import format_time
@@ -144,30 +144,33 @@ class RollbackRun(RotationRun):
     def revert(self) -> None:
         r = self.rotation
         if r.restored_vault_version is None:
-            old = self._old_secret_or_stay_in_grace()
-            if old is None:
+            try:
+                self.restore(_old_secret(self.vault, r))
+            except RollbackRefused as cannot:
+                self._abandon(cannot)
                 return
-            self.restore(old)
         if self.policy.self_rotating:
             # Rotator's own token goes back to the old key before the new one is revoked.
             self.ctx.provider.use_token(_old_secret(self.vault, self.rotation))
         self.revoke_new_key()
 
-    def _old_secret_or_stay_in_grace(self) -> Secret | None:
-        """The old secret; if Vault lost it since the rollback was asked for, back to grace."""
-        try:
-            return _old_secret(self.vault, self.rotation)
-        except RollbackRefused as gone:
-            message = f"rollback abandoned: {gone}; the new key stays current in Vault"
-            self._advance(
-                State.GRACE,
-                step="rollback",
-                outcome="failed",
-                details={"error": message},
-                needs_attention=True,
-                last_error=message,
-            )
-            return None
+    def _abandon(self, cannot: RollbackRefused) -> None:
+        """Vault changed since the rollback was asked for: back to grace, flagged for a person.
+
+        Nothing was restored, so the new key is still the one in Vault and stays live.
+        """
+        message = (
+            f"rollback abandoned: {cannot}; nothing was restored: the new key stays current in "
+            "Vault and the rotation waits in grace again"
+        )
+        self._advance(
+            State.GRACE,
+            step="rollback",
+            outcome="failed",
+            details={"error": message},
+            needs_attention=True,
+            last_error=message,
+        )
 
     def restore(self, old: Secret) -> None:
         """The old secret as Vault's current version, check-and-set on the rotation's version."""
@@ -193,11 +196,10 @@ class RollbackRun(RotationRun):
             version = current.version  # this rollback's own write, before a crash
         else:
             found = current.version if current else "none"
-            raise VaultCasConflict(
+            raise RollbackRefused(
                 f"Vault's current version of {self._path} is {found}, not version "
                 f"{r.vault_version} that rotation {r.id} wrote: someone wrote the secret since, "
-                "and rotator does not overwrite it. Check Vault, then run 'rotator rollback "
-                f"{r.policy}' again"
+                "and rotator does not overwrite it"
             )
         self._label_old_key(version)
         self._advance(
