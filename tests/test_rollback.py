@@ -412,3 +412,21 @@ def test_a_vendor_outage_during_rollback_fails_it_and_running_it_again_finishes_
     assert json.loads(again.stdout)["result"] == "rolled_back", again.stderr
     assert rig.live_keys("app") == [spec.slot.key_id]
     assert rig.vault_version("app") == 3
+
+
+def test_a_reason_quoting_a_secret_never_stores_or_prints_it(rig_factory: RigFactory) -> None:
+    rig = rig_factory("scale_agentex")
+    spec = rotated_into_grace(rig)
+    new_secret = rig.vault_secret("app")
+
+    done = roll_back(rig, "--yes", "--reason", f"old {spec.slot.secret} new {new_secret}")
+
+    assert done.returncode == 0, done.stderr
+    rotation = last_rotation(rig)
+    store = rig.store()
+    events = json.dumps([e.details for e in store.events(policy="app")], default=str)
+    store.dispose()
+    for secret in (spec.slot.secret, new_secret):
+        assert secret not in str(rotation.rollback_reason)  # type: ignore[attr-defined]
+        assert secret not in events
+        assert secret not in done.stdout + done.stderr

@@ -43,8 +43,8 @@ def rollback(
                     f"rollback of {policy} needs confirmation and there is no terminal to ask "
                     "on: pass --yes"
                 )
-            click.echo(f"{policy}: roll back rotation {target.id}:")
-            for line in describe_rollback(target):
+            click.echo(f"{policy}: roll back rotation {target.rotation.id}:")
+            for line in describe_rollback(target.rotation):
                 click.echo(f"  - {line}")
             click.confirm("Roll back?", abort=True)
         outcome = engine.roll_back(policy, reason=why)

@@ -25,6 +25,7 @@ from rotator.engine.pause import FORCE_HINT, held, hold_reason
 from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
 from rotator.engine.rollback import (
     RollbackRun,
+    RollbackTarget,
     describe_rollback,
     request_rollback,
     rollback_target,
@@ -324,7 +325,7 @@ class Engine:
                 return not_due(name, window)
             return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
 
-    def rollback_target(self, name: str) -> RotationRecord:
+    def rollback_target(self, name: str) -> RollbackTarget:
         """The rotation ``roll_back`` would send back; ``RollbackRefused`` says why none."""
         policy = self.policy(name)
         return rollback_target(
@@ -345,10 +346,10 @@ class Engine:
             target = self.rollback_target(name)
 
             def run() -> Outcome:
-                rotation = self.store.claim_rotation(target)
+                rotation = self.store.claim_rotation(target.rotation)
                 if rotation.state != State.REVERTING:
                     rotation = request_rollback(
-                        self.store, rotation, reason=reason, by=current_actor()
+                        self.store, target, rotation, reason=reason, by=current_actor()
                     )
                 return self._run(policy, rotation, lease)
 

@@ -24,6 +24,7 @@ again, ``rotate now``, ``rotate due`` or the daemon.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +34,21 @@ from rotator.engine.protocol import RotationRun
 from rotator.engine.states import Outcome, Result, State
 from rotator.errors import RollbackRefused, VaultNotFound
 from rotator.providers.base import Provider, Strategy, VendorKey
-from rotator.secret import Secret
+from rotator.secret import Secret, scrub
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
 
 if TYPE_CHECKING:
     from rotator.vault import VaultStore
+
+
+@dataclass(frozen=True)
+class RollbackTarget:
+    """The rotation a rollback goes back from, and the secrets its free-text reason must not
+    quote (held, so that ``scrub`` knows them when the reason is stored)."""
+
+    rotation: RotationRecord
+    secrets: tuple[Secret, ...] = ()
 
 
 def rollback_target(
@@ -47,7 +57,7 @@ def rollback_target(
     provider: Provider[Any, Any],
     vault: VaultStore,
     now: datetime,
-) -> RotationRecord:
+) -> RollbackTarget:
     """The rotation ``rollback`` sends back to its old key; ``RollbackRefused`` says why not.
 
     Reads only (the database, the vendor's key list, a Vault version): a refusal
@@ -63,7 +73,7 @@ def rollback_target(
         )
     active = store.active_rotation(name)
     if active is not None and active.state == State.REVERTING:
-        return active
+        return RollbackTarget(active)
     if active is None:
         raise RollbackRefused(f"{_nothing_in_grace(store, name)}; {_instead(name)}")
     if active.state != State.GRACE:
@@ -85,15 +95,17 @@ def rollback_target(
             f"{policy.provider_type} (revoked or expired), so there is nothing to go back to; "
             f"{_instead(name)}"
         )
-    _old_secret(vault, active)
-    current = vault.current_version(active.vault_path)
+    old_secret = _old_secret(vault, active)
+    found = vault.read(active.vault_path)
+    current = found.version if found else 0
     if current != active.vault_version:
         raise RollbackRefused(
             f"Vault's current version of {vault.mount}/{active.vault_path} is {current}, not "
             f"version {active.vault_version} that rotation {active.id} wrote: someone wrote the "
             "secret since, and rotator does not overwrite it. Check Vault first"
         )
-    return active
+    new_secret = found.field(active.vault_field) if found else None
+    return RollbackTarget(active, (old_secret, *([new_secret] if new_secret else [])))
 
 
 def describe_rollback(rotation: RotationRecord) -> list[str]:
@@ -112,9 +124,14 @@ def describe_rollback(rotation: RotationRecord) -> list[str]:
 
 
 def request_rollback(
-    store: AuditStore, rotation: RotationRecord, *, reason: str, by: str
+    store: AuditStore, target: RollbackTarget, rotation: RotationRecord, *, reason: str, by: str
 ) -> RotationRecord:
-    """Persist the operator's decision, before any external call: the rotation is reverting."""
+    """Persist the operator's decision, before any external call: the rotation is reverting.
+
+    ``rotation`` is the target's, as claimed by this process.
+    """
+    assert target.secrets, "a new rollback's target holds the secrets its reason must not quote"
+    reason = scrub(reason)  # free text: should it quote either secret, the row never holds it
     return store.update_rotation(
         rotation,
         step="rollback",
