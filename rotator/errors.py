@@ -126,6 +126,12 @@ class RotationFailed(RotatorError):
     """A rotation could not complete and needs attention."""
 
 
+class RollbackRefused(RotatorError):
+    """``rotator rollback`` cannot go back to the old key (none in grace); nothing was changed."""
+
+    exit_code = 2
+
+
 class SecretLost(RotationFailed):
     """A regenerated secret never reached Vault: the vendor's only working key is unknown."""
 

@@ -30,7 +30,8 @@ class State(StrEnum):
     STORED = "stored"  # the new secret is the current Vault version
     VERIFIED = "verified"
     GRACE = "grace"  # waiting for grace_until, then the old key is revoked
-    ROLLING_BACK = "rolling_back"
+    ROLLING_BACK = "rolling_back"  # the new key failed verification: back to the old one
+    REVERTING = "reverting"  # an operator sent a rotation in grace back to its old key
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from rotator.providers.registry import provider_class
-from rotator.sandbox.server import Hold
+from tests.support.kills import KillPoint, hold_at
 from tests.support.rig import Rig, vendor_strategies
 from tests.support.vault_proxy import VaultProxy
 
@@ -22,11 +22,7 @@ RigFactory = Callable[[str], Rig]
 
 
 @dataclass(frozen=True)
-class KillPoint:
-    where: str  # "vendor" or "vault"
-    operation: str  # an emulator operation; for Vault "write" (the policy's path) or "stage"
-    after: bool  # the held call was carried out before the kill (its answer is lost)
-
+class RotationKill(KillPoint):
     def leaves_orphan(self, vendor: str, strategy: str) -> bool:
         """Whether this kill leaves a created key whose secret is lost (revoked on restart).
 
@@ -38,29 +34,25 @@ class KillPoint:
         lost_before_vault = self.where == "vault" and self.operation == "write" and not self.after
         return strategy == "create_then_delete" and (lost_response or lost_before_vault)
 
-    @property
-    def label(self) -> str:
-        return f"{self.where}-{self.operation}-{'after' if self.after else 'before'}"
 
-
-def kill_points(vendor: str, strategy: str) -> list[KillPoint]:
+def kill_points(vendor: str, strategy: str) -> list[RotationKill]:
     caps = provider_class(vendor).capabilities
     mint = "regenerate" if strategy == "regenerate" else "create"
     points = [
-        KillPoint("vendor", mint, after=False),
-        KillPoint("vendor", mint, after=True),
-        KillPoint("vault", "write", after=False),
-        KillPoint("vault", "write", after=True),
+        RotationKill("vendor", mint, after=False),
+        RotationKill("vendor", mint, after=True),
+        RotationKill("vault", "write", after=False),
+        RotationKill("vault", "write", after=True),
     ]
     if caps.caller_chooses_secret:
         points += [
-            KillPoint("vault", "stage", after=False),
-            KillPoint("vault", "stage", after=True),
+            RotationKill("vault", "stage", after=False),
+            RotationKill("vault", "stage", after=True),
         ]
     if caps.can_verify:
-        points.append(KillPoint("vendor", "verify", after=True))
+        points.append(RotationKill("vendor", "verify", after=True))
     if strategy == "create_then_delete":
-        points.append(KillPoint("vendor", "revoke", after=True))
+        points.append(RotationKill("vendor", "revoke", after=True))
     return points
 
 
@@ -71,23 +63,13 @@ CASES = [
 ]
 
 
-def hold_at(rig: Rig, proxy: VaultProxy, point: KillPoint) -> Hold:
-    if point.where == "vault":
-        path = (
-            "rotator/staging/app" if point.operation == "stage" else rig.policies["app"].vault_path
-        )
-        return proxy.hold("POST", f"^/v1/secret/data/{path}$", after=point.after)
-    method, path = rig.emulator.operations[point.operation]
-    return rig.server.hold(method, path, after=point.after)
-
-
 @pytest.mark.parametrize(("vendor", "strategy", "point"), CASES)
 def test_a_killed_rotation_converges_on_restart(
     rig_factory: RigFactory,
     vault_proxy: VaultProxy,
     vendor: str,
     strategy: str,
-    point: KillPoint,
+    point: RotationKill,
 ) -> None:
     rig = rig_factory(vendor)
     rig.vault_address = vault_proxy.address

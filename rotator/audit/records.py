@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 #: The newest migration in migrations/versions. Checking the database against this constant
 #: keeps Alembic out of every CLI start; a test keeps it equal to Alembic's own head.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008_rollback"
 
 #: The step an audit event records: a protocol step, or an operator's or the chain's action.
 Step = Literal[
@@ -25,6 +25,7 @@ Step = Literal[
     "grace",
     "revoke",
     "rollback",
+    "restore",
     "finish",
     "recover",
     "retry",
@@ -58,6 +59,8 @@ EventOutcome = Literal[
     "extended",
     "held",
     "recorded",
+    "requested",
+    "first_used",
 ]
 
 #: The outcomes ``audit --outcome`` accepts: every one written now, and ``conflict``, which

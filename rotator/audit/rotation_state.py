@@ -56,6 +56,12 @@ class RotationRecord:
     grace_original_until: datetime | None = None
     #: The old key's call count when grace began, where the vendor counts calls.
     old_key_calls_at_grace: int | None = None
+    #: Who rolled the rotation back during grace, why, and the Vault version restored.
+    rollback_reason: str | None = None
+    rolled_back_by: str | None = None
+    restored_vault_version: int | None = None
+    #: The earliest use of the new key the vendor reported during grace.
+    new_key_first_used_at: datetime | None = None
 
 
 class StepChanges(TypedDict, total=False):
@@ -80,6 +86,10 @@ class StepChanges(TypedDict, total=False):
     grace_started_at: datetime | None
     grace_original_until: datetime | None
     old_key_calls_at_grace: int | None
+    rollback_reason: str | None
+    rolled_back_by: str | None
+    restored_vault_version: int | None
+    new_key_first_used_at: datetime | None
 
 
 class RotationChanges(StepChanges, total=False):

@@ -92,6 +92,13 @@ rotations = Table(
     Column("grace_original_until", UTCDateTime),
     #: The old key's call count when grace began, where the vendor counts calls.
     Column("old_key_calls_at_grace", BigInteger),
+    #: Who rolled the rotation back during grace and why, and the Vault version that holds
+    #: the old secret again once that write is done (``rotator rollback``).
+    Column("rollback_reason", Text),
+    Column("rolled_back_by", String(200)),
+    Column("restored_vault_version", Integer),
+    #: The earliest use of the new key the vendor reported during grace.
+    Column("new_key_first_used_at", UTCDateTime),
     Index("ix_rotations_policy_state", "policy", "state"),
     # At most one unfinished rotation per policy, whatever a process that lost its lock does.
     Index(

@@ -21,6 +21,7 @@ from rotator.cli.operate import reconcile
 from rotator.cli.options import Verbosity, config_option, load
 from rotator.cli.pause import pause, resume
 from rotator.cli.plan import plan
+from rotator.cli.rollback import rollback
 from rotator.cli.rotate import adopt, rotate
 from rotator.cli.sandbox import sandbox
 from rotator.cli.status import status
@@ -80,7 +81,19 @@ def validate(config_path: str | None, online: bool) -> None:
             sys.exit(2)
 
 
-for command in (db, rotate, adopt, plan, status, audit, reconcile, sandbox, pause, resume):
+for command in (
+    db,
+    rotate,
+    adopt,
+    plan,
+    status,
+    audit,
+    reconcile,
+    sandbox,
+    pause,
+    resume,
+    rollback,
+):
     cli.add_command(command)
 for command in (seal, baseline, rotate_key):
     audit.add_command(command)

@@ -21,6 +21,7 @@ from rotator.durations import format_duration
 from rotator.timestamps import format_time
 
 if TYPE_CHECKING:
+    from rotator.audit.store import RotationRecord
     from rotator.engine.engine import Engine
     from rotator.providers.base import VendorKey
 
@@ -70,6 +71,7 @@ def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> N
 def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
     """One policy's plan, in machine values."""
     from rotator.engine.inspection import explain_due, inspect_policy
+    from rotator.vocabulary import State
 
     policy = engine.policy(name)
     report = inspect_policy(engine, policy, now)
@@ -84,6 +86,9 @@ def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "why": why,
         "current_key": _key(report.current_key, now),
         "old_key_in_grace": _key(report.old_key_in_grace, now),
+        "new_key_first_used_at": _first_use(flight, report.vendor_keys)
+        if flight is not None and flight.state == State.GRACE
+        else None,
         "in_flight": flight.state if flight else None,
         "rotation_id": flight.id if flight else None,
         "paused": engine.hold(name),
@@ -95,6 +100,15 @@ def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "drift": report.drift,
         "error": report.error,
     }
+
+
+def _first_use(rotation: RotationRecord | None, keys: list[VendorKey]) -> str | None:
+    """The new key's earliest use known: on record, else the vendor's (latest) use of it."""
+    if rotation is None:
+        return None
+    new_key = next((k for k in keys if k.key_id == rotation.new_key_id), None)
+    used = rotation.new_key_first_used_at or (new_key.last_used_at if new_key else None)
+    return format_time(used) if used else None
 
 
 def _key(key: VendorKey | None, now: datetime) -> dict[str, Any] | None:
@@ -135,6 +149,8 @@ def _human(entry: dict[str, Any]) -> list[tuple[str, str]]:
         lines[0] = ("due", "not on schedule")
     if entry["old_key_in_grace"]:
         lines.append(("old key in grace", _key_label(entry["old_key_in_grace"])))
+    if entry["new_key_first_used_at"]:
+        lines.append(("consumers", f"new key first used at {entry['new_key_first_used_at']}"))
     if entry["in_flight"]:
         lines.append(("in flight", f"{entry['in_flight']} (rotation {entry['rotation_id']})"))
     if entry["error"]:
@@ -174,7 +190,8 @@ def _table(entries: list[dict[str, Any]]) -> None:
             f"{entry['policy']}\n{entry['provider']}, {entry['strategy']}",
             f"{lines['due']}\n({escape(entry['why'])})"
             + (f"\n[yellow]{escape(entry['paused'])}[/yellow]" if entry["paused"] else ""),
-            escape(lines["current key"]),
+            escape(lines["current key"])
+            + (f"\n{escape(lines['consumers'])}" if "consumers" in lines else ""),
             escape("\n".join(entry["calls"])),
             "\n".join(findings) or "-",
         )

@@ -94,6 +94,7 @@ def status_json(row: Standing, now: datetime) -> dict[str, Any]:
         "in_flight": row.in_flight,
         "rotation_id": row.rotation_id,
         "grace_until": time(row.grace_until),
+        "new_key_first_used_at": time(row.new_key_first_used_at),
         "needs_attention": row.needs_attention,
         "attention": row.attention,
         "attention_since": time(row.attention_since),
@@ -111,6 +112,8 @@ def _human(row: Standing, now: datetime) -> dict[str, str]:
     in_flight = row.in_flight or "-"
     if row.in_flight == State.GRACE and row.grace_until:
         in_flight = f"grace until {format_time(row.grace_until)}"
+        if row.new_key_first_used_at:
+            in_flight += f"; new key first used at {format_time(row.new_key_first_used_at)}"
     return {
         "policy": row.policy,
         "provider": row.provider,

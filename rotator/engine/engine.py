@@ -33,6 +33,13 @@ from rotator.engine.reconcile import (
     ReconcilePlan,
     Reconciler,
 )
+from rotator.engine.rollback import (
+    RollbackRun,
+    RollbackTarget,
+    describe_rollback,
+    request_rollback,
+    rollback_target,
+)
 from rotator.engine.schedule import due_window, not_due
 from rotator.engine.steps import Start, rotate_now_start
 from rotator.errors import (
@@ -365,6 +372,36 @@ class Engine:
             )
         return None
 
+    def rollback_target(self, name: str) -> RollbackTarget:
+        """The rotation ``roll_back`` would send back; ``RollbackRefused`` says why none."""
+        policy = self.policy(name)
+        return rollback_target(
+            policy, self.store, self.provider_for(policy), self.vault_for(policy), self.clock()
+        )
+
+    def roll_back(self, name: str, *, reason: str) -> Outcome:
+        """Send the rotation in grace back to its old key (or finish a rollback under way).
+
+        Checked again under the policy's lock; ``RollbackRefused`` (nothing changed)
+        when there is no live old key to go back to.
+        """
+        policy = self.policy(name)
+        with self.locks.hold(name) as lease:
+            if not lease:
+                return _locked(name)
+            lease.confirm()
+            target = self.rollback_target(name)
+
+            def run() -> Outcome:
+                rotation = self.store.claim_rotation(target.rotation)
+                if rotation.state != State.REVERTING:
+                    rotation = request_rollback(
+                        self.store, target, rotation, reason=reason, by=current_actor()
+                    )
+                return self._run(policy, rotation, lease)
+
+            return self._reported(name, run)
+
     def adopt(self, name: str, key_id: str | None = None) -> Outcome:
         """Record the key already in Vault as current, so rotation follows the schedule.
 
@@ -442,7 +479,8 @@ class Engine:
             lease=lease,
             reread_credential=lambda: self._reread_credential(policy),
         )
-        outcome = RotationRun(context, rotation).run()
+        run = RollbackRun if rotation.state == State.REVERTING else RotationRun
+        outcome = run(context, rotation).run()
         self._run_hooks(policy, rotation.id)
         return outcome
 
@@ -599,6 +637,12 @@ class Engine:
         """
         policy = self.policy(name)
         active = self.store.active_rotation(name)
+        if active is not None and active.state == State.REVERTING:
+            # Whoever runs next finishes a rollback under way, whatever the trigger.
+            return [
+                f"resume rotation {active.id} from state {active.state}",
+                *describe_rollback(replace(active, state=State.GRACE)),
+            ], "no call was made"
         now = self.clock()
         start = self._dry_run_start(name, active, emergency=emergency, force=force, trigger=trigger)
         if isinstance(start, str):

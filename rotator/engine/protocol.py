@@ -771,6 +771,7 @@ class RotationRun(Steps):
         r = self.rotation
         assert r.grace_until is not None
         assert r.old_key_id is not None
+        self._note_first_use()
         if self.ctx.clock() < r.grace_until:
             return
         note = None
@@ -786,6 +787,28 @@ class RotationRun(Steps):
         )
         self.vendor.revoke_key(self.selector, r.old_key_id)
         self.finish(f"old key {r.old_key_id} revoked")
+
+    def _note_first_use(self) -> None:
+        """Record the new key's first use the vendor reports, once: consumers are moving.
+
+        One list call per run in grace, until the vendor reports a use (vendors that
+        report usage only).
+        """
+        r = self.rotation
+        if r.new_key_first_used_at or not r.new_key_id:
+            return
+        if not self.ctx.provider.capabilities.reports_usage:
+            return
+        key = self.vendor.find_key(self.selector, r.new_key_id)
+        if key is None or key.last_used_at is None:
+            return
+        self._advance(
+            State.GRACE,
+            step="grace",
+            outcome="first_used",
+            details={"key_id": r.new_key_id, "used_at": format_time(key.last_used_at)},
+            new_key_first_used_at=key.last_used_at,
+        )
 
     def _old_key_quiet(self, usage: RevokeWhenUnused) -> str | None:
         """Whether the old key may go now: a note for the revoke, or None to keep it.

@@ -1,7 +1,8 @@
 """When a policy is next due, computed from the audit database, never from memory.
 
-The schedule's next fire after the last completed rotation (or the adoption
-of an existing key) is when a policy is due (cron expressions read in UTC, or
+The schedule's next fire after the last completed rotation or the adoption
+of an existing key, whichever is later (``rotator rollback`` re-adopts the old
+key), is when a policy is due (cron expressions read in UTC, or
 in the schedule's ``timezone``); a policy never rotated nor
 adopted is due at once. ``window`` limits rotation to that long after each
 fire (a missed window waits for the next fire), and ``jitter`` delays each
@@ -59,7 +60,8 @@ def due_window(
     policy: str, schedule: ScheduleConfig, state: PolicyState | None, now: datetime
 ) -> DueWindow:
     """The window in which ``policy`` is (or will next be) due, as of ``now``."""
-    base = state and (state.last_rotated_at or state.adopted_at)
+    # The later of the two: a rollback re-adopts the old key, and the schedule counts from it.
+    base = state and max(filter(None, (state.last_rotated_at, state.adopted_at)), default=None)
     if not base:
         return DueWindow(NEVER_ROTATED, None)
     fire = next_fire(schedule, base)

@@ -48,6 +48,8 @@ class Standing:
     last_error: str | None = None
     #: Why the policy is held (paused by an operator, or ``enabled: false``); None if not.
     paused: str | None = None
+    #: The new key's earliest use the vendor reported while its rotation is in grace.
+    new_key_first_used_at: datetime | None = None
     #: Every reason the policy will not rotate on schedule, in words.
     blockers: list[str] = field(default_factory=list)
 
@@ -96,6 +98,7 @@ def standing(
         in_flight=active.state if active else None,
         rotation_id=active.id if active else None,
         grace_until=active.grace_until if active else None,
+        new_key_first_used_at=active.new_key_first_used_at if active else None,
         lock_held=locks.held_elsewhere(name),
         last_error=last.last_error if last else None,
         max_attempts=max_attempts,

@@ -2,7 +2,9 @@
 
 A hook is owed once its stage is reached: ``after_store`` once Vault serves
 the new key (stored, verified, grace, completed), ``after_revoke`` once the
-rotation completed. The audit trail is the record: a hook with a
+rotation completed; the ``after_store`` hooks run once more (as
+``after_rollback``) once ``rotator rollback`` has put the old key back in
+Vault, so consumers read it again. The audit trail is the record: a hook with a
 ``succeeded`` event for the rotation is done, so a crash between the store
 step and the hook still runs it when the rotation resumes, and a hook never
 runs twice after it succeeded. A failing hook is tried a few times at once,
@@ -29,6 +31,9 @@ from rotator.vocabulary import Outcome, Result, State
 
 log = get_logger("rotator.hooks")
 
+#: The stage whose hooks (the policy's ``after_store`` ones) run after a rollback.
+AFTER_ROLLBACK = "after_rollback"
+_EVENTS = {"after_store": "stored", "after_revoke": "revoked", AFTER_ROLLBACK: "rolled_back"}
 #: Tries within one run, and runs of the rotation, before a hook is given up.
 TRIES = 3
 MAX_RUNS = 3
@@ -67,6 +72,8 @@ class HookRunner:
             stages.append(("after_store", policy.after_store))
         if rotation.state == State.COMPLETED:
             stages.append(("after_revoke", policy.after_revoke))
+        if rotation.state == State.ROLLED_BACK and rotation.restored_vault_version is not None:
+            stages.append((AFTER_ROLLBACK, policy.after_store))
         owed = [(stage, i, a) for stage, actions in stages for i, a in enumerate(actions)]
         if not owed:
             return
@@ -99,7 +106,8 @@ class HookRunner:
                 with attempt:
                     self._perform(policy, rotation, mount, stage, action)
         except HookFailed as exc:
-            final = run >= MAX_RUNS or stage == "after_revoke"
+            # A finished rotation (revoked, or rolled back) is not run again: no later try.
+            final = run >= MAX_RUNS or stage in ("after_revoke", AFTER_ROLLBACK)
             error = str(exc)
             log.warning("hook failed", policy=policy.name, hook=name, run=run, error=error)
             self._store.record_event(
@@ -118,8 +126,9 @@ class HookRunner:
                 Outcome(
                     policy.name,
                     Result.NEEDS_ATTENTION,
-                    f"hook {name} failed after {TRIES} tries ({error}); the rotation itself "
-                    f"stands, the new key is in Vault; {then}",
+                    f"hook {name} failed after {TRIES} tries ({error}); the "
+                    f"{'rollback' if stage == AFTER_ROLLBACK else 'rotation'} itself stands, "
+                    f"the {'old' if stage == AFTER_ROLLBACK else 'new'} key is in Vault; {then}",
                     rotation_id=rotation.id,
                     state=rotation.state,
                     new_key_id=rotation.new_key_id,
@@ -140,18 +149,22 @@ class HookRunner:
         action: HookAction,
     ) -> None:
         if isinstance(action, NotifyTarget):
+            rolled_back = stage == AFTER_ROLLBACK
             body = {
                 "source": "rotator",
-                "event": "stored" if stage == "after_store" else "revoked",
+                "event": _EVENTS[stage],
                 "policy": policy.name,
                 "rotation_id": rotation.id,
-                "key_id": rotation.new_key_id,
-                "old_key_id": rotation.old_key_id,
+                # After a rollback the key in Vault is the old one, and the new one is gone.
+                "key_id": rotation.old_key_id if rolled_back else rotation.new_key_id,
+                "old_key_id": rotation.new_key_id if rolled_back else rotation.old_key_id,
                 "vault": {
                     "mount": mount,
                     "path": rotation.vault_path,
                     "field": rotation.vault_field,
-                    "version": rotation.vault_version,
+                    "version": rotation.restored_vault_version
+                    if rolled_back
+                    else rotation.vault_version,
                 },
                 "at": self._clock().isoformat(),
             }

@@ -205,6 +205,9 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
     def prepare_grace(self, selector: SelectorT, old_key_id: str, grace_ends: datetime) -> None:
         """Called once the new key is in Vault; vendors with key expiry enforce the overlap."""
 
+    def cancel_grace(self, selector: SelectorT, old_key_id: str) -> None:
+        """Undo ``prepare_grace``: the old key is current again (``rotator rollback``)."""
+
     # -- what each operation sends, for plan and --dry-run ----------------------
     # Each returns, in order, the requests its operation builds when all goes well: the
     # very objects it hands to the HTTP layer, built by the same code.
@@ -239,6 +242,10 @@ class Provider(ABC, Generic[SettingsT, SelectorT]):
         self, selector: SelectorT, old_key_id: str, grace: timedelta
     ) -> list[PlannedCall]:
         """The requests ``prepare_grace`` sends for a grace period of ``grace``."""
+        return []
+
+    def plan_cancel_grace(self, selector: SelectorT, old_key_id: str) -> list[PlannedCall]:
+        """The requests ``cancel_grace`` sends."""
         return []
 
     def plan_preflight(

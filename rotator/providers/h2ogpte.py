@@ -162,6 +162,12 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
         return VendorRequest.build("PATCH", path, body={"expires_in": f"{minutes} minutes"})
 
     @staticmethod
+    def _cancel_expiry_request(old_key_id: str) -> VendorRequest:
+        """Without ``expires_in`` the vendor removes the key's expiry; safe to repeat."""
+        path = f"/admin/api_keys/expire/{old_key_id}"
+        return VendorRequest.build("PATCH", path, body={}, idempotent=True)
+
+    @staticmethod
     def _revoke_requests(key_id: str) -> tuple[VendorRequest, VendorRequest]:
         """Deactivate (irreversible), then delete."""
         return (
@@ -214,6 +220,13 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
                 error=str(exc),
             )
 
+    def cancel_grace(self, selector: H2oGpteSelector, old_key_id: str) -> None:
+        """Lift the expiry ``prepare_grace`` set: without ``expires_in`` the vendor removes it.
+
+        An expiry the key had before its grace (``expires_in`` at creation) is not restored.
+        """
+        self._http.send(self._cancel_expiry_request(old_key_id))
+
     def revoke_key(self, selector: H2oGpteSelector, key_id: str) -> None:
         deactivate, delete = self._revoke_requests(key_id)
         self.revoke_step(
@@ -237,6 +250,9 @@ class H2oGpteProvider(HttpProvider[H2oGpteSettings, H2oGpteSelector]):
     ) -> list[PlannedCall]:
         request = self._expiry_request(old_key_id, grace.total_seconds())
         return [PlannedCall(request)] if request is not None else []
+
+    def plan_cancel_grace(self, selector: H2oGpteSelector, old_key_id: str) -> list[PlannedCall]:
+        return [PlannedCall(self._cancel_expiry_request(old_key_id))]
 
     def plan_revoke(self, selector: H2oGpteSelector, key_id: str) -> list[PlannedCall]:
         return [PlannedCall(request) for request in self._revoke_requests(key_id)]
