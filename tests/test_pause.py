@@ -161,8 +161,8 @@ def test_resume_of_a_policy_not_paused_says_so(app: Rig) -> None:
 
 
 def test_pause_and_resume_are_audited_with_actor_and_reason(app: Rig) -> None:
-    app.run("pause", "app", "--reason", "INC-7", env={"ROTATOR_ACTOR": "alice"})
-    app.run("resume", "app", env={"ROTATOR_ACTOR": "bob"})
+    app.run_process("pause", "app", "--reason", "INC-7", env={"ROTATOR_ACTOR": "alice"})
+    app.run_process("resume", "app", env={"ROTATOR_ACTOR": "bob"})
 
     store = app.store()
     recorded = store.events(policy="app")
@@ -178,7 +178,7 @@ def test_pause_and_resume_are_audited_with_actor_and_reason(app: Rig) -> None:
 
 
 def test_status_and_plan_show_the_pause(app: Rig) -> None:
-    app.run("pause", "app", "--reason", "INC-9", env={"ROTATOR_ACTOR": "alice"})
+    app.run_process("pause", "app", "--reason", "INC-9", env={"ROTATOR_ACTOR": "alice"})
 
     status = json.loads(app.run("status", "--json").stdout)
     plan = json.loads(app.run("plan", "app", "--json").stdout)

@@ -21,6 +21,7 @@ from rotator.engine.engine import Engine
 from rotator.providers.registry import VENDORS, provider_class
 from rotator.sandbox.server import Emulator, EmulatorServer, Slot
 from rotator.secret import Secret
+from tests.support.cli import invoke
 from tests.support.contracts import ContractValidator
 from tests.support.servers import OpenBaoServer
 
@@ -159,17 +160,28 @@ class Rig:
     # -- running rotator ------------------------------------------------------
 
     @property
-    def env(self) -> dict[str, str]:
+    def rotator_env(self) -> dict[str, str]:
+        """What rotator's configuration reads from the environment, beyond the test's own."""
         return {
-            **os.environ,
             "TEST_VAULT_TOKEN": self.openbao.root_token,
             "SANDBOX_TOKEN": MANAGEMENT_TOKEN,
             "ROTATOR_CONFIG": str(self.config_path),
         }
 
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.rotator_env}
+
     def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``rotator ARGS`` in this process (tests/support/cli.py): output and exit code."""
+        return invoke(args, {**self.rotator_env, **(env or {})})
+
+    def run_process(
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        """``python -m rotator ARGS`` in a process of its own, for where that boundary matters."""
         return subprocess.run(
             [sys.executable, "-m", "rotator", *args],
             capture_output=True,
