@@ -28,16 +28,13 @@ from tests.support.servers import OpenBaoServer
 MANAGEMENT_TOKEN = "sandbox-management-token-0123456789"
 
 
-def contract_for(vendor: str) -> ContractValidator | None:
-    """A validator for the vendor's published OpenAPI spec (tests/contracts), if it has one."""
-    if vendor == "digitalocean_gradient":
-        return ContractValidator("digitalocean-gradient-agent-api-keys.openapi.yaml")
-    if vendor == "scale_agentex":
-        return ContractValidator(
-            "scale-agentex-agent-api-keys.openapi.yaml",
-            unlisted_statuses=frozenset({401, 404, 409, 429, 500, 502, 503}),
-        )
-    return None
+def contract_for(emulator: type[Emulator]) -> ContractValidator | None:
+    """A validator for the OpenAPI document the emulator names, if the vendor publishes one."""
+    if emulator.openapi_spec is None:
+        return None
+    return ContractValidator(
+        emulator.openapi_spec, unlisted_statuses=emulator.openapi_unlisted_statuses
+    )
 
 
 def vendor_strategies() -> list[tuple[str, str]]:
