@@ -73,13 +73,19 @@ class Engine:
         self.notifier = Notifier(config.webhooks, self.resolve_credential)
 
     @classmethod
-    def open(cls, config: Config, *, workers: int | None = None) -> Engine:
+    def open(
+        cls,
+        config: Config,
+        *,
+        workers: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> Engine:
         """Connect to the audit database (schema must be current); Vault on first use."""
         from rotator.chain_vault import chain_trust
 
         store = AuditStore.open(config.database_url, workers=workers or config.daemon.concurrency)
         store.require_current_schema()
-        engine = cls(config, store)
+        engine = cls(config, store, clock=clock)
         # The audit key comes through the engine's Vault client, whose token it keeps alive.
         store.trust = chain_trust(config, lambda: engine.vault)
         return engine

@@ -7,7 +7,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,10 @@ import httpx
 from sqlalchemy import text
 
 from rotator.audit import migrations
-from rotator.audit.store import AuditStore
+from rotator.audit.store import AuditStore, utcnow
 from rotator.config.loader import load_config
 from rotator.engine.engine import Engine
+from rotator.engine.states import Outcome
 from rotator.providers.registry import VENDORS, provider_class
 from rotator.sandbox.server import Emulator, EmulatorServer, Slot
 from rotator.secret import Secret
@@ -213,10 +217,31 @@ class Rig:
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
 
-    def engine(self) -> Engine:
+    def engine(self, clock: Callable[[], datetime] = utcnow) -> Engine:
+        """The engine of this configuration, in process; ``clock`` for one that runs ahead."""
         os.environ.setdefault("TEST_VAULT_TOKEN", self.openbao.root_token)
         os.environ.setdefault("SANDBOX_TOKEN", MANAGEMENT_TOKEN)
-        return Engine.open(load_config(self.config_path, provider_class))
+        return Engine.open(load_config(self.config_path, provider_class), clock=clock)
+
+    @contextmanager
+    def engine_ahead(self, **after: float) -> Iterator[Engine]:
+        """The engine as it will run ``after`` (e.g. ``hours=1``) from now.
+
+        Its clock runs ahead instead of the test sleeping: the grace periods and backoffs
+        it compares with its clock are over; everything else (vendor, Vault, database) is
+        as now.
+        """
+        ahead = timedelta(**after)
+        engine = self.engine(clock=lambda: utcnow() + ahead)
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+    def later(self, policy: str, **after: float) -> Outcome:
+        """``rotate due`` for ``policy`` as it will run ``after`` from now (``engine_ahead``)."""
+        with self.engine_ahead(**after) as engine:
+            return engine.rotate_if_due(policy)
 
     def store(self) -> AuditStore:
         return AuditStore.open(Secret(self.database_url))
