@@ -30,9 +30,12 @@ from rotator.cli import main
 _LOGGERS = ("", "httpx", "httpcore")
 
 
-def invoke(args: Sequence[str], env: Mapping[str, str | None]) -> subprocess.CompletedProcess[str]:
-    """Run ``rotator ARGS`` with ``env`` over this process's environment; never raises."""
-    with _logging_restored(), CliRunner().isolation(env=env) as (stdout, stderr, _):
+def invoke(
+    args: Sequence[str], env: Mapping[str, str | None], *, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``rotator ARGS`` with ``env`` over this process's environment, ``stdin`` typed in;
+    never raises."""
+    with _logging_restored(), CliRunner().isolation(stdin, env=env) as (stdout, stderr, _):
         code = 0
         try:
             main(list(args))
