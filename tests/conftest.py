@@ -45,6 +45,23 @@ def pg_url(postgres: PostgresServer) -> Iterator[str]:
     postgres.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def migrated_template(postgres: PostgresServer) -> Iterator[str]:
+    """A database migrated to the head revision once per session, for tests to copy."""
+    name = f"template_{uuid.uuid4().hex[:12]}"
+    migrate(postgres.create_database(name))
+    yield name
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def migrated_pg_url(postgres: PostgresServer, migrated_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, already at the head revision."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield postgres.create_database(name, template=migrated_template)
+    postgres.drop_database(name)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Any) -> str:
     return f"sqlite:///{tmp_path / 'rotator.db'}"
@@ -80,18 +97,18 @@ def rig(rig_factory: Callable[[str], Rig], vendor_strategy: tuple[str, str]) -> 
 
 @pytest.fixture
 def rig_factory(
-    tmp_path: Path, pg_url: str, openbao: OpenBaoServer, vault_prefix: str
+    tmp_path: Path, migrated_pg_url: str, openbao: OpenBaoServer, vault_prefix: str
 ) -> Iterator[Callable[[str], Rig]]:
     """Build a ``Rig`` for a vendor; fails the test on any contract violation."""
     started: list[tuple[EmulatorServer, ContractValidator | None]] = []
-    migrate(pg_url)
 
     def build(vendor: str) -> Rig:
-        validator = contract_for(vendor)
-        emulator = emulator_class(vendor)({MANAGEMENT_TOKEN})
+        emulator_type = emulator_class(vendor)
+        validator = contract_for(emulator_type)
+        emulator = emulator_type({MANAGEMENT_TOKEN})
         server = EmulatorServer(emulator, validator=validator).start()
         started.append((server, validator))
-        return Rig(tmp_path, pg_url, openbao, vendor, server, vault_prefix)
+        return Rig(tmp_path, migrated_pg_url, openbao, vendor, server, vault_prefix)
 
     yield build
     for server, validator in started:

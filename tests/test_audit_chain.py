@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,6 +20,7 @@ from rotator.audit.records import SCHEMA_REVISION
 from rotator.audit.store import AuditStore, event_hash
 from rotator.log import configure_logging
 from rotator.secret import Secret
+from tests.support.cli import invoke
 from tests.support.configs import config_text
 
 
@@ -248,13 +247,7 @@ def cli(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str
     path = tmp_path / "rotator.yaml"
     path.write_text(config_text() + f"database: {{url: '{url}'}}\n")
     env = {"TEST_VAULT_TOKEN": "t-token-value", "TEST_DO_TOKEN": "do-token-value"}
-    return subprocess.run(
-        [sys.executable, "-m", "rotator", *args, "-c", str(path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=60,
-    )
+    return invoke([*args, "-c", str(path)], env)
 
 
 def test_audit_verify_exits_1_on_a_tampered_postgres_row(tmp_path: Path, pg_url: str) -> None:

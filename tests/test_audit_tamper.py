@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +31,7 @@ from rotator.config.model import AuditConfig, TokenAuth, VaultConfig
 from rotator.secret import Secret
 from rotator.vault import VaultStore
 from rotator.vocabulary import State
+from tests.support.cli import invoke
 from tests.support.configs import config_text
 from tests.support.rig import Rig
 from tests.support.servers import OpenBaoServer
@@ -617,13 +616,7 @@ def cli(
     """
     path.write_text(config_text(base=base) + f"database: {{url: '{url}'}}\n" + audit)
     env = {"TEST_VAULT_TOKEN": openbao.root_token, "TEST_DO_TOKEN": "do-token-value"}
-    return subprocess.run(
-        [sys.executable, "-m", "rotator", *args, "-c", str(path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=60,
-    )
+    return invoke([*args, "-c", str(path)], env)
 
 
 def test_audit_verify_exits_1_on_an_edited_and_rehashed_row(

@@ -116,11 +116,11 @@ def test_the_actor_is_rotator_actor_for_every_command_that_writes(
     as_alice = {"ROTATOR_ACTOR": "alice (CHG-42)"}
     rig.emulator.add_key(spec.slot.selector["agent_uuid"], "rotator-app-00000000")  # type: ignore[attr-defined]
 
-    rig.run("adopt", "kept", env=as_alice)
-    rig.run("rotate", "now", "app", env=as_alice)
-    rig.run("reconcile", "--apply", "--yes", env=as_alice)
+    rig.run_process("adopt", "kept", env=as_alice)
+    rig.run_process("rotate", "now", "app", env=as_alice)
+    rig.run_process("reconcile", "--apply", "--yes", env=as_alice)
     trail = events(rig.run("audit", "--json"))
-    rig.run("audit", "prune", "--before", "0s", "--force", env=as_alice)
+    rig.run_process("audit", "prune", "--before", "0s", "--force", env=as_alice)
     [pruned] = events(rig.run("audit", "--json", "--limit", "1"))
 
     assert {"adopt", "plan", "reconcile"} <= {e["step"] for e in trail}
@@ -133,7 +133,7 @@ def test_the_actor_is_the_login_name_without_rotator_actor(rig_factory: RigFacto
     rig = rig_factory("digitalocean_gradient")
     rig.add_policy("app", strategy="create_then_delete", grace="0s")
 
-    rig.run("rotate", "now", "app", env={"USER": "bob", "ROTATOR_ACTOR": ""})
+    rig.run_process("rotate", "now", "app", env={"USER": "bob", "ROTATOR_ACTOR": ""})
 
     assert all(e["actor"].startswith("bob on ") for e in events(rig.run("audit", "--json")))
 
@@ -150,7 +150,7 @@ def test_in_kubernetes_the_actor_names_the_pod_and_its_service_account(
         "POD_SERVICE_ACCOUNT": "secrets/rotator",
     }
 
-    rig.run("rotate", "now", "app", env=pod)
+    rig.run_process("rotate", "now", "app", env=pod)
 
     actors = {e["actor"].split(" on ")[0] for e in events(rig.run("audit", "--json"))}
     assert actors == {"pod rotator-due-29401-abcde as secrets/rotator"}

@@ -8,12 +8,21 @@ import sys
 from pathlib import Path
 
 from rotator.audit.records import SCHEMA_REVISION
+from tests.support.cli import invoke
 from tests.support.configs import config_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def rotator(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``rotator ARGS`` in this process (tests/support/cli.py)."""
+    return invoke(args, env or {})
+
+
+def rotator_process(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m rotator ARGS``: the exit code and streams a shell sees."""
     return subprocess.run(
         [sys.executable, "-m", "rotator", *args],
         capture_output=True,
@@ -27,7 +36,7 @@ CREDENTIALS = {"TEST_VAULT_TOKEN": "t0ken-value", "TEST_DO_TOKEN": "do-token-val
 
 
 def test_version_is_printed() -> None:
-    result = rotator("--version")
+    result = rotator_process("--version")
     assert result.returncode == 0
     assert "rotator, version" in result.stdout
 
@@ -56,7 +65,7 @@ def test_validate_exits_2_and_names_the_key(tmp_path: Path) -> None:
 
 
 def test_a_missing_config_file_exits_2_with_what_to_do(tmp_path: Path) -> None:
-    result = rotator("validate", "-c", str(tmp_path / "nope.yaml"))
+    result = rotator_process("validate", "-c", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "configuration file not found" in result.stderr
 
@@ -83,7 +92,7 @@ def test_an_unreachable_database_exits_1_without_a_traceback(tmp_path: Path) -> 
     url = "postgresql+psycopg://nobody:${DB_PASSWORD}@127.0.0.1:1/none"
     path.write_text(config_text() + f"database: {{url: '{url}'}}\n")
     env = {**CREDENTIALS, "DB_PASSWORD": "hunter2-password"}
-    result = rotator("db", "upgrade", "-c", str(path), env=env)
+    result = rotator_process("db", "upgrade", "-c", str(path), env=env)
     assert result.returncode == 1
     assert "cannot use the audit database" in result.stderr
     assert "Traceback" not in result.stderr

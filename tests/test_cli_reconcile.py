@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.cli import invoke
 from tests.support.rig import Rig
 
 RigFactory = Callable[[str], Rig]
@@ -49,21 +48,10 @@ def test_reconcile_apply_json_reports_what_it_revoked(rig_factory: RigFactory) -
 def test_reconcile_prompt_counts_one_key_in_the_singular(rig_factory: RigFactory) -> None:
     rig, orphan = with_orphan(rig_factory)
 
-    result = subprocess_with_input(rig, "n\n", "reconcile", "--apply")
+    result = invoke(["reconcile", "--apply"], rig.rotator_env, stdin="n\n")
 
     assert "revoke 1 orphan key (of app)?" in result.stderr
     assert orphan.uuid in rig.live_keys("app")
-
-
-def subprocess_with_input(rig: Rig, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rotator", *args],
-        input=answer,
-        capture_output=True,
-        text=True,
-        env=rig.env,
-        timeout=120,
-    )
 
 
 def test_reconcile_apply_says_which_policy_it_flagged(rig_factory: RigFactory) -> None:

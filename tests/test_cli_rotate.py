@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
+
+from rotator.engine.states import Result
 
 from tests.support.rig import PolicySpec, Rig
 
@@ -46,13 +47,13 @@ def test_rotate_now_during_grace_says_in_grace_and_makes_no_new_key(
 
 
 def test_rotate_now_after_grace_finishes_that_rotation(rig_factory: RigFactory) -> None:
-    rig, spec, first = first_rotation(rig_factory, "1s")
-    time.sleep(1.2)
+    rig, spec, first = first_rotation(rig_factory, "1h")
 
-    [second] = outcomes(rig.run("rotate", "now", "app", "--json"))
+    with rig.engine_ahead(hours=1, seconds=1) as later:
+        second = later.rotate_now("app")
 
-    assert second["result"] == "completed"
-    assert second["rotation_id"] == first["rotation_id"]
+    assert second.result is Result.COMPLETED
+    assert second.rotation_id == first["rotation_id"]
     assert rig.live_keys("app") == [first["new_key_id"]]
     assert spec.slot.key_id not in rig.live_keys("app")
 

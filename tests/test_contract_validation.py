@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from rotator.providers.registry import VENDORS
+from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import Request, Response
-from tests.support.contracts import ContractValidator
+from tests.support.contracts import CONTRACTS, ContractValidator
+from tests.support.rig import contract_for
 
 DO_SPEC = "digitalocean-gradient-agent-api-keys.openapi.yaml"
 PATH = "/v2/gen-ai/agents/a1/api_keys"
@@ -35,3 +38,18 @@ def test_a_request_to_an_undocumented_path_is_a_violation() -> None:
     validator = ContractValidator(DO_SPEC)
     validator(request(path="/v2/gen-ai/agents/a1/keys"), Response(404, {"id": "x", "message": "y"}))
     assert any(v.startswith("request") for v in validator.violations)
+
+
+def test_every_published_spec_is_named_by_its_vendors_emulator() -> None:
+    named = {emulator_class(vendor).openapi_spec for vendor in VENDORS} - {None}
+
+    assert named == {path.name for path in CONTRACTS.glob("*.yaml")}
+
+
+def test_the_rig_validates_a_vendor_against_the_spec_its_emulator_names() -> None:
+    validator = contract_for(emulator_class("scale_agentex"))
+
+    assert validator is not None
+    assert validator.spec_file == "scale-agentex-agent-api-keys.openapi.yaml"
+    assert 404 in validator.unlisted_statuses
+    assert contract_for(emulator_class("latitudesh")) is None

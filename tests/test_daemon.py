@@ -150,7 +150,7 @@ def test_the_daemon_refuses_an_out_of_date_schema(
     rig.database_url = f"sqlite:///{tmp_path}/empty.db"
     rig.add_policy("app", strategy="create_then_delete")
 
-    result = rig.run("daemon", timeout=30)
+    result = rig.run_process("daemon", timeout=30)
 
     assert result.returncode == 1
     assert "run 'rotator db upgrade'" in result.stderr
@@ -168,7 +168,7 @@ def test_a_second_daemon_on_a_used_port_says_so_in_one_line_and_exits_2(
         taken.bind(("127.0.0.1", daemon.port))
         taken.listen()
 
-        result = rig.run("daemon", timeout=30)
+        result = rig.run_process("daemon", timeout=30)
 
     assert result.returncode == 2
     # Warnings about the configuration come first; the failure itself is one line.

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ import yaml
 
 from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import Emulator, EmulatorServer, Slot
+from tests.support.cli import invoke
 from tests.support.rig import MANAGEMENT_TOKEN, migrate
 from tests.support.servers import OpenBaoServer
 
@@ -113,13 +113,7 @@ def example(openbao: OpenBaoServer, pg_url: str, tmp_path: Path) -> Iterator[Exa
 
 
 def rotator(example: Example, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rotator", *args, "--config", str(example.write())],
-        capture_output=True,
-        text=True,
-        env=example.environment(),
-        timeout=180,
-    )
+    return invoke([*args, "--config", str(example.write())], example.environment())
 
 
 def test_example_config_validates_without_warnings_about_missing_key_ids(

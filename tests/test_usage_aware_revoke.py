@@ -1,8 +1,10 @@
 """Usage-aware revoke: grace is extended while consumers still use the old key.
 
-CLI-level over PostgreSQL, OpenBao and the emulators of the vendors that
-report key usage (H2O GPTe, Latitude.sh); a consumer's use of a key is set
-through the emulator's control.
+Engine-level over PostgreSQL, OpenBao and the emulators of the vendors that report key
+usage (H2O GPTe, Latitude.sh); a consumer's use of a key is set through the emulator's
+control. Time passes on a ``Timeline``: the engine's clock runs ahead instead of the
+test sleeping, except where a separate ``rotator`` process (which reads the real clock)
+is killed mid-revoke.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 
+from rotator.cli.output import outcome_json
 from rotator.metrics import StateCollector
 from rotator.observe import read
 from rotator.providers.registry import provider_class
@@ -24,8 +28,7 @@ from tests.support.webhook import WebhookReceiver
 RigFactory = Callable[[str], Rig]
 USAGE_VENDORS = ["h2ogpte", "latitudesh"]
 GRACE = "1s"
-#: Long enough that a use set just before a run is still within it when the run (a new
-#: process, on a loaded machine) looks.
+#: How long the old key must go unused before it is revoked (``revoke_when_unused.quiet``).
 QUIET = 4
 
 
@@ -36,14 +39,42 @@ def usage_policy(rig: Rig, then: str = "revoke", max_extension: str = f"{QUIET}s
     return spec
 
 
-def rotate(rig: Rig, *args: str) -> dict[str, object]:
-    done = rig.run("rotate", *args, "--json")
-    assert done.returncode in (0, 1), done.stderr
-    return dict(json.loads(done.stdout.splitlines()[-1]))
+class Timeline:
+    """Policy ``app`` rotated as time passes: ahead on the engine's clock, or really slept.
 
+    ``sleeping``: ``wait`` sleeps and ``rotate`` runs the CLI, for a test whose other
+    ``rotator`` process must find the same time on the real clock.
+    """
 
-def old_key_used_now(rig: Rig, spec: PolicySpec) -> None:
-    rig.emulator.mark_used(spec.slot.key_id, datetime.now(UTC))
+    def __init__(self, rig: Rig, *, sleeping: bool = False) -> None:
+        self.rig = rig
+        self.sleeping = sleeping
+        self.ahead = timedelta(0)
+
+    def wait(self, seconds: float) -> None:
+        if self.sleeping:
+            time.sleep(seconds)
+        else:
+            self.ahead += timedelta(seconds=seconds)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+    def rotate(self, *args: str) -> dict[str, Any]:
+        """``rotate now app [--emergency]`` or ``rotate due``: the outcome as ``--json`` has it."""
+        if self.sleeping:
+            done = self.rig.run("rotate", *args, "--json")
+            assert done.returncode in (0, 1), done.stderr
+            return dict(json.loads(done.stdout.splitlines()[-1]))
+        with self.rig.engine_ahead(seconds=self.ahead.total_seconds()) as engine:
+            if args[0] == "now":
+                outcome = engine.rotate_now("app", emergency="--emergency" in args)
+            else:
+                outcome = engine.rotate_if_due("app")
+        return outcome_json(outcome)
+
+    def use_old_key(self, spec: PolicySpec, calls: int = 1) -> None:
+        self.rig.emulator.mark_used(spec.slot.key_id, self.now(), calls=calls)
 
 
 def grace_events(rig: Rig) -> list[tuple[str, dict[str, object]]]:
@@ -60,14 +91,14 @@ def rotation(rig: Rig) -> object:
     return rotations[-1]
 
 
-def used_through_two_grace_ends(rig: Rig, spec: PolicySpec) -> None:
+def used_through_two_grace_ends(timeline: Timeline, spec: PolicySpec) -> None:
     """Rotate, then use the old key at the end of grace and again at the end of the extension."""
-    rotate(rig, "now", "app")
-    time.sleep(1.1)
-    old_key_used_now(rig, spec)
-    rotate(rig, "due")
-    time.sleep(QUIET + 0.1)
-    old_key_used_now(rig, spec)
+    timeline.rotate("now", "app")
+    timeline.wait(1.1)
+    timeline.use_old_key(spec)
+    timeline.rotate("due")
+    timeline.wait(QUIET + 0.1)
+    timeline.use_old_key(spec)
 
 
 @pytest.fixture(params=USAGE_VENDORS)
@@ -84,11 +115,12 @@ def test_vendors_that_report_usage_declare_it() -> None:
 
 def test_an_old_key_used_within_quiet_extends_grace_and_is_audited(usage_rig: Rig) -> None:
     spec = usage_policy(usage_rig)
-    assert rotate(usage_rig, "now", "app")["result"] == "waiting"
-    time.sleep(1.1)
-    old_key_used_now(usage_rig, spec)
+    timeline = Timeline(usage_rig)
+    assert timeline.rotate("now", "app")["result"] == "waiting"
+    timeline.wait(1.1)
+    timeline.use_old_key(spec)
 
-    outcome = rotate(usage_rig, "due")
+    outcome = timeline.rotate("due")
 
     assert outcome["result"] == "grace_extended"
     assert spec.slot.key_id in usage_rig.live_keys("app")
@@ -103,27 +135,30 @@ def test_an_old_key_unused_since_the_new_key_was_stored_is_revoked_at_grace_end(
 ) -> None:
     spec = usage_policy(usage_rig)
     usage_rig.emulator.mark_used(spec.slot.key_id, datetime(2026, 1, 1, tzinfo=UTC))
-    rotate(usage_rig, "now", "app")
-    time.sleep(1.1)
+    timeline = Timeline(usage_rig)
+    timeline.rotate("now", "app")
+    timeline.wait(1.1)
 
-    assert rotate(usage_rig, "due")["result"] == "completed"
+    assert timeline.rotate("due")["result"] == "completed"
     assert spec.slot.key_id not in usage_rig.live_keys("app")
 
 
 def test_the_extension_repeats_while_the_old_key_stays_in_use(usage_rig: Rig) -> None:
     spec = usage_policy(usage_rig, max_extension=f"{3 * QUIET}s")
-    used_through_two_grace_ends(usage_rig, spec)
+    timeline = Timeline(usage_rig)
+    used_through_two_grace_ends(timeline, spec)
 
-    assert rotate(usage_rig, "due")["result"] == "grace_extended"
+    assert timeline.rotate("due")["result"] == "grace_extended"
     assert [o for o, _ in grace_events(usage_rig)].count("extended") == 2
     assert spec.slot.key_id in usage_rig.live_keys("app")
 
 
 def test_max_extension_reached_with_then_revoke_revokes_the_old_key(usage_rig: Rig) -> None:
     spec = usage_policy(usage_rig, then="revoke", max_extension=f"{QUIET}s")
-    used_through_two_grace_ends(usage_rig, spec)
+    timeline = Timeline(usage_rig)
+    used_through_two_grace_ends(timeline, spec)
 
-    assert rotate(usage_rig, "due")["result"] == "completed"
+    assert timeline.rotate("due")["result"] == "completed"
     assert spec.slot.key_id not in usage_rig.live_keys("app")
     store = usage_rig.store()
     revoke = next(e for e in store.events(policy="app") if e.step == "revoke")
@@ -135,9 +170,10 @@ def test_max_extension_reached_with_then_hold_keeps_the_old_key_and_flags_attent
     usage_rig: Rig,
 ) -> None:
     spec = usage_policy(usage_rig, then="hold", max_extension=f"{QUIET}s")
-    used_through_two_grace_ends(usage_rig, spec)
+    timeline = Timeline(usage_rig)
+    used_through_two_grace_ends(timeline, spec)
 
-    outcome = rotate(usage_rig, "due")
+    outcome = timeline.rotate("due")
 
     assert outcome["result"] == "needs_attention"
     assert spec.slot.key_id in usage_rig.live_keys("app")
@@ -149,9 +185,10 @@ def test_max_extension_reached_with_then_hold_keeps_the_old_key_and_flags_attent
 
 def test_emergency_revokes_the_old_key_even_while_it_is_in_use(usage_rig: Rig) -> None:
     spec = usage_policy(usage_rig)
-    old_key_used_now(usage_rig, spec)
+    timeline = Timeline(usage_rig)
+    timeline.use_old_key(spec)
 
-    assert rotate(usage_rig, "now", "app", "--emergency")["result"] == "completed"
+    assert timeline.rotate("now", "app", "--emergency")["result"] == "completed"
     assert spec.slot.key_id not in usage_rig.live_keys("app")
     assert "extended" not in [o for o, _ in grace_events(usage_rig)]
 
@@ -160,10 +197,11 @@ def test_the_extension_survives_a_restart_and_counts_from_the_original_grace_end
     usage_rig: Rig,
 ) -> None:
     spec = usage_policy(usage_rig, then="revoke", max_extension=f"{QUIET}s")
-    rotate(usage_rig, "now", "app")
-    time.sleep(1.1)
-    old_key_used_now(usage_rig, spec)
-    rotate(usage_rig, "due")
+    timeline = Timeline(usage_rig)
+    timeline.rotate("now", "app")
+    timeline.wait(1.1)
+    timeline.use_old_key(spec)
+    timeline.rotate("due")
     extended = rotation(usage_rig)
 
     assert extended.grace_original_until is not None  # type: ignore[attr-defined]
@@ -186,10 +224,9 @@ def test_validate_refuses_revoke_when_unused_for_a_vendor_without_usage_data(
     assert "does not report when a key was last used" in said
 
 
-def gauge(rig: Rig, name: str) -> float | None:
+def gauge(rig: Rig, name: str, now: datetime) -> float | None:
     engine = rig.engine()
     try:
-        now = datetime.now(UTC)
         collector = StateCollector(lambda: read(engine, dict, now), lambda: now)
         samples = [s for family in collector.collect() for s in family.samples if s.name == name]
     finally:
@@ -199,13 +236,14 @@ def gauge(rig: Rig, name: str) -> float | None:
 
 def test_the_old_key_in_use_gauge_is_1_while_grace_is_extended(usage_rig: Rig) -> None:
     spec = usage_policy(usage_rig)
-    rotate(usage_rig, "now", "app")
-    assert gauge(usage_rig, "rotator_old_key_in_use") == 0.0
-    time.sleep(1.1)
-    old_key_used_now(usage_rig, spec)
-    rotate(usage_rig, "due")
+    timeline = Timeline(usage_rig)
+    timeline.rotate("now", "app")
+    assert gauge(usage_rig, "rotator_old_key_in_use", timeline.now()) == 0.0
+    timeline.wait(1.1)
+    timeline.use_old_key(spec)
+    timeline.rotate("due")
 
-    assert gauge(usage_rig, "rotator_old_key_in_use") == 1.0
+    assert gauge(usage_rig, "rotator_old_key_in_use", timeline.now()) == 1.0
 
 
 def test_an_extension_is_notified_naming_the_old_key_and_its_last_use(usage_rig: Rig) -> None:
@@ -218,11 +256,12 @@ def test_an_extension_is_notified_naming_the_old_key_and_its_last_use(usage_rig:
             ops: {{url: "{receiver.url}", format: json}}
         """
         usage_rig.write_config()
-        rotate(usage_rig, "now", "app")
-        time.sleep(1.1)
-        old_key_used_now(usage_rig, spec)
+        timeline = Timeline(usage_rig)
+        timeline.rotate("now", "app")
+        timeline.wait(1.1)
+        timeline.use_old_key(spec)
 
-        assert rotate(usage_rig, "due")["result"] == "grace_extended"
+        assert timeline.rotate("due")["result"] == "grace_extended"
     finally:
         receiver.stop()
     [sent] = receiver.received
@@ -233,7 +272,9 @@ def test_an_extension_is_notified_naming_the_old_key_and_its_last_use(usage_rig:
 
 def test_a_kill_at_the_revoke_after_an_extension_resumes_to_completion(usage_rig: Rig) -> None:
     spec = usage_policy(usage_rig, then="revoke", max_extension=f"{QUIET}s")
-    used_through_two_grace_ends(usage_rig, spec)
+    # Slept for real: the killed process reads the real clock.
+    timeline = Timeline(usage_rig, sleeping=True)
+    used_through_two_grace_ends(timeline, spec)
     method, path = usage_rig.emulator.operations["revoke"]
     hold = usage_rig.server.hold(method, path, after=True)
     killed = usage_rig.spawn("rotate", "due", "--json")
@@ -241,7 +282,7 @@ def test_a_kill_at_the_revoke_after_an_extension_resumes_to_completion(usage_rig
     usage_rig.kill(killed)
     hold.release()
 
-    assert rotate(usage_rig, "due")["result"] == "completed"
+    assert timeline.rotate("due")["result"] == "completed"
     assert spec.slot.key_id not in usage_rig.live_keys("app")
     assert usage_rig.vendor_accepts("app", usage_rig.vault_secret("app"))
     assert [o for o, _ in grace_events(usage_rig)].count("extended") == 1
@@ -272,11 +313,12 @@ def test_an_h2o_extension_counts_the_calls_since_the_new_key_was_stored(
     rig = rig_factory("h2ogpte")
     spec = usage_policy(rig)
     rig.emulator.mark_used(spec.slot.key_id, datetime(2026, 1, 1, tzinfo=UTC), calls=7)
-    rotate(rig, "now", "app")
-    time.sleep(1.1)
-    rig.emulator.mark_used(spec.slot.key_id, datetime.now(UTC), calls=5)
+    timeline = Timeline(rig)
+    timeline.rotate("now", "app")
+    timeline.wait(1.1)
+    timeline.use_old_key(spec, calls=5)
 
-    rotate(rig, "due")
+    timeline.rotate("due")
 
     [extended] = [d for o, d in grace_events(rig) if o == "extended"]
     assert "5 calls since the new key was stored" in str(extended["message"])
@@ -284,10 +326,11 @@ def test_an_h2o_extension_counts_the_calls_since_the_new_key_was_stored(
 
 def test_a_held_old_key_is_revoked_by_rotate_now_once_it_goes_unused(usage_rig: Rig) -> None:
     spec = usage_policy(usage_rig, then="hold", max_extension=f"{QUIET}s")
-    used_through_two_grace_ends(usage_rig, spec)
-    assert rotate(usage_rig, "due")["result"] == "needs_attention"
-    time.sleep(QUIET + 0.1)
+    timeline = Timeline(usage_rig)
+    used_through_two_grace_ends(timeline, spec)
+    assert timeline.rotate("due")["result"] == "needs_attention"
+    timeline.wait(QUIET + 0.1)
 
-    assert rotate(usage_rig, "now", "app")["result"] == "completed"
+    assert timeline.rotate("now", "app")["result"] == "completed"
     assert spec.slot.key_id not in usage_rig.live_keys("app")
     assert not rotation(usage_rig).needs_attention  # type: ignore[attr-defined]

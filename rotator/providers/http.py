@@ -68,7 +68,9 @@ class VendorHttp:
         ca_bundle: Path | None = None,
         limiter: Limiter | None = None,
         reauth: Callable[[], bool] | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport``: httpx's own seam, for tests that answer calls without a server."""
         import httpx
 
         self.vendor = vendor
@@ -86,6 +88,7 @@ class VendorHttp:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
             verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+            transport=transport,
         )
 
     def send(self, request: VendorRequest) -> httpx.Response:

@@ -57,6 +57,7 @@ class _Key:
 
 class DigitalOceanGradientEmulator(Emulator):
     vendor = "digitalocean_gradient"
+    openapi_spec = "digitalocean-gradient-agent-api-keys.openapi.yaml"
     operations: ClassVar[dict[str, tuple[str, str]]] = {
         "create": ("POST", r"/api_keys$"),
         "regenerate": ("PUT", r"/regenerate$"),

@@ -68,6 +68,9 @@ class _CachedCheck:
 
 class ScaleAgentexEmulator(Emulator):
     vendor = "scale_agentex"
+    openapi_spec = "scale-agentex-agent-api-keys.openapi.yaml"
+    # The server's source answers these; the published spec lists only 200 and 422.
+    openapi_unlisted_statuses = frozenset({401, 404, 409, 429, 500, 502, 503})
     operations: ClassVar[dict[str, tuple[str, str]]] = {
         "create": ("POST", r"^/agent_api_keys$"),
         "verify": ("GET", r"^/agent_api_keys/[^/]+$"),

@@ -161,6 +161,13 @@ class Emulator(ABC):
     #: (method, path regex) of the call behind each provider operation (create,
     #: regenerate, revoke, verify), so shared tests can hold or fail "the mint call".
     operations: ClassVar[dict[str, tuple[str, str]]]
+    #: The vendor's published OpenAPI document that the tests check every call through this
+    #: emulator against, both ways: a file name in rotator's tests/contracts/ (a plugin gives
+    #: an absolute path); None when the vendor publishes none.
+    openapi_spec: ClassVar[str | None] = None
+    #: Statuses the vendor's documentation names but its OpenAPI document leaves out: their
+    #: bodies are not checked against it.
+    openapi_unlisted_statuses: ClassVar[frozenset[int]] = frozenset()
 
     def __init__(self, tokens: set[str] | None = None) -> None:
         self.tokens = tokens if tokens is not None else set()

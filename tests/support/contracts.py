@@ -7,6 +7,7 @@ fail a test that produced any.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,11 +54,7 @@ class ContractValidator:
     violations: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        path = CONTRACTS / self.spec_file
-        spec = yaml.safe_load(path.read_text())
-        servers = spec.get("servers") or [{"url": "http://localhost"}]
-        self._host = servers[0]["url"].rstrip("/")
-        self._openapi = OpenAPI.from_file_path(str(path))
+        self._host, self._openapi = _load(CONTRACTS / self.spec_file)
 
     def __call__(self, request: Request, response: Response) -> None:
         headers = Headers(dict(request.headers))
@@ -87,6 +84,14 @@ class ContractValidator:
             self._openapi.validate_response(oa_request, oa_response)
         except Exception as exc:
             self.violations.append(f"response {where}: {_explain(exc)}")
+
+
+@functools.cache
+def _load(path: Path) -> tuple[str, OpenAPI]:
+    """The spec's server URL and its validator, read once a session (parsing takes ~0.3 s)."""
+    spec = yaml.safe_load(path.read_text())
+    servers = spec.get("servers") or [{"url": "http://localhost"}]
+    return servers[0]["url"].rstrip("/"), OpenAPI.from_file_path(str(path))
 
 
 def _explain(exc: BaseException) -> str:

@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from rotator.engine.states import Outcome
 from sqlalchemy import text
 
 from rotator.audit import migrations
@@ -23,22 +25,20 @@ from rotator.engine.engine import Engine
 from rotator.providers.registry import VENDORS, provider_class
 from rotator.sandbox.server import Emulator, EmulatorServer, Slot
 from rotator.secret import Secret
+from tests.support.cli import invoke
 from tests.support.contracts import ContractValidator
 from tests.support.servers import OpenBaoServer
 
 MANAGEMENT_TOKEN = "sandbox-management-token-0123456789"
 
 
-def contract_for(vendor: str) -> ContractValidator | None:
-    """A validator for the vendor's published OpenAPI spec (tests/contracts), if it has one."""
-    if vendor == "digitalocean_gradient":
-        return ContractValidator("digitalocean-gradient-agent-api-keys.openapi.yaml")
-    if vendor == "scale_agentex":
-        return ContractValidator(
-            "scale-agentex-agent-api-keys.openapi.yaml",
-            unlisted_statuses=frozenset({401, 404, 409, 429, 500, 502, 503}),
-        )
-    return None
+def contract_for(emulator: type[Emulator]) -> ContractValidator | None:
+    """A validator for the OpenAPI document the emulator names, if the vendor publishes one."""
+    if emulator.openapi_spec is None:
+        return None
+    return ContractValidator(
+        emulator.openapi_spec, unlisted_statuses=emulator.openapi_unlisted_statuses
+    )
 
 
 def vendor_strategies() -> list[tuple[str, str]]:
@@ -161,17 +161,28 @@ class Rig:
     # -- running rotator ------------------------------------------------------
 
     @property
-    def env(self) -> dict[str, str]:
+    def rotator_env(self) -> dict[str, str]:
+        """What rotator's configuration reads from the environment, beyond the test's own."""
         return {
-            **os.environ,
             "TEST_VAULT_TOKEN": self.openbao.root_token,
             "SANDBOX_TOKEN": MANAGEMENT_TOKEN,
             "ROTATOR_CONFIG": str(self.config_path),
         }
 
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.rotator_env}
+
     def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``rotator ARGS`` in this process (tests/support/cli.py): output and exit code."""
+        return invoke(args, {**self.rotator_env, **(env or {})})
+
+    def run_process(
         self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        """``python -m rotator ARGS`` in a process of its own, for where that boundary matters."""
         return subprocess.run(
             [sys.executable, "-m", "rotator", *args],
             capture_output=True,
@@ -207,10 +218,30 @@ class Rig:
         process.communicate(timeout=30)
 
     def engine(self, clock: Callable[[], datetime] = utcnow) -> Engine:
-        """rotator's engine in this process, on ``clock`` (a test's own, to skip a grace period)."""
+        """The engine of this configuration, in process; ``clock`` for one that runs ahead."""
         os.environ.setdefault("TEST_VAULT_TOKEN", self.openbao.root_token)
         os.environ.setdefault("SANDBOX_TOKEN", MANAGEMENT_TOKEN)
         return Engine.open(load_config(self.config_path, provider_class), clock=clock)
+
+    @contextmanager
+    def engine_ahead(self, **after: float) -> Iterator[Engine]:
+        """The engine as it will run ``after`` (e.g. ``hours=1``) from now.
+
+        Its clock runs ahead instead of the test sleeping: the grace periods and backoffs
+        it compares with its clock are over; everything else (vendor, Vault, database) is
+        as now.
+        """
+        ahead = timedelta(**after)
+        engine = self.engine(clock=lambda: utcnow() + ahead)
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+    def later(self, policy: str, **after: float) -> Outcome:
+        """``rotate due`` for ``policy`` as it will run ``after`` from now (``engine_ahead``)."""
+        with self.engine_ahead(**after) as engine:
+            return engine.rotate_if_due(policy)
 
     def store(self) -> AuditStore:
         return AuditStore.open(Secret(self.database_url))

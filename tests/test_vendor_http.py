@@ -1,0 +1,293 @@
+"""``VendorHttp``: which answers are retried and what each status becomes, in process.
+
+The calls are answered by httpx's ``MockTransport`` (the HTTP library's own seam, not
+rotator's code path) and stamina runs in its testing mode, so retries do not wait; what
+each vendor's emulator answers over real sockets is the provider contract's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+import stamina
+
+from rotator.errors import (
+    VendorAuthError,
+    VendorConflict,
+    VendorError,
+    VendorNotFound,
+    VendorRateLimited,
+    VendorUnavailable,
+)
+from rotator.providers.http import VendorHttp, json_error_reader
+from rotator.secret import REDACTED, Secret
+
+Answer = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture(autouse=True)
+def retries_without_waiting() -> Iterator[None]:
+    # cap: the attempts VendorHttp asks for (5) are kept; only the backoff waits go.
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
+class Vendor:
+    """Answers calls in turn from ``answers`` (the last one repeats) and records them."""
+
+    def __init__(self, *answers: Answer | httpx.Response) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        return answer if isinstance(answer, httpx.Response) else answer(request)
+
+    def client(
+        self,
+        *,
+        token: Callable[[], str] = lambda: "vendor-token-0123456789",
+        reauth: Callable[[], bool] | None = None,
+        retry_timeout: float = 60.0,
+    ) -> VendorHttp:
+        return VendorHttp(
+            vendor="acme",
+            base_url="https://api.acme.test",
+            auth=lambda: {"Authorization": f"Bearer {token()}"},
+            timeout=5.0,
+            read_error=json_error_reader("message"),
+            retry_timeout=retry_timeout,
+            reauth=reauth,
+            transport=httpx.MockTransport(self),
+        )
+
+
+def status(code: int, message: str = "no", headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(code, json={"message": message}, headers=headers)
+
+
+OK = httpx.Response(200, json={"keys": []})
+
+
+def refuse_connection(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+def time_out(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("read timed out", request=request)
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (400, VendorError),
+        (401, VendorAuthError),
+        (403, VendorAuthError),
+        (404, VendorNotFound),
+        (409, VendorConflict),
+        (422, VendorError),
+        (429, VendorRateLimited),
+        (500, VendorUnavailable),
+        (502, VendorUnavailable),
+        (503, VendorUnavailable),
+    ],
+)
+def test_each_error_status_becomes_its_vendor_error_naming_the_call_and_the_vendors_words(
+    code: int, error: type[VendorError]
+) -> None:
+    vendor = Vendor(status(code, "the vendor's own words"))
+
+    with pytest.raises(VendorError) as caught:
+        vendor.client().request("POST", "/keys", json={"name": "k"})
+
+    assert type(caught.value) is error
+    assert caught.value.status == code
+    assert f"acme POST /keys -> {code}: the vendor's own words" in str(caught.value)
+
+
+def test_a_refused_token_says_to_check_the_token_and_its_scopes() -> None:
+    with pytest.raises(VendorAuthError, match="check the provider's token and its scopes"):
+        Vendor(status(403)).client().request("GET", "/keys")
+
+
+def test_a_vendor_error_message_is_cut_short_and_holds_no_live_secret() -> None:
+    secret = Secret("sk-live-secret-0123456789")
+    vendor = Vendor(status(400, f"bad key {secret.reveal()} " + "x" * 1000))
+
+    with pytest.raises(VendorError) as caught:
+        vendor.client().request("GET", "/keys")
+
+    message = str(caught.value)
+    assert secret.reveal() not in message
+    assert REDACTED in message
+    assert len(message) < 400
+
+
+def test_an_idempotent_call_answered_5xx_is_retried_until_it_succeeds() -> None:
+    vendor = Vendor(status(503), status(502), OK)
+
+    response = vendor.client().request("GET", "/keys")
+
+    assert response.status_code == 200
+    assert len(vendor.requests) == 3
+
+
+def test_a_post_answered_5xx_is_not_repeated_so_no_second_key_is_minted() -> None:
+    vendor = Vendor(status(503), OK)
+
+    with pytest.raises(VendorUnavailable):
+        vendor.client().request("POST", "/keys", json={"name": "k"})
+
+    assert len(vendor.requests) == 1
+
+
+def test_a_post_that_timed_out_is_not_repeated() -> None:
+    vendor = Vendor(time_out, OK)
+
+    with pytest.raises(VendorUnavailable, match="timed out; the vendor may be slow or down"):
+        vendor.client().request("POST", "/keys", json={"name": "k"})
+
+    assert len(vendor.requests) == 1
+
+
+def test_a_post_whose_connection_was_refused_is_repeated_as_it_never_reached_the_vendor() -> None:
+    vendor = Vendor(refuse_connection, OK)
+
+    response = vendor.client().request("POST", "/keys", json={"name": "k"})
+
+    assert response.status_code == 200
+    assert len(vendor.requests) == 2
+
+
+def test_a_post_declared_idempotent_is_repeated_after_a_5xx() -> None:
+    vendor = Vendor(status(500), OK)
+
+    vendor.client().request("POST", "/keys/k/expire", idempotent=True)
+
+    assert len(vendor.requests) == 2
+
+
+def test_retries_stop_after_five_attempts_with_the_last_error() -> None:
+    vendor = Vendor(time_out)
+
+    with pytest.raises(VendorUnavailable, match="acme GET /keys: timed out"):
+        vendor.client().request("GET", "/keys")
+
+    assert len(vendor.requests) == 5
+
+
+def test_an_unreachable_vendor_says_to_check_base_url_and_the_network() -> None:
+    with pytest.raises(VendorUnavailable, match=r"cannot connect .*check base_url and the network"):
+        Vendor(refuse_connection).client().request("GET", "/keys")
+
+
+@pytest.mark.parametrize("code", [400, 404, 409, 422])
+def test_a_client_error_is_never_retried(code: int) -> None:
+    vendor = Vendor(status(code), OK)
+
+    with pytest.raises(VendorError):
+        vendor.client().request("GET", "/keys")
+
+    assert len(vendor.requests) == 1
+
+
+def test_a_429_with_a_retry_after_within_the_budget_is_retried_even_for_a_post() -> None:
+    vendor = Vendor(status(429, headers={"Retry-After": "2"}), OK)
+
+    response = vendor.client().request("POST", "/keys", json={"name": "k"})
+
+    assert response.status_code == 200
+    assert len(vendor.requests) == 2
+
+
+def test_a_429_with_a_retry_after_beyond_the_budget_ends_the_call_with_the_vendors_wait() -> None:
+    vendor = Vendor(status(429, headers={"Retry-After": "120"}), OK)
+
+    with pytest.raises(VendorRateLimited) as caught:
+        vendor.client(retry_timeout=60).request("GET", "/keys")
+
+    assert len(vendor.requests) == 1
+    assert caught.value.retry_after == 120
+    assert "the vendor asks to wait 120s, longer than rotator waits" in str(caught.value)
+
+
+def test_a_retry_after_given_as_an_http_date_is_read_as_the_wait_until_then() -> None:
+    when = datetime.now(UTC) + timedelta(seconds=300)
+    vendor = Vendor(status(429, headers={"Retry-After": format_datetime(when, usegmt=True)}))
+
+    with pytest.raises(VendorRateLimited) as caught:
+        vendor.client(retry_timeout=60).request("GET", "/keys")
+
+    assert caught.value.retry_after == pytest.approx(300, abs=5)
+
+
+def test_a_429_naming_only_the_hourly_reset_carries_the_reset_time() -> None:
+    reset = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=40)
+    headers = {"ratelimit-reset": str(int(reset.timestamp()))}
+    vendor = Vendor(status(429, headers=headers))
+
+    with pytest.raises(VendorRateLimited) as caught:
+        vendor.client(retry_timeout=60).request("GET", "/keys")
+
+    assert caught.value.retry_at == reset
+    assert f"the hourly request budget is spent until {reset:%Y-%m-%d %H:%M:%S} UTC" in str(
+        caught.value
+    )
+    assert len(vendor.requests) == 1
+
+
+def test_a_429_without_any_wait_is_retried() -> None:
+    vendor = Vendor(status(429), OK)
+
+    assert vendor.client().request("GET", "/keys").status_code == 200
+    assert len(vendor.requests) == 2
+
+
+def test_a_refused_credential_is_retried_once_with_the_fresh_one_reauth_loaded() -> None:
+    tokens = iter(["old-token-0123456789", "new-token-0123456789"])
+    current = [next(tokens)]
+
+    def reauth() -> bool:
+        current[0] = next(tokens)
+        return True
+
+    vendor = Vendor(status(401), OK)
+
+    vendor.client(token=lambda: current[0], reauth=reauth).request("POST", "/keys")
+
+    assert [r.headers["authorization"] for r in vendor.requests] == [
+        "Bearer old-token-0123456789",
+        "Bearer new-token-0123456789",
+    ]
+
+
+def test_a_refused_credential_is_not_retried_when_no_fresh_one_came() -> None:
+    vendor = Vendor(status(401), OK)
+
+    with pytest.raises(VendorAuthError):
+        vendor.client(reauth=lambda: False).request("GET", "/keys")
+
+    assert len(vendor.requests) == 1
+
+
+def test_a_credential_refused_again_after_reauth_is_not_retried_twice() -> None:
+    vendor = Vendor(status(401))
+
+    with pytest.raises(VendorAuthError):
+        vendor.client(reauth=lambda: True).request("GET", "/keys")
+
+    assert len(vendor.requests) == 2
+
+
+def test_a_redirect_is_an_error_not_followed() -> None:
+    vendor = Vendor(httpx.Response(302, headers={"Location": "https://elsewhere.test/keys"}))
+
+    with pytest.raises(VendorError, match="-> 302"):
+        vendor.client().request("GET", "/keys")
+
+    assert [str(r.url) for r in vendor.requests] == ["https://api.acme.test/keys"]
