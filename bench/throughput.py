@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from common import (
@@ -69,7 +70,8 @@ def run(
     concurrency: int,
     tmp: Path,
     vendors: tuple[str, ...] = tuple(VENDORS),
-) -> dict[str, float]:
+    wrapper: tuple[str, ...] = (),
+) -> dict[str, Any]:
     label = f"{concurrency}_{policies}_{len(vendors)}"
     database_url = pg.create_database(f"bench_{label}")
     servers = {v: EmulatorServer(emulator(v), delay=DELAY).start() for v in vendors}
@@ -112,11 +114,22 @@ def run(
         server.log.clear()
     cpu_before = cpu_seconds(pg, bao)
     started = time.perf_counter()
-    result = rotator("rotate", "now", "--all", "--json", "--concurrency", str(concurrency), env=env)
+    result = rotator(
+        "rotate",
+        "now",
+        "--all",
+        "--json",
+        "--concurrency",
+        str(concurrency),
+        env=env,
+        wrapper=wrapper,
+    )
     elapsed = time.perf_counter() - started
     cpu_after = cpu_seconds(pg, bao)
     cpu_ms = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / policies, 2) for k in cpu_after}
-    outcomes = [json.loads(line)["result"] for line in result.stdout.splitlines() if line]
+    # Only the JSON lines: a profiler wrapping the command prints its own.
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    outcomes = [json.loads(line)["result"] for line in lines]
     calls = sum(len(s.log) for s in servers.values())
     for server in servers.values():
         server.stop()
