@@ -36,7 +36,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("vendor HTTP (httpx, parsing)", ("rotator/providers/", "httpx/", "httpcore/", "h11/")),
     ("audit writes and reads", ("rotator/audit/", "sqlalchemy/", "psycopg")),
     ("metrics", ("prometheus_client",)),
-    ("config, engine, CLI", ("rotator/", "click/", "pydantic")),
+    ("config, engine, CLI", ("rotator/", "click/")),
 ]
 WHOLE_STACK = 3
 
