@@ -586,7 +586,7 @@ class RotationRun:
         A conflict means someone else wrote the secret meanwhile: that is drift, and
         is never overwritten. The rotation stops, flagged for a person.
         """
-        base = self.vault.current_version(self._path)
+        base, keep = self.vault.newest(self._path)
         self._advance(
             State.MINTED,
             step="store",
@@ -596,7 +596,7 @@ class RotationRun:
         )
         try:
             version = self.vault.write_field(
-                self._path, self.rotation.vault_field, secret, cas=base
+                self._path, self.rotation.vault_field, secret, cas=base, keep=keep
             )
         except VaultCasConflict as exc:
             raise VaultCasConflict(
