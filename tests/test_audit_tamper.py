@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rotator.audit import migrations
 from rotator.audit.chain import AnchorPoint, MacKey
+from rotator.audit.pauses import pause_policy, resume_policy
 from rotator.audit.store import AuditStore, RotationRecord, event_hash, utcnow
 from rotator.audit.verify import verify
 from rotator.chain_vault import VaultChainTrust, rotate_key
@@ -483,6 +484,56 @@ def test_a_policy_state_row_inserted_behind_rotators_back_is_caught(keyed: Audit
 
     assert not report.intact
     assert any("policy other" in problem for problem in report.problems)
+
+
+def test_pauses_and_resumes_rotator_wrote_pass_the_state_check(keyed: AuditStore) -> None:
+    pause_policy(keyed, "p", reason="vendor outage", by="ops", until=None)
+    pause_policy(keyed, "q", reason="freeze", by="ops", until=None)
+    resume_policy(keyed, "q", by="ops")
+    pause_policy(keyed, "q", reason="freeze again", by="ops", until=None)
+    keyed.seal()
+
+    report = keyed.verify_chain(state=True)
+
+    assert report.intact, report.problems
+
+
+def test_a_pause_inserted_behind_rotators_back_is_caught(keyed: AuditStore) -> None:
+    run_a_rotation(keyed)
+    with keyed.engine.begin() as conn:  # holds the policy's rotation back, silently
+        conn.execute(
+            text(
+                "INSERT INTO policy_pauses (policy, reason, paused_by, paused_at) "
+                "VALUES ('p', 'nothing to see', 'ops', :now)"
+            ),
+            {"now": utcnow().replace(tzinfo=None) if keyed.dialect == "sqlite" else utcnow()},
+        )
+
+    report = keyed.verify_chain(state=True)
+
+    assert any("pause p" in problem for problem in report.problems), report.problems
+
+
+def test_a_pause_deleted_behind_rotators_back_is_caught(keyed: AuditStore) -> None:
+    pause_policy(keyed, "p", reason="vendor outage", by="ops", until=None)
+    keyed.seal()
+    with keyed.engine.begin() as conn:
+        conn.execute(text("DELETE FROM policy_pauses WHERE policy = 'p'"))
+
+    report = keyed.verify_chain(state=True)
+
+    assert any("pause p" in problem and "gone" in problem for problem in report.problems)
+
+
+def test_an_edited_pause_is_caught(keyed: AuditStore) -> None:
+    pause_policy(keyed, "p", reason="vendor outage", by="ops", until=None)
+    keyed.seal()
+    with keyed.engine.begin() as conn:
+        conn.execute(text("UPDATE policy_pauses SET paused_by = 'someone-else'"))
+
+    report = keyed.verify_chain(state=True)
+
+    assert any("pause p: paused_by" in problem for problem in report.problems)
 
 
 def test_rows_from_before_the_key_are_checked_once_a_baseline_records_them(

@@ -231,6 +231,30 @@ def test_pods_run_hardened(settings: str) -> None:
             assert {"requests", "limits"} <= set(container["resources"])
 
 
+@pytest.mark.parametrize("source", ["chart", "kustomize"])
+def test_every_rotator_pod_names_itself_and_its_service_account_in_the_audit_trail(
+    source: str,
+) -> None:
+    docs = (
+        [*rendered("daemon"), *rendered("cronjob")]
+        if source == "chart"
+        else [
+            *kustomize("daemon"),
+            *kustomize("cronjob"),
+        ]
+    )
+    pods = [d for d in docs if d["kind"] in POD_KINDS]
+    assert pods
+    for doc in pods:
+        for container in pod_spec(doc)["containers"]:
+            fields = {
+                e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                for e in container["env"]
+            }
+            assert fields["POD_NAME"] == "metadata.name"
+            assert fields["POD_SERVICE_ACCOUNT"] == "spec.serviceAccountName"
+
+
 def test_the_daemon_has_startup_liveness_and_readiness_probes() -> None:
     container = pod_spec(one(rendered("daemon"), "Deployment"))["containers"][0]
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"

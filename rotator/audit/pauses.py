@@ -22,15 +22,18 @@ def pause_policy(
     pause = Pause(policy, reason, by, utcnow(), until)
     with store.transaction() as connection:
         connection.execute(delete(policy_pauses).where(policy_pauses.c.policy == policy))
-        connection.execute(
-            insert(policy_pauses).values(
-                policy=policy,
-                reason=reason,
-                paused_by=by,
-                paused_at=pause.paused_at,
-                until=until,
-            )
-        )
+        row = {
+            "policy": policy,
+            "reason": reason,
+            "paused_by": by,
+            "paused_at": pause.paused_at,
+            "until": until,
+        }
+        connection.execute(insert(policy_pauses).values(row))
+        # The chain records the row, so 'audit verify --state' catches a pause added,
+        # edited or removed behind rotator's back (a hidden pause stops rotations).
+        store._note_removal(connection, "policy_pauses", policy)
+        store._note_changes(connection, "policy_pauses", policy, row)
         store.record_event(
             policy,
             "pause",
@@ -55,6 +58,8 @@ def resume_policy(store: AuditStore, policy: str, *, by: str) -> Pause | None:
             .returning(*policy_pauses.c)
         ).first()
         pause = Pause(**row._asdict()) if row is not None else None
+        if pause is not None:
+            store._note_removal(connection, "policy_pauses", policy)
         if pause is None or not pause.holds_at(now):
             return None  # an expired pause had already ended by itself
         store.record_event(

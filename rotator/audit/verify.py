@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Text, cast, func, select
 
 from rotator.audit.chain import AnchorPoint, ChainTrust, MacKey, event_hash, event_mac, link_mac
 from rotator.audit.records import TERMINAL_STATES
-from rotator.audit.tables import audit_events, policy_state, rotations
+from rotator.audit.tables import audit_events, policy_pauses, policy_state, rotations
 from rotator.errors import RotatorError
 
 #: How long a committed event may wait for its sealing pass before it looks suspicious.
@@ -51,6 +51,7 @@ _CHAIN_COLUMNS = (
 _TABLES = {
     "rotations": (rotations, "id", "rotation"),
     "policy_state": (policy_state, "policy", "policy"),
+    "policy_pauses": (policy_pauses, "policy", "pause"),
 }
 
 
@@ -122,14 +123,21 @@ class _StateReplay:
     def __init__(self) -> None:
         self.expected: dict[tuple[str, str], dict[str, Any]] = {}
         self.source: dict[tuple[str, str], int] = {}
+        #: Rows whose newest event recorded their deletion.
+        self.removed: set[tuple[str, str]] = set()
 
     def apply(self, event_id: int, changes: str | None) -> None:
         if changes is None:
             return
         for table, rows in json.loads(changes).items():
             for key, values in rows.items():
-                self.expected.setdefault((table, key), {}).update(values)
                 self.source[(table, key)] = event_id
+                if values is None:  # the event recorded the row's deletion
+                    self.expected.pop((table, key), None)
+                    self.removed.add((table, key))
+                    continue
+                self.removed.discard((table, key))
+                self.expected.setdefault((table, key), {}).update(values)
 
     def compare(self, connection: Connection, report: ChainReport, *, complete: bool) -> None:
         uncovered = 0
@@ -138,6 +146,12 @@ class _StateReplay:
                 values = row_changes(row._asdict())
                 key = (table_name, str(values[key_column]))
                 expected = self.expected.pop(key, None)
+                if key in self.removed:
+                    report.problems.append(
+                        f"{label} {key[1]}: event {self.source[key]} recorded its deletion, but "
+                        "the row is back (written behind rotator's back)"
+                    )
+                    continue
                 if expected is None:
                     settled = table_name == "rotations" and values["state"] in TERMINAL_STATES
                     if complete or not settled:

@@ -1,8 +1,9 @@
-"""A loopback stand-in for the one Kubernetes API call Vault's Kubernetes auth makes.
+"""Loopback stand-ins for the Kubernetes API calls rotator's tests need answered.
 
 OpenBao's ``kubernetes`` auth method sends the pod's service-account JWT to
-``POST /apis/authentication.k8s.io/v1/tokenreviews``; this server answers it
+``POST /apis/authentication.k8s.io/v1/tokenreviews``; ``TokenReviewServer`` answers it
 for the tokens it issued, so rotator's Kubernetes login runs for real.
+``AppsApiServer`` takes the workload PATCH of the ``kubernetes_restart`` hook.
 """
 
 from __future__ import annotations
@@ -21,9 +22,28 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-class TokenReviewServer:
+class _JsonHandler(BaseHTTPRequestHandler):
+    """Answers with JSON bodies, quietly."""
+
+    def answer(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def read_json(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers["content-length"])))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the access log."""
+
+
+class _LoopbackServer:
+    """An HTTP server on a free loopback port, serving on a daemon thread until stopped."""
+
     def __init__(self) -> None:
-        self.accounts: dict[str, tuple[str, str, str]] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
@@ -31,6 +51,19 @@ class TokenReviewServer:
     @property
     def address(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+
+class TokenReviewServer(_LoopbackServer):
+    def __init__(self) -> None:
+        self.accounts: dict[str, tuple[str, str, str]] = {}
+        super().__init__()
 
     def issue_token(self, namespace: str, name: str) -> str:
         """A service-account JWT in the legacy secret-token format (unsigned)."""
@@ -73,16 +106,12 @@ class TokenReviewServer:
         )
         return cert.read_text()
 
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_JsonHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                body = self.read_json()
                 token = body.get("spec", {}).get("token", "")
                 account = server.accounts.get(token)
                 status: dict[str, Any] = {"authenticated": False}
@@ -96,26 +125,19 @@ class TokenReviewServer:
                             "groups": ["system:serviceaccounts"],
                         },
                     }
-                payload = json.dumps(
+                self.answer(
+                    201,
                     {
                         "apiVersion": "authentication.k8s.io/v1",
                         "kind": "TokenReview",
                         "status": status,
-                    }
-                ).encode()
-                self.send_response(201)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Silence the access log."""
+                    },
+                )
 
         return Handler
 
 
-class AppsApiServer:
+class AppsApiServer(_LoopbackServer):
     """A loopback stand-in for apps/v1 workload PATCH, as ``kubectl rollout restart`` sends it.
 
     Holds workloads by (namespace, resource, name); applies a strategic-merge patch of
@@ -128,13 +150,7 @@ class AppsApiServer:
         self.workloads: dict[tuple[str, str, str], dict[str, str]] = {}
         self.patches: list[dict[str, Any]] = []
         self.fail_next = 0
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    @property
-    def address(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        super().__init__()
 
     def add(self, namespace: str, resource: str, name: str) -> None:
         self.workloads[(namespace, resource, name)] = {}
@@ -142,46 +158,31 @@ class AppsApiServer:
     def annotations(self, namespace: str, resource: str, name: str) -> dict[str, str]:
         return self.workloads[(namespace, resource, name)]
 
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_JsonHandler):
             def do_PATCH(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                body = self.read_json()
                 server.patches.append({"path": self.path, "body": body})
                 parts = self.path.strip("/").split("/")
                 if self.headers.get("authorization") != f"Bearer {server.token}":
-                    self._answer(401, {"kind": "Status", "reason": "Unauthorized"})
+                    self.answer(401, {"kind": "Status", "reason": "Unauthorized"})
                     return
                 if self.headers.get("content-type") != "application/strategic-merge-patch+json":
-                    self._answer(415, {"kind": "Status", "reason": "UnsupportedMediaType"})
+                    self.answer(415, {"kind": "Status", "reason": "UnsupportedMediaType"})
                     return
                 if server.fail_next:
                     server.fail_next -= 1
-                    self._answer(503, {"kind": "Status", "reason": "ServiceUnavailable"})
+                    self.answer(503, {"kind": "Status", "reason": "ServiceUnavailable"})
                     return
                 # /apis/apps/v1/namespaces/{ns}/{resource}/{name}
                 key = (parts[4], parts[5], parts[6]) if len(parts) == 7 else None
                 if parts[:4] != ["apis", "apps", "v1", "namespaces"] or key not in server.workloads:
-                    self._answer(404, {"kind": "Status", "reason": "NotFound"})
+                    self.answer(404, {"kind": "Status", "reason": "NotFound"})
                     return
                 template = body["spec"]["template"]["metadata"]["annotations"]
                 server.workloads[key].update(template)
-                self._answer(200, {"kind": "Deployment", "metadata": {"name": key[2]}})
-
-            def _answer(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Silence the access log."""
+                self.answer(200, {"kind": "Deployment", "metadata": {"name": key[2]}})
 
         return Handler

@@ -117,6 +117,11 @@ envFrom:
 env:
   - {name: ROTATOR_CONFIG, value: /etc/rotator/rotator.yaml}
   - {name: ROTATOR_DAEMON_HOST, value: "0.0.0.0"}
+  # The audit trail's actor: which pod and service account acted (rotator/audit/actor.py).
+  - name: POD_NAME
+    valueFrom: {fieldRef: {fieldPath: metadata.name}}
+  - name: POD_SERVICE_ACCOUNT
+    valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}
 {{- with .Values.env }}
 {{ toYaml . | indent 2 }}
 {{- end }}

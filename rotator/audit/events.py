@@ -1,0 +1,253 @@
+"""The append-only event log: one transaction per change, its event, and queries over events.
+
+Every state change and the event that records it are written in one transaction,
+so the log never disagrees with the state: row values written in a transaction ride
+along in the next event's ``changes``. Event details are plain values; a ``Secret``
+handed to them is refused, and any text holding a live secret's value is scrubbed
+before it is stored. Committed events are sealed into the chain afterwards
+(rotator/audit/sealing.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+
+from rotator.audit.actor import current_actor
+from rotator.audit.chain import ChainTrust, canonical_json, event_mac
+from rotator.audit.sealing import ChainSealer
+from rotator.audit.tables import audit_events
+from rotator.audit.verify import row_changes
+from rotator.errors import AuditStoreError, SecretLeakError
+from rotator.secret import Secret, scrub
+
+DetailValue = str | int | float | bool | None
+ACTOR = current_actor()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    policy: str
+    rotation_id: str | None
+    step: str
+    outcome: str
+    actor: str
+    details: dict[str, Any]
+    #: Position in the hash chain; None until the event is sealed, just after it commits.
+    seq: int | None = None
+    prev_hash: str = ""
+    hash: str = ""
+    #: The audit key version that MACs it; 0 for an unkeyed event.
+    key_version: int = 0
+
+
+#: Marks, in a connection's ``info``, a transaction that appended events.
+_APPENDED = "rotator.audit.appended"
+#: Row values written in a transaction, waiting for the event that records them.
+_CHANGES = "rotator.audit.changes"
+
+# Selected in AuditEvent's field order, so a row builds an event positionally (long histories).
+_EVENT_COLUMNS = tuple(audit_events.c[f.name] for f in fields(AuditEvent))
+# Statements built once, values passed as parameters: building one per call (and its cache
+# key over literal values) cost more CPU than executing it.
+_INSERT_EVENT = insert(audit_events)
+
+
+def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]:
+    clean: dict[str, DetailValue] = {}
+    for key, value in details.items():
+        if isinstance(value, Secret):
+            raise SecretLeakError(f"audit detail {key!r} is a Secret; audit rows never hold one")
+        clean[key] = scrub(value) if isinstance(value, str) else value
+    return clean
+
+
+class EventLog:
+    """Transactions over the audit database, and the events written and read in them."""
+
+    def __init__(self, engine: Engine, trust: ChainTrust | None = None) -> None:
+        self.engine = engine
+        self.sealer = ChainSealer(engine, trust)
+        self._appended = False
+
+    @property
+    def trust(self) -> ChainTrust | None:
+        """The audit key and anchor; None keeps the chain unkeyed (see chain.py)."""
+        return self.sealer.trust
+
+    @trust.setter
+    def trust(self, trust: ChainTrust | None) -> None:
+        # The engine attaches it after opening the store: writer and sealer must agree.
+        self.sealer.trust = trust
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise AuditStoreError(
+                f"cannot use the audit database ({scrub(str(exc.orig)).strip()}); check "
+                "database.url and that the database is running"
+            ) from None
+        except ProgrammingError as exc:
+            raise AuditStoreError(
+                f"the audit database refused rotator's statement ({scrub(str(exc.orig)).strip()}); "
+                "run 'rotator db upgrade' and check that rotator's database role may read and "
+                "write its tables"
+            ) from None
+        except SQLAlchemyError as exc:
+            raise AuditStoreError(
+                f"the audit database failed a statement ({type(exc.__cause__ or exc).__name__}); "
+                "check the database's log"
+            ) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; events appended in it are sealed into the chain after it commits."""
+        with self._errors():
+            with self.engine.begin() as connection:
+                yield connection
+                if connection.info.get(_CHANGES):
+                    # Rows written after the transaction's last event still get one.
+                    self.record_event("*", "state", "changed", connection=connection)
+                appended = connection.info.pop(_APPENDED, False)
+            if appended:
+                self._appended = True
+                self.sealer.seal_soon()
+
+    def record_event(
+        self,
+        policy: str,
+        step: str,
+        outcome: str,
+        *,
+        rotation_id: str | None = None,
+        details: Mapping[str, DetailValue] | None = None,
+        connection: Connection | None = None,
+    ) -> None:
+        values = {
+            # Whole microseconds survive every backend unchanged, so the hash can be recomputed.
+            "at": utcnow(),
+            "policy": policy,
+            "rotation_id": rotation_id,
+            "step": step,
+            "outcome": outcome,
+            "actor": ACTOR,
+            "details": _clean_details(details or {}),
+        }
+        if connection is not None:
+            self._append(connection, values)
+            return
+        with self.transaction() as conn:
+            self._append(conn, values)
+
+    def _append(self, connection: Connection, values: dict[str, Any]) -> None:
+        """Insert one event, with the row changes written before it and (keyed) its MAC."""
+        changes = connection.info.pop(_CHANGES, None)
+        values["changes"] = changes
+        if self.trust is not None:
+            version, key = self.trust.current_key()
+            nonce = secrets.token_hex(16)
+            values.update(
+                key_version=version,
+                nonce=nonce,
+                mac=event_mac(
+                    key,
+                    version,
+                    nonce,
+                    values["at"],
+                    values["policy"],
+                    values["rotation_id"],
+                    values["step"],
+                    values["outcome"],
+                    values["actor"],
+                    canonical_json(values["details"]),
+                    None if changes is None else canonical_json(changes),
+                ),
+            )
+        connection.execute(_INSERT_EVENT, values)
+        connection.info[_APPENDED] = True
+
+    @staticmethod
+    def _note_changes(
+        connection: Connection, table: str, key: str, values: Mapping[str, Any]
+    ) -> None:
+        """Remember row values written in this transaction for the next event to record."""
+        pending = connection.info.setdefault(_CHANGES, {})
+        rows = pending.setdefault(table, {})
+        if rows.get(key) is None:
+            rows[key] = {}
+        rows[key].update(row_changes(dict(values)))
+
+    @staticmethod
+    def _note_removal(connection: Connection, table: str, key: str) -> None:
+        """Remember that this transaction deleted a row, for the next event to record."""
+        connection.info.setdefault(_CHANGES, {}).setdefault(table, {})[key] = None
+
+    def events(
+        self,
+        *,
+        policy: str | None = None,
+        rotation_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        outcome: str | None = None,
+        step: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        """Matching events in the order they were written; ``limit``: only the newest that many."""
+        newest_first = limit is not None
+        query = select(*_EVENT_COLUMNS).order_by(
+            audit_events.c.id.desc() if newest_first else audit_events.c.id
+        )
+        if step is not None:
+            query = query.where(audit_events.c.step == step)
+        if policy is not None:
+            query = query.where(audit_events.c.policy == policy)
+        if rotation_id is not None:
+            query = query.where(audit_events.c.rotation_id == rotation_id)
+        if since is not None:
+            query = query.where(audit_events.c.at >= since)
+        if until is not None:
+            query = query.where(audit_events.c.at < until)
+        if outcome is not None:
+            query = query.where(audit_events.c.outcome == outcome)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.transaction() as connection:
+            # .all() fetches the rows in one driver call; iterating fetches them one by one.
+            rows = connection.execute(query).all()
+        events = [AuditEvent(*row) for row in rows]
+        return events[::-1] if newest_first else events
+
+    def recorded_outcomes(self) -> set[str]:
+        """Every outcome the log holds (a full scan: only asked about an unfamiliar one)."""
+        with self.transaction() as connection:
+            return set(connection.execute(select(audit_events.c.outcome).distinct()).scalars())
+
+    def unsealed_backlog(self) -> tuple[int, datetime | None]:
+        """How many events wait to be sealed into the chain, and when the oldest was written."""
+        with self.transaction() as connection:
+            count, oldest = connection.execute(
+                select(func.count(), func.min(audit_events.c.at)).where(
+                    audit_events.c.seq.is_(None)
+                )
+            ).one()
+        return int(count), oldest

@@ -1,0 +1,254 @@
+"""Rotation rows and per-policy state: what a rotation has done, and each policy's current key.
+
+Each write is fenced (a process that lost a rotation to another writes nothing) and
+goes in one transaction with the event that records it (rotator/audit/events.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from rotator.audit.events import DetailValue, EventLog, utcnow
+from rotator.audit.records import TERMINAL_STATES, PolicyState
+from rotator.audit.tables import policy_state, rotations
+from rotator.errors import AuditStoreError, LockLost
+from rotator.secret import scrub
+
+
+@dataclass(frozen=True)
+class RotationRecord:
+    """One row of ``rotations``: everything needed to resume a rotation after a crash."""
+
+    id: str
+    policy: str
+    provider: str
+    strategy: str
+    state: str
+    emergency: bool
+    old_key_id: str | None
+    new_key_id: str | None
+    new_key_name: str | None
+    new_secret_fingerprint: str | None
+    vault_path: str
+    vault_field: str
+    vault_base_version: int | None
+    vault_version: int | None
+    grace_until: datetime | None
+    needs_attention: bool
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    #: The value this process holds; a process taking the rotation over bumps it.
+    fence: int = 0
+    #: When grace began, and its end before any extension for an old key still in use.
+    grace_started_at: datetime | None = None
+    grace_original_until: datetime | None = None
+    #: The old key's call count when grace began, where the vendor counts calls.
+    old_key_calls_at_grace: int | None = None
+
+
+_ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
+_INSERT_ROTATION = insert(rotations)
+_UPDATE_ROTATION = update(rotations).where(
+    rotations.c.id == bindparam("b_id"), rotations.c.fence == bindparam("b_fence")
+)
+_INSERT_POLICY_STATE = insert(policy_state)
+_UPDATE_POLICY_STATE = update(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
+
+
+def _fenced_off(rotation: RotationRecord) -> LockLost:
+    return LockLost(
+        f"policy {rotation.policy}: rotation {rotation.id} was taken over by another process "
+        "(this one lost the policy's lock); this process stopped and wrote nothing more"
+    )
+
+
+class RotationState(EventLog):
+    """The ``rotations`` and ``policy_state`` tables, each write with its event."""
+
+    def set_attention(
+        self, policy: str, reason: str | None, *, details: Mapping[str, DetailValue]
+    ) -> None:
+        """Flag (or, with ``None``, clear) a policy as waiting for a person, with an event."""
+        with self.transaction() as connection:
+            self.set_policy_state(policy, connection=connection, attention=reason)
+            self.record_event(
+                policy,
+                "attention",
+                "flagged" if reason else "cleared",
+                details={**details, "reason": reason},
+                connection=connection,
+            )
+
+    def create_rotation(
+        self, record: RotationRecord, *, details: Mapping[str, DetailValue]
+    ) -> None:
+        """Insert a new rotation; ``LockLost`` if the policy already has an unfinished one."""
+        with self.transaction() as connection:
+            values = {f: getattr(record, f) for f in _ROTATION_FIELDS}
+            try:
+                connection.execute(_INSERT_ROTATION, values)
+            except IntegrityError:
+                raise LockLost(
+                    f"policy {record.policy} already has an unfinished rotation: another process "
+                    "started it while this one believed it held the policy's lock"
+                ) from None
+            self._note_changes(connection, "rotations", record.id, values)
+            self.record_event(
+                record.policy,
+                "plan",
+                "succeeded",
+                rotation_id=record.id,
+                details=details,
+                connection=connection,
+            )
+
+    def claim_rotation(self, rotation: RotationRecord) -> RotationRecord:
+        """Take ``rotation`` over: bump its fence, so whoever worked on it before is fenced off.
+
+        ``LockLost`` if the fence moved since ``rotation`` was read (someone else took it).
+        """
+        with self.transaction() as connection:
+            claimed = connection.execute(
+                update(rotations)
+                .where(rotations.c.id == rotation.id, rotations.c.fence == rotation.fence)
+                .values(fence=rotation.fence + 1)
+            ).rowcount
+            if not claimed:
+                raise _fenced_off(rotation)
+            self._note_changes(connection, "rotations", rotation.id, {"fence": rotation.fence + 1})
+            self.record_event(
+                rotation.policy,
+                "fence",
+                "claimed",
+                rotation_id=rotation.id,
+                details={"fence": rotation.fence + 1, "state": rotation.state},
+                connection=connection,
+            )
+        return dataclasses.replace(rotation, fence=rotation.fence + 1)
+
+    def update_rotation(
+        self,
+        rotation: RotationRecord,
+        *,
+        step: str,
+        outcome: str,
+        details: Mapping[str, DetailValue] | None = None,
+        policy_state: Mapping[str, Any] | None = None,
+        **changes: Any,
+    ) -> RotationRecord:
+        """Apply ``changes`` to the row and log the step's event in one transaction.
+
+        ``policy_state`` values, when given, update the policy's row in the same
+        transaction (a finished rotation moves the policy's current key with it).
+        Nothing is written, and ``LockLost`` raised, if another process has taken
+        the rotation over since ``rotation`` was claimed (its fence moved).
+        """
+        unknown = set(changes) - set(_ROTATION_FIELDS)
+        if unknown:
+            raise AuditStoreError(f"unknown rotation fields: {sorted(unknown)}")
+        if "last_error" in changes and changes["last_error"] is not None:
+            changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
+        changes["updated_at"] = utcnow()
+        with self.transaction() as connection:
+            updated = connection.execute(
+                _UPDATE_ROTATION, {"b_id": rotation.id, "b_fence": rotation.fence, **changes}
+            ).rowcount
+            if not updated:
+                raise _fenced_off(rotation)
+            self._note_changes(connection, "rotations", rotation.id, changes)
+            if policy_state is not None:
+                self.set_policy_state(rotation.policy, connection=connection, **policy_state)
+            self.record_event(
+                rotation.policy,
+                step,
+                outcome,
+                rotation_id=rotation.id,
+                details=details,
+                connection=connection,
+            )
+        return RotationRecord(**{**{f: getattr(rotation, f) for f in _ROTATION_FIELDS}, **changes})
+
+    def rotation(self, rotation_id: str) -> RotationRecord | None:
+        with self.transaction() as connection:
+            row = connection.execute(select(rotations).where(rotations.c.id == rotation_id)).first()
+        return RotationRecord(**row._asdict()) if row else None
+
+    def active_rotation(self, policy: str) -> RotationRecord | None:
+        """The policy's unfinished rotation, if any (at most one exists, under the lock)."""
+        with self.transaction() as connection:
+            row = connection.execute(
+                select(rotations)
+                .where(rotations.c.policy == policy, rotations.c.state.not_in(TERMINAL_STATES))
+                .order_by(rotations.c.created_at.desc())
+            ).first()
+        return RotationRecord(**row._asdict()) if row else None
+
+    def rotations_for(self, policy: str) -> list[RotationRecord]:
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(rotations)
+                .where(rotations.c.policy == policy)
+                .order_by(rotations.c.created_at)
+            )
+            return [RotationRecord(**row._asdict()) for row in rows]
+
+    def unfinished_rotations(self) -> list[RotationRecord]:
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(rotations)
+                .where(rotations.c.state.not_in(TERMINAL_STATES))
+                .order_by(rotations.c.created_at)
+            )
+            return [RotationRecord(**row._asdict()) for row in rows]
+
+    def all_policy_states(self) -> dict[str, PolicyState]:
+        with self.transaction() as connection:
+            rows = connection.execute(select(policy_state)).all()
+        result = {}
+        for row in rows:
+            values = row._asdict()
+            values.pop("updated_at")
+            result[row.policy] = PolicyState(**values)
+        return result
+
+    def policy_state(self, policy: str) -> PolicyState | None:
+        with self.transaction() as connection:
+            row = connection.execute(
+                select(policy_state).where(policy_state.c.policy == policy)
+            ).first()
+        if row is None:
+            return None
+        values = row._asdict()
+        values.pop("updated_at")
+        return PolicyState(**values)
+
+    def set_policy_state(
+        self, policy: str, *, connection: Connection | None = None, **values: Any
+    ) -> None:
+        values["updated_at"] = utcnow()
+        if connection is None:
+            with self.transaction() as conn:
+                self._upsert_policy_state(conn, policy, values)
+        else:
+            self._upsert_policy_state(connection, policy, values)
+
+    @classmethod
+    def _upsert_policy_state(
+        cls, connection: Connection, policy: str, values: dict[str, Any]
+    ) -> None:
+        changed = connection.execute(_UPDATE_POLICY_STATE, {"b_policy": policy, **values}).rowcount
+        if not changed:
+            values = {**dict.fromkeys(policy_state.c.keys()), **values, "policy": policy}
+            connection.execute(_INSERT_POLICY_STATE, values)
+        cls._note_changes(connection, "policy_state", policy, values)
