@@ -123,7 +123,7 @@ def main() -> None:
 
         after_start, after_pass = daemon_rss(env, port)
         daemon = Daemon(config_path, load_config(config_path, provider_class))
-        daemon._schedule_policies()
+        daemon._schedule_policies(daemon.engine.config, daemon.engine.store.all_policy_states())
         passes = []
         for _ in range(5):
             started = time.perf_counter()

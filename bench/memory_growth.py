@@ -19,6 +19,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from common import free_port, openbao_server, postgres_server, rotator, write_result
@@ -48,19 +49,23 @@ def drive(config_path: str) -> None:
     configure_logging(level="warning", json=True)
     daemon = Daemon(Path(config_path), load_config(Path(config_path), provider_class))
     names = list(daemon.engine.config.policies)
-    figures: dict[str, float] = {}
-    failed = 0
+    figures: dict[str, Any] = {}
+    failures: list[str] = []
     with ThreadPoolExecutor(daemon.engine.config.daemon.concurrency) as pool:
         done = 0
         while done < ROTATIONS:
             batch = names[: min(len(names), ROTATIONS - done)]
             outcomes = list(pool.map(daemon.engine.rotate_now, batch))
-            failed += sum(o.result is not Result.COMPLETED for o in outcomes)
+            failures += [
+                f"{o.policy}: {o.result.value}: {o.message}"
+                for o in outcomes
+                if o.result is not Result.COMPLETED
+            ]
             done += len(batch)
             if done >= FIRST and "rss_after_first_mb" not in figures:
                 figures["rss_after_first_mb"] = rss_mb()
     figures["rss_after_all_mb"] = rss_mb()
-    figures["failed"] = failed
+    figures["failures"] = failures
     daemon.engine.close()
     print(json.dumps(figures))
 
@@ -111,12 +116,13 @@ def main() -> None:
     figures = {
         "policies": POLICIES,
         "rotations": ROTATIONS,
-        "failed_rotations": measured["failed"],
+        "failed_rotations": len(measured["failures"]),
+        "failures": measured["failures"][:10],
         f"rss_after_{FIRST}_mb": round(first, 1),
         f"rss_after_{ROTATIONS}_mb": round(last, 1),
         "growth": round(last / first - 1, 3),
         "goal_growth": GOAL,
-        "goal_met": last <= first * (1 + GOAL) and not measured["failed"],
+        "goal_met": last <= first * (1 + GOAL) and not measured["failures"],
     }
     path = write_result("memory_growth", figures)
     for key, value in figures.items():
