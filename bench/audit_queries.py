@@ -1,6 +1,6 @@
 """Audit queries over 1,000,000 events in PostgreSQL: one policy's history, and verify.
 
-Goals: one policy's history under 50 ms; `audit verify` over the whole chain under 20 s.
+Goals: one policy's history in at most 30 ms; `audit verify` over the whole chain under 20 s.
 Events are keyed with an audit key kept in a real OpenBao (read once, as rotator does),
 bulk-loaded with COPY, each MACed, sealed and anchored exactly as rotator does it, each
 carrying the row changes a rotation step records.
@@ -101,11 +101,12 @@ def main() -> None:
         )
         migrations.upgrade(store.engine)
         load_s = load(store, VaultChainTrust(lambda: vault, audit))
-        history = []
+        history, history_cpu = [], []
         for n in range(20):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             events = store.events(policy=f"policy-{n * 37 % POLICIES}")
             history.append(time.perf_counter() - started)
+            history_cpu.append(time.thread_time() - cpu_started)
         cpu = cpu_seconds(pg, bao)
         started = time.perf_counter()
         report = store.verify_chain()
@@ -117,6 +118,10 @@ def main() -> None:
         "load_s": round(load_s, 1),
         "one_policy_history_events": len(events),
         "one_policy_history_median_ms": round(sorted(history)[len(history) // 2] * 1000, 1),
+        # rotator's CPU for it (reading and decoding the rows), the rest is PostgreSQL and waiting.
+        "one_policy_history_cpu_median_ms": round(
+            sorted(history_cpu)[len(history_cpu) // 2] * 1000, 1
+        ),
         "verify_s": round(verify_s, 1),
         # CPU seconds verify used, rotator's side and the database's: the wall time on a
         # machine shared with other work is this plus waiting for a core.
@@ -124,10 +129,10 @@ def main() -> None:
         "verify_postgresql_cpu_s": round(after["postgresql"] - cpu["postgresql"], 1),
         "load_average": round(os.getloadavg()[0], 1),
         "verify_intact": report.intact,
-        "goals": {"history_ms": 50, "verify_s": 20},
+        "goals": {"history_ms": 30, "verify_s": 20},
     }
     figures["goals_met"] = (
-        figures["one_policy_history_median_ms"] < 50 and verify_s < 20 and report.intact
+        figures["one_policy_history_median_ms"] <= 30 and verify_s <= 20 and report.intact
     )
     if EVENTS != 1_000_000:
         print(figures, report.problems)

@@ -1,6 +1,8 @@
 """CLI start time: `rotator --help` and `rotator rotate due` with nothing due, vs `python -c pass`.
 
-Goal: under 0.6 s wall (a CronJob starts the CLI every time). Median of 10 runs each.
+Goal: at most 0.3 s wall for `rotate due` against PostgreSQL and against SQLite (a CronJob
+starts the CLI every time). Median of 10 runs each; the CPU time (user + sys) of each run
+is reported too, as it varies less than wall time with this shared machine's load.
 
 rotator's modules are compiled to bytecode first, as ``pip install`` does for an installed
 package (and a container image holds): a checkout run with PYTHONDONTWRITEBYTECODE set
@@ -10,6 +12,8 @@ would otherwise compile every module from source on every start.
 from __future__ import annotations
 
 import compileall
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -23,28 +27,35 @@ from common import openbao_server, postgres_server, rotator, write_result
 import rotator as rotator_package
 
 RUNS = 10
-GOAL = 0.6
+GOAL = 0.3
 
 
-def median_wall(command: list[str], env: dict[str, str] | None = None) -> float:
-    import os
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
-    times = []
+
+def median_wall(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Median wall time and median CPU time of ``command``, over RUNS runs."""
+    times, cpu = [], []
     for _ in range(RUNS):
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _children_cpu()
         subprocess.run(command, capture_output=True, env={**os.environ, **(env or {})}, check=False)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        cpu.append(_children_cpu() - cpu_before)
+    return statistics.median(times), statistics.median(cpu)
 
 
-def main() -> None:
-    with postgres_server() as pg, openbao_server() as bao, tempfile.TemporaryDirectory() as tmp:
-        pg.create_database("bench")
-        config = Path(tmp) / "rotator.yaml"
-        config.write_text(
-            f"""
-database: {{url: "{pg.url("bench")}"}}
-vault: {{address: "{bao.address}", auth: {{method: token}}}}
+def idle_rotate_due(
+    database_url: str, bao_address: str, bao_token: str, tmp: Path
+) -> tuple[float, float]:
+    """`rotate due` against ``database_url`` with its one policy adopted (nothing due)."""
+    name = "pg" if database_url.startswith("postgresql") else "sqlite"
+    config = tmp / f"rotator-{name}.yaml"
+    config.write_text(
+        f"""
+database: {{url: "{database_url}"}}
+vault: {{address: "{bao_address}", auth: {{method: token}}}}
 providers:
   do: {{type: digitalocean_gradient, token: "${{DO_TOKEN}}", base_url: "http://127.0.0.1:9"}}
 policies:
@@ -52,32 +63,45 @@ policies:
     provider: do
     key: {{agent_uuid: a, api_key_uuid: k}}
     schedule: {{every: 30d}}
-    vault: {{path: bench/app}}
+    vault: {{path: bench/{name}}}
 """
-        )
-        env = {"VAULT_TOKEN": bao.root_token, "DO_TOKEN": "x-token", "ROTATOR_CONFIG": str(config)}
-        httpx.post(
-            f"{bao.address}/v1/secret/data/bench/app",
-            headers={"X-Vault-Token": bao.root_token},
-            json={"data": {"api_key": "existing-key-value"}},
-        ).raise_for_status()
-        assert rotator("db", "upgrade", env=env).returncode == 0
-        assert rotator("adopt", "app", env=env).returncode == 0
+    )
+    env = {"VAULT_TOKEN": bao_token, "DO_TOKEN": "x-token", "ROTATOR_CONFIG": str(config)}
+    httpx.post(
+        f"{bao_address}/v1/secret/data/bench/{name}",
+        headers={"X-Vault-Token": bao_token},
+        json={"data": {"api_key": "existing-key-value"}},
+    ).raise_for_status()
+    assert rotator("db", "upgrade", env=env).returncode == 0
+    assert rotator("adopt", "app", env=env).returncode == 0
+    return median_wall([sys.executable, "-m", "rotator", "rotate", "due"], env)
+
+
+def main() -> None:
+    with postgres_server() as pg, openbao_server() as bao, tempfile.TemporaryDirectory() as tmp:
         compileall.compile_dir(Path(rotator_package.__file__).parent, quiet=1)
-        figures = {
-            "python_pass_s": median_wall([sys.executable, "-c", "pass"]),
-            "help_s": median_wall([sys.executable, "-m", "rotator", "--help"]),
-            "rotate_due_nothing_due_s": median_wall(
-                [sys.executable, "-m", "rotator", "rotate", "due"], env
+        measured = {
+            "python_pass": median_wall([sys.executable, "-c", "pass"]),
+            "help": median_wall([sys.executable, "-m", "rotator", "--help"]),
+            "rotate_due_nothing_due_postgresql": idle_rotate_due(
+                pg.create_database("bench"), bao.address, bao.root_token, Path(tmp)
+            ),
+            "rotate_due_nothing_due_sqlite": idle_rotate_due(
+                f"sqlite:///{tmp}/rotator.db", bao.address, bao.root_token, Path(tmp)
             ),
         }
+    figures: dict[str, object] = {}
+    for key, (wall, cpu) in measured.items():
+        figures[f"{key}_s"] = round(wall, 3)
+        figures[f"{key}_cpu_s"] = round(cpu, 3)
+    due = [key for key in measured if key.startswith("rotate_due")]
     figures["goal_s"] = GOAL
-    figures["goal_met"] = max(figures["help_s"], figures["rotate_due_nothing_due_s"]) < GOAL
+    figures["goal_met"] = all(measured[key][0] <= GOAL for key in due)
     path = write_result("cli_start", figures)
-    print(f"{'what':<28}{'median wall (s)':>16}")
-    for key in ("python_pass_s", "help_s", "rotate_due_nothing_due_s"):
-        print(f"{key:<28}{figures[key]:>16.3f}")
-    print(f"goal < {GOAL}s met: {figures['goal_met']}  -> {path}")
+    print(f"{'what':<36}{'median wall (s)':>16}{'median CPU (s)':>16}")
+    for key, (wall, cpu) in measured.items():
+        print(f"{key:<36}{wall:>16.3f}{cpu:>16.3f}")
+    print(f"goal <= {GOAL}s met: {figures['goal_met']}  -> {path}")
 
 
 if __name__ == "__main__":

@@ -59,10 +59,11 @@ def write_result(name: str, figures: dict[str, Any], notes: str = "") -> Path:
 
 
 def rotator(
-    *args: str, env: dict[str, str], timeout: float = 900
+    *args: str, env: dict[str, str], timeout: float = 900, wrapper: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
+    """Run the rotator CLI; ``wrapper`` goes before it (a profiler's command line)."""
     return subprocess.run(
-        [sys.executable, "-m", "rotator", *args],
+        [*wrapper, sys.executable, "-m", "rotator", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},

@@ -1,7 +1,8 @@
 """Daemon footprint at 10,000 policies: memory, one scheduling pass, and `rotator validate`.
 
-Goals: RSS under 150 MB after start and after one pass; one pass under 50 ms;
-`rotator validate` under 2 s. Policies are adopted (the steady state: nothing
+Goals: RSS at most 100 MB after start and after a sweep; one pass at most 10 ms;
+`rotator validate` at most 1.0 s (its CPU time, user + sys, is reported too: it varies
+less with this shared machine's load). Policies are adopted (the steady state: nothing
 due), so the pass measures the work done every tick, not rotations. RSS is read
 from a real `rotator daemon` process (1 s tick, measured again after five
 seconds of sweeps); the pass is timed in this process on a second Daemon.
@@ -10,6 +11,7 @@ seconds of sweeps); the pass is timed in this process on a second Daemon.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -22,6 +24,11 @@ import httpx
 from common import free_port, openbao_server, postgres_server, rotator, write_result
 
 POLICIES = 10_000
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mb(pid: int | str = "self") -> float:
@@ -107,15 +114,16 @@ def main() -> None:
             )
         store.dispose()
 
-        validate_runs = []
+        validate_runs, validate_cpu = [], []
         for _ in range(3):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _children_cpu()
             assert rotator("validate", env=env).returncode == 0
             validate_runs.append(time.perf_counter() - started)
+            validate_cpu.append(_children_cpu() - cpu_started)
 
         after_start, after_pass = daemon_rss(env, port)
         daemon = Daemon(config_path, load_config(config_path, provider_class))
-        daemon._schedule_policies()
+        daemon._schedule_policies(daemon.engine.config, daemon.engine.store.all_policy_states())
         passes = []
         for _ in range(5):
             started = time.perf_counter()
@@ -128,12 +136,13 @@ def main() -> None:
         "rss_after_sweeps_mb": round(after_pass, 1),
         "scheduling_pass_median_ms": round(sorted(passes)[2] * 1000, 1),
         "validate_median_s": round(sorted(validate_runs)[1], 2),
-        "goals": {"rss_mb": 150, "pass_ms": 50, "validate_s": 2},
+        "validate_cpu_median_s": round(sorted(validate_cpu)[1], 2),
+        "goals": {"rss_mb": 100, "pass_ms": 10, "validate_s": 1.0},
     }
     figures["goals_met"] = {
-        "rss": after_pass < 150,
-        "pass": figures["scheduling_pass_median_ms"] < 50,
-        "validate": figures["validate_median_s"] < 2,
+        "rss": max(after_start, after_pass) <= 100,
+        "pass": figures["scheduling_pass_median_ms"] <= 10,
+        "validate": figures["validate_median_s"] <= 1.0,
     }
     path = write_result("daemon_footprint", figures)
     for key, value in figures.items():

@@ -222,6 +222,17 @@ class VaultStore:
         """The newest version number of ``path``, 0 when it was never written."""
         return int(self._metadata(path).get("current_version") or 0)
 
+    def newest(self, path: str) -> tuple[int, Mapping[str, Secret] | None]:
+        """The newest version number of ``path`` and its data: a write's base, in one call.
+
+        The data is None when the newest version cannot be read (deleted, destroyed,
+        never written): its number then comes from the metadata, as ``current_version``.
+        """
+        found = self._read_data(path, None)
+        if found is None:
+            return self.current_version(path), None
+        return found
+
     def resolve(self, reference: VaultReference) -> Secret:
         """The value a ``vault:path#field`` credential reference points at."""
         current = self.read(reference.path)
@@ -235,16 +246,28 @@ class VaultStore:
 
     # -- writes ---------------------------------------------------------------
 
-    def write_field(self, path: str, field: str, value: Secret, *, cas: int) -> int:
+    def write_field(
+        self,
+        path: str,
+        field: str,
+        value: Secret,
+        *,
+        cas: int,
+        keep: Mapping[str, Secret] | None = None,
+    ) -> int:
         """Set ``field`` of ``path`` (other fields kept), only if ``cas`` is still current.
 
-        ``cas`` is the version the caller read (0: the secret must not exist yet).
-        Returns the new version; raises ``VaultCasConflict`` if someone wrote since.
+        ``cas`` is the version the caller read (0: the secret must not exist yet), and
+        ``keep`` that version's data when the caller has it (``newest``): it is read
+        otherwise. Returns the new version; raises ``VaultCasConflict`` if someone wrote
+        since.
         """
         data: dict[str, str] = {}
         if cas:
-            base = self._read_data(path, cas)
-            data = {k: v.reveal() for k, v in (base[1] if base else {}).items()}
+            if keep is None:
+                base = self._read_data(path, cas)
+                keep = base[1] if base else {}
+            data = {k: v.reveal() for k, v in keep.items()}
         data[field] = value.reveal()
         with self._errors(path):
             response = self._client.secrets.kv.v2.create_or_update_secret(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from rotator.audit.records import Pause
 from rotator.audit.store import AuditStore, utcnow
@@ -74,16 +74,18 @@ def resume_policy(store: AuditStore, policy: str, *, by: str) -> Pause | None:
 
 def pauses_in_force(store: AuditStore, now: datetime) -> dict[str, Pause]:
     """Every pause that holds at ``now``, by policy."""
-    with store.transaction() as connection:
+    with store.reading() as connection:
         rows = connection.execute(select(policy_pauses)).all()
     pauses = (Pause(**row._asdict()) for row in rows)
     return {pause.policy: pause for pause in pauses if pause.holds_at(now)}
 
 
+# Built once: it is read before every rotation.
+_SELECT_PAUSE = select(policy_pauses).where(policy_pauses.c.policy == bindparam("b_policy"))
+
+
 def pause_in_force(store: AuditStore, policy: str, now: datetime) -> Pause | None:
-    with store.transaction() as connection:
-        row = connection.execute(
-            select(policy_pauses).where(policy_pauses.c.policy == policy)
-        ).first()
+    with store.reading() as connection:
+        row = connection.execute(_SELECT_PAUSE, {"b_policy": policy}).first()
     pause = Pause(**row._asdict()) if row is not None else None
     return pause if pause is not None and pause.holds_at(now) else None

@@ -114,6 +114,13 @@ _UPDATE_ROTATION = update(rotations).where(
 )
 _INSERT_POLICY_STATE = insert(policy_state)
 _UPDATE_POLICY_STATE = update(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
+_SELECT_ROTATION = select(rotations).where(rotations.c.id == bindparam("b_id"))
+_SELECT_ACTIVE_ROTATION = (
+    select(rotations)
+    .where(rotations.c.policy == bindparam("b_policy"), rotations.c.state.not_in(TERMINAL_STATES))
+    .order_by(rotations.c.created_at.desc())
+)
+_SELECT_POLICY_STATE = select(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
 
 
 def _record(row: Row[Any]) -> RotationRecord:
@@ -244,18 +251,14 @@ class RotationState(EventLog):
         return updated
 
     def rotation(self, rotation_id: str) -> RotationRecord | None:
-        with self.transaction() as connection:
-            row = connection.execute(select(rotations).where(rotations.c.id == rotation_id)).first()
+        with self.reading() as connection:
+            row = connection.execute(_SELECT_ROTATION, {"b_id": rotation_id}).first()
         return _record(row) if row else None
 
     def active_rotation(self, policy: str) -> RotationRecord | None:
         """The policy's unfinished rotation, if any (at most one exists, under the lock)."""
-        with self.transaction() as connection:
-            row = connection.execute(
-                select(rotations)
-                .where(rotations.c.policy == policy, rotations.c.state.not_in(TERMINAL_STATES))
-                .order_by(rotations.c.created_at.desc())
-            ).first()
+        with self.reading() as connection:
+            row = connection.execute(_SELECT_ACTIVE_ROTATION, {"b_policy": policy}).first()
         return _record(row) if row else None
 
     def rotations_for(self, policy: str) -> list[RotationRecord]:
@@ -268,16 +271,16 @@ class RotationState(EventLog):
             return [_record(row) for row in rows]
 
     def unfinished_rotations(self) -> list[RotationRecord]:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             rows = connection.execute(
                 select(rotations)
                 .where(rotations.c.state.not_in(TERMINAL_STATES))
                 .order_by(rotations.c.created_at)
-            )
-            return [_record(row) for row in rows]
+            ).all()
+        return [_record(row) for row in rows]
 
     def all_policy_states(self) -> dict[str, PolicyState]:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             rows = connection.execute(select(policy_state)).all()
         result = {}
         for row in rows:
@@ -287,10 +290,8 @@ class RotationState(EventLog):
         return result
 
     def policy_state(self, policy: str) -> PolicyState | None:
-        with self.transaction() as connection:
-            row = connection.execute(
-                select(policy_state).where(policy_state.c.policy == policy)
-            ).first()
+        with self.reading() as connection:
+            row = connection.execute(_SELECT_POLICY_STATE, {"b_policy": policy}).first()
         if row is None:
             return None
         values = row._asdict()

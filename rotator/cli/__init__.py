@@ -18,7 +18,7 @@ from rotator.cli.chain import baseline, rotate_key, seal
 from rotator.cli.db import db
 from rotator.cli.inspect import audit
 from rotator.cli.operate import reconcile
-from rotator.cli.options import Verbosity, config_option, load
+from rotator.cli.options import Verbosity, config_option, load, read_config
 from rotator.cli.pause import pause, resume
 from rotator.cli.plan import plan
 from rotator.cli.rollback import rollback
@@ -62,7 +62,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 )
 def validate(config_path: str | None, online: bool) -> None:
     """Check the configuration file; exit 2 on any problem."""
-    config = load(config_path)
+    # Offline, nothing is logged: logging (structlog, which imports rich) is set up for --online.
+    config = load(config_path) if online else read_config(config_path)
     for warning in config.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(

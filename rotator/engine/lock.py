@@ -33,9 +33,13 @@ from rotator.log import get_logger
 
 log = get_logger("rotator.lock")
 
-_HELD = text(
+# Sent on the driver's connection, not through SQLAlchemy's statement machinery: it runs
+# before every vendor and Vault call, and SQLAlchemy's execution context cost more than
+# the query.
+_HELD = (
     "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-    "AND pid = pg_backend_pid() AND classid = :classid AND objid = :objid AND objsubid = 1)"
+    "AND pid = pg_backend_pid() AND classid = %(classid)s AND objid = %(objid)s "
+    "AND objsubid = 1)"
 )
 
 
@@ -96,11 +100,16 @@ class _PostgresLease(Lease):
         return True
 
     def confirm(self) -> bool:
+        from psycopg import Error as DriverError  # this lease only exists on PostgreSQL
+
         assert self._connection is not None
         try:
-            if self._connection.execute(_HELD, self._ids).scalar():
+            driver = self._connection.connection.dbapi_connection
+            assert driver is not None
+            row = driver.execute(_HELD, self._ids).fetchone()
+            if row is not None and row[0]:
                 return False
-        except DBAPIError:
+        except (DBAPIError, DriverError):
             pass  # the session is gone, and the lock with it
         self._drop()
         try:

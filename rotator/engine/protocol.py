@@ -590,7 +590,7 @@ class RotationRun(Steps):
         A conflict means someone else wrote the secret meanwhile: that is drift, and
         is never overwritten. The rotation stops, flagged for a person.
         """
-        base = self.vault.current_version(self._path)
+        base, keep = self.vault.newest(self._path)
         self._advance(
             State.MINTED,
             step="store",
@@ -600,7 +600,7 @@ class RotationRun(Steps):
         )
         try:
             version = self.vault.write_field(
-                self._path, self.rotation.vault_field, secret, cas=base
+                self._path, self.rotation.vault_field, secret, cas=base, keep=keep
             )
         except VaultCasConflict as exc:
             raise VaultCasConflict(
