@@ -133,6 +133,7 @@ STARTS = {
     "grace-over": Start(grace_over),
     "grace-over-usage-aware": Start(grace_over, usage_aware=True, skip=no_usage_data),
     "interrupted-mint": Start(interrupted_mint),
+    "interrupted-mint-emergency": Start(interrupted_mint, emergency=True),
     "interrupted-store": Start(interrupted_store, skip=held_in_memory),
 }
 

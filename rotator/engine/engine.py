@@ -649,8 +649,8 @@ class Engine:
             return [], f"no call would be made: {start}"
         with self._planner(policy) as provider:
 
-            def walk(facts: Facts) -> list[Line]:
-                return DryRun(
+            def walk(facts: Facts) -> DryRun:
+                dry_run = DryRun(
                     policy,
                     provider,
                     facts,
@@ -658,22 +658,26 @@ class Engine:
                     staging_path=f"{self._mount(policy)}/"
                     f"{self.config.vault.staging_prefix.strip('/')}/{name}",
                     now=now,
-                ).walk()
+                )
+                dry_run.walk()
+                return dry_run
 
             def fresh(old_key_id: str | None, *, emergency: bool) -> list[Line]:
                 checks = provider.plan_preflight(
                     policy.selector, old_key_id, self_rotating=policy.self_rotating
                 )
-                return [*checks, *walk(Facts.fresh(policy, provider, old_key_id, emergency))]
+                return [*checks, *walk(Facts.fresh(policy, provider, old_key_id, emergency)).lines]
 
             if active is None or start is Start.FRESH:
                 old = self._known_key_id(policy, provider)
                 return fresh(old, emergency=emergency), "no call was made"
-            lines: list[Line] = [f"resume rotation {active.id} from state {active.state}"]
-            lines += walk(Facts.of(active, emergency=emergency))
-            if emergency and trigger == "now":
+            resumed = walk(Facts.of(active, emergency=emergency))
+            lines = [f"resume rotation {active.id} from state {active.state}", *resumed.lines]
+            # As rotate now: once the leaked key's rotation completes, a fresh one replaces it.
+            if emergency and trigger == "now" and resumed.state is State.COMPLETED:
+                made = active.new_key_id or f"<the key rotation {active.id} makes>"
                 lines.append("then a fresh rotation with no grace period:")
-                lines += fresh(active.new_key_id, emergency=True)
+                lines += fresh(made, emergency=True)
             return lines, "no call was made"
 
     def _dry_run_start(
