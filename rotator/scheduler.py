@@ -82,6 +82,8 @@ class _SkippedFireFilter(logging.Filter):
         return not ('job "rotate ' in message and "maximum number of running instances" in message)
 
 
+_SKIPPED_FIRE_FILTER = _SkippedFireFilter()
+
 #: The sweep may be late by this much beyond a few ticks before the daemon counts as stuck.
 SWEEP_SLACK = timedelta(seconds=10)
 
@@ -123,7 +125,8 @@ class Daemon:
             timezone=UTC,
         )
         self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
-        logging.getLogger("apscheduler.scheduler").addFilter(_SkippedFireFilter())
+        # One filter object: adding it again (a daemon per test, say) adds nothing.
+        logging.getLogger("apscheduler.scheduler").addFilter(_SKIPPED_FIRE_FILTER)
         self._collector = StateCollector(
             lambda: observe.read(self.engine, self.readiness, datetime.now(UTC)),
             lambda: datetime.now(UTC),

@@ -93,7 +93,10 @@ def test_rollback_lifts_the_expiry_the_vendor_was_given_for_grace(rig_factory: R
 def test_rollback_marks_the_rotation_rolled_back_with_actor_and_reason(grace_rig: Rig) -> None:
     rotated_into_grace(grace_rig)
 
-    roll_back(grace_rig, "--yes", "--reason", REASON, env={"ROTATOR_ACTOR": "alice"})
+    # A process of its own: the audit trail reads its actor once per process.
+    grace_rig.run_process(
+        "rollback", "app", "--yes", "--reason", REASON, env={"ROTATOR_ACTOR": "alice"}
+    )
 
     rotation = last_rotation(grace_rig)
     assert rotation.state == "rolled_back"  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from rotator.errors import (
     VendorUnavailable,
 )
 from rotator.providers.http import VendorHttp, json_error_reader
+from rotator.providers.request import VendorRequest
 from rotator.secret import REDACTED, Secret
 
 Answer = Callable[[httpx.Request], httpx.Response]
@@ -58,7 +59,9 @@ class Vendor:
         return VendorHttp(
             vendor="acme",
             base_url="https://api.acme.test",
-            auth=lambda: {"Authorization": f"Bearer {token()}"},
+            auth=lambda credential: {
+                "Authorization": f"Bearer {credential.reveal() if credential else token()}"
+            },
             timeout=5.0,
             read_error=json_error_reader("message"),
             retry_timeout=retry_timeout,
@@ -103,7 +106,7 @@ def test_each_error_status_becomes_its_vendor_error_naming_the_call_and_the_vend
     vendor = Vendor(status(code, "the vendor's own words"))
 
     with pytest.raises(VendorError) as caught:
-        vendor.client().request("POST", "/keys", json={"name": "k"})
+        vendor.client().send(VendorRequest.build("POST", "/keys", body={"name": "k"}))
 
     assert type(caught.value) is error
     assert caught.value.status == code
@@ -112,7 +115,7 @@ def test_each_error_status_becomes_its_vendor_error_naming_the_call_and_the_vend
 
 def test_a_refused_token_says_to_check_the_token_and_its_scopes() -> None:
     with pytest.raises(VendorAuthError, match="check the provider's token and its scopes"):
-        Vendor(status(403)).client().request("GET", "/keys")
+        Vendor(status(403)).client().send(VendorRequest.build("GET", "/keys"))
 
 
 def test_a_vendor_error_message_is_cut_short_and_holds_no_live_secret() -> None:
@@ -120,7 +123,7 @@ def test_a_vendor_error_message_is_cut_short_and_holds_no_live_secret() -> None:
     vendor = Vendor(status(400, f"bad key {secret.reveal()} " + "x" * 1000))
 
     with pytest.raises(VendorError) as caught:
-        vendor.client().request("GET", "/keys")
+        vendor.client().send(VendorRequest.build("GET", "/keys"))
 
     message = str(caught.value)
     assert secret.reveal() not in message
@@ -131,7 +134,7 @@ def test_a_vendor_error_message_is_cut_short_and_holds_no_live_secret() -> None:
 def test_an_idempotent_call_answered_5xx_is_retried_until_it_succeeds() -> None:
     vendor = Vendor(status(503), status(502), OK)
 
-    response = vendor.client().request("GET", "/keys")
+    response = vendor.client().send(VendorRequest.build("GET", "/keys"))
 
     assert response.status_code == 200
     assert len(vendor.requests) == 3
@@ -141,7 +144,7 @@ def test_a_post_answered_5xx_is_not_repeated_so_no_second_key_is_minted() -> Non
     vendor = Vendor(status(503), OK)
 
     with pytest.raises(VendorUnavailable):
-        vendor.client().request("POST", "/keys", json={"name": "k"})
+        vendor.client().send(VendorRequest.build("POST", "/keys", body={"name": "k"}))
 
     assert len(vendor.requests) == 1
 
@@ -150,7 +153,7 @@ def test_a_post_that_timed_out_is_not_repeated() -> None:
     vendor = Vendor(time_out, OK)
 
     with pytest.raises(VendorUnavailable, match="timed out; the vendor may be slow or down"):
-        vendor.client().request("POST", "/keys", json={"name": "k"})
+        vendor.client().send(VendorRequest.build("POST", "/keys", body={"name": "k"}))
 
     assert len(vendor.requests) == 1
 
@@ -158,7 +161,7 @@ def test_a_post_that_timed_out_is_not_repeated() -> None:
 def test_a_post_whose_connection_was_refused_is_repeated_as_it_never_reached_the_vendor() -> None:
     vendor = Vendor(refuse_connection, OK)
 
-    response = vendor.client().request("POST", "/keys", json={"name": "k"})
+    response = vendor.client().send(VendorRequest.build("POST", "/keys", body={"name": "k"}))
 
     assert response.status_code == 200
     assert len(vendor.requests) == 2
@@ -167,7 +170,7 @@ def test_a_post_whose_connection_was_refused_is_repeated_as_it_never_reached_the
 def test_a_post_declared_idempotent_is_repeated_after_a_5xx() -> None:
     vendor = Vendor(status(500), OK)
 
-    vendor.client().request("POST", "/keys/k/expire", idempotent=True)
+    vendor.client().send(VendorRequest.build("POST", "/keys/k/expire", idempotent=True))
 
     assert len(vendor.requests) == 2
 
@@ -176,14 +179,14 @@ def test_retries_stop_after_five_attempts_with_the_last_error() -> None:
     vendor = Vendor(time_out)
 
     with pytest.raises(VendorUnavailable, match="acme GET /keys: timed out"):
-        vendor.client().request("GET", "/keys")
+        vendor.client().send(VendorRequest.build("GET", "/keys"))
 
     assert len(vendor.requests) == 5
 
 
 def test_an_unreachable_vendor_says_to_check_base_url_and_the_network() -> None:
     with pytest.raises(VendorUnavailable, match=r"cannot connect .*check base_url and the network"):
-        Vendor(refuse_connection).client().request("GET", "/keys")
+        Vendor(refuse_connection).client().send(VendorRequest.build("GET", "/keys"))
 
 
 @pytest.mark.parametrize("code", [400, 404, 409, 422])
@@ -191,7 +194,7 @@ def test_a_client_error_is_never_retried(code: int) -> None:
     vendor = Vendor(status(code), OK)
 
     with pytest.raises(VendorError):
-        vendor.client().request("GET", "/keys")
+        vendor.client().send(VendorRequest.build("GET", "/keys"))
 
     assert len(vendor.requests) == 1
 
@@ -199,7 +202,7 @@ def test_a_client_error_is_never_retried(code: int) -> None:
 def test_a_429_with_a_retry_after_within_the_budget_is_retried_even_for_a_post() -> None:
     vendor = Vendor(status(429, headers={"Retry-After": "2"}), OK)
 
-    response = vendor.client().request("POST", "/keys", json={"name": "k"})
+    response = vendor.client().send(VendorRequest.build("POST", "/keys", body={"name": "k"}))
 
     assert response.status_code == 200
     assert len(vendor.requests) == 2
@@ -209,7 +212,7 @@ def test_a_429_with_a_retry_after_beyond_the_budget_ends_the_call_with_the_vendo
     vendor = Vendor(status(429, headers={"Retry-After": "120"}), OK)
 
     with pytest.raises(VendorRateLimited) as caught:
-        vendor.client(retry_timeout=60).request("GET", "/keys")
+        vendor.client(retry_timeout=60).send(VendorRequest.build("GET", "/keys"))
 
     assert len(vendor.requests) == 1
     assert caught.value.retry_after == 120
@@ -221,7 +224,7 @@ def test_a_retry_after_given_as_an_http_date_is_read_as_the_wait_until_then() ->
     vendor = Vendor(status(429, headers={"Retry-After": format_datetime(when, usegmt=True)}))
 
     with pytest.raises(VendorRateLimited) as caught:
-        vendor.client(retry_timeout=60).request("GET", "/keys")
+        vendor.client(retry_timeout=60).send(VendorRequest.build("GET", "/keys"))
 
     assert caught.value.retry_after == pytest.approx(300, abs=5)
 
@@ -232,7 +235,7 @@ def test_a_429_naming_only_the_hourly_reset_carries_the_reset_time() -> None:
     vendor = Vendor(status(429, headers=headers))
 
     with pytest.raises(VendorRateLimited) as caught:
-        vendor.client(retry_timeout=60).request("GET", "/keys")
+        vendor.client(retry_timeout=60).send(VendorRequest.build("GET", "/keys"))
 
     assert caught.value.retry_at == reset
     assert f"the hourly request budget is spent until {reset:%Y-%m-%d %H:%M:%S} UTC" in str(
@@ -244,7 +247,7 @@ def test_a_429_naming_only_the_hourly_reset_carries_the_reset_time() -> None:
 def test_a_429_without_any_wait_is_retried() -> None:
     vendor = Vendor(status(429), OK)
 
-    assert vendor.client().request("GET", "/keys").status_code == 200
+    assert vendor.client().send(VendorRequest.build("GET", "/keys")).status_code == 200
     assert len(vendor.requests) == 2
 
 
@@ -258,7 +261,9 @@ def test_a_refused_credential_is_retried_once_with_the_fresh_one_reauth_loaded()
 
     vendor = Vendor(status(401), OK)
 
-    vendor.client(token=lambda: current[0], reauth=reauth).request("POST", "/keys")
+    vendor.client(token=lambda: current[0], reauth=reauth).send(
+        VendorRequest.build("POST", "/keys")
+    )
 
     assert [r.headers["authorization"] for r in vendor.requests] == [
         "Bearer old-token-0123456789",
@@ -270,7 +275,7 @@ def test_a_refused_credential_is_not_retried_when_no_fresh_one_came() -> None:
     vendor = Vendor(status(401), OK)
 
     with pytest.raises(VendorAuthError):
-        vendor.client(reauth=lambda: False).request("GET", "/keys")
+        vendor.client(reauth=lambda: False).send(VendorRequest.build("GET", "/keys"))
 
     assert len(vendor.requests) == 1
 
@@ -279,7 +284,7 @@ def test_a_credential_refused_again_after_reauth_is_not_retried_twice() -> None:
     vendor = Vendor(status(401))
 
     with pytest.raises(VendorAuthError):
-        vendor.client(reauth=lambda: True).request("GET", "/keys")
+        vendor.client(reauth=lambda: True).send(VendorRequest.build("GET", "/keys"))
 
     assert len(vendor.requests) == 2
 
@@ -288,6 +293,6 @@ def test_a_redirect_is_an_error_not_followed() -> None:
     vendor = Vendor(httpx.Response(302, headers={"Location": "https://elsewhere.test/keys"}))
 
     with pytest.raises(VendorError, match="-> 302"):
-        vendor.client().request("GET", "/keys")
+        vendor.client().send(VendorRequest.build("GET", "/keys"))
 
     assert [str(r.url) for r in vendor.requests] == ["https://api.acme.test/keys"]

@@ -46,6 +46,7 @@ class Facts:
     emergency: bool
     grace_until: datetime | None = None
     vault_base_version: int | None = None
+    new_key_first_used_at: datetime | None = None
 
     @classmethod
     def fresh(
@@ -75,6 +76,7 @@ class Facts:
             emergency=emergency or rotation.emergency,
             grace_until=None if emergency else rotation.grace_until,
             vault_base_version=rotation.vault_base_version,
+            new_key_first_used_at=rotation.new_key_first_used_at,
         )
 
 
@@ -255,9 +257,24 @@ class DryRun(Steps):
 
     def revoke(self) -> None:
         until = self.facts.grace_until
+        waits_here = not self._waited and until is not None and self._now < until
+        # A run that finds grace not over stops, and a later one goes on: each run in grace
+        # looks for the new key's first use until the vendor reports one.
+        stops = waits_here or (
+            self._waited and not self.facts.emergency and self.policy.grace_period > timedelta(0)
+        )
+        first_use = self._first_use_check()
         with self._old_key_known():
-            if not self._waited and until is not None and self._now < until:
+            if stops:
+                self._vendor(first_use)
+                first_use = [
+                    replace(call, only_if="the new key's first use is not recorded yet")
+                    for call in first_use
+                ]
+            if waits_here:
+                assert until is not None
                 self._say(f"wait until {format_time(until)} (grace period, persisted deadline)")
+            self._vendor(first_use)
             if self.policy.revoke_when_unused is not None and not self.facts.emergency:
                 self._vendor(self._usage_check("a use in the last quiet period extends grace"))
             self._vendor(self.provider.plan_revoke(self._selector, self._old))
@@ -269,6 +286,15 @@ class DryRun(Steps):
         if self.facts.old_key_id is not None:
             return nullcontext()
         return self._only_if("Vault's metadata names the current key")
+
+    def _first_use_check(self) -> list[PlannedCall]:
+        """The listing a run in grace makes to see whether consumers use the new key yet."""
+        if not self.provider.capabilities.reports_usage or self.facts.new_key_first_used_at:
+            return []
+        key_id = self.facts.new_key_id or NEW_KEY_ID
+        calls = self.provider.plan_find_key(self._selector, key_id)
+        note = "the new key's first use, if the vendor reports one"
+        return [replace(call, note=", ".join(n for n in (call.note, note) if n)) for call in calls]
 
     def _usage_check(self, note: str) -> list[PlannedCall]:
         calls = self.provider.plan_find_key(self._selector, self._old)
