@@ -40,12 +40,11 @@ def rss_mb() -> float:
 
 def drive(config_path: str) -> None:
     """In the measured process: rotate every policy in turn until ROTATIONS are done."""
-    from rotator.engine.states import Result
-
     from rotator.config.loader import load_config
     from rotator.log import configure_logging
     from rotator.providers.registry import provider_class
     from rotator.scheduler import Daemon
+    from rotator.vocabulary import Result
 
     configure_logging(level="warning", json=True)
     daemon = Daemon(Path(config_path), load_config(Path(config_path), provider_class))

@@ -8,8 +8,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from rotator.engine.states import Result
-
+from rotator.vocabulary import Result
 from tests.support.rig import PolicySpec, Rig
 
 RigFactory = Callable[[str], Rig]

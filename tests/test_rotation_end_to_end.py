@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from rotator.engine.states import Result
 from sqlalchemy import text
 
 from rotator.providers.registry import provider_class
+from rotator.vocabulary import Result
 from tests.support.rig import Rig, vendors_supporting
 
 RigFactory = Callable[[str], Rig]

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from rotator.engine.states import Outcome
 from sqlalchemy import text
 
 from rotator.audit import migrations
@@ -25,6 +24,7 @@ from rotator.engine.engine import Engine
 from rotator.providers.registry import VENDORS, provider_class
 from rotator.sandbox.server import Emulator, EmulatorServer, Slot
 from rotator.secret import Secret
+from rotator.vocabulary import Outcome
 from tests.support.cli import invoke
 from tests.support.contracts import ContractValidator
 from tests.support.servers import OpenBaoServer
