@@ -8,6 +8,7 @@ import weakref
 import pytest
 
 from rotator.config.loader import parse_config
+from rotator.config.model import PolicyConfig
 from rotator.config.yaml_source import YamlDocument
 from rotator.memory import release_freed_memory
 from rotator.providers.registry import provider_class
@@ -40,3 +41,10 @@ def test_a_loaded_configuration_keeps_no_yaml_document_alive(
     release_freed_memory()
     assert config.policies
     assert not [o for o in gc.get_objects() if isinstance(o, YamlDocument)]
+
+
+def test_policies_without_consumers_share_one_default_instead_of_one_each() -> None:
+    policy = {"provider": "do", "schedule": {"every": "30d"}, "vault": {"path": "apps/web"}}
+    first, second = PolicyConfig.model_validate(policy), PolicyConfig.model_validate(policy)
+    assert first.consumers is second.consumers
+    assert first.consumers.refresh is None
