@@ -48,3 +48,10 @@ def test_policies_without_consumers_share_one_default_instead_of_one_each() -> N
     first, second = PolicyConfig.model_validate(policy), PolicyConfig.model_validate(policy)
     assert first.consumers is second.consumers
     assert first.consumers.refresh is None
+
+
+def test_policies_without_hooks_share_one_default_instead_of_one_each() -> None:
+    policy = {"provider": "do", "schedule": {"every": "30d"}, "vault": {"path": "apps/web"}}
+    first, second = PolicyConfig.model_validate(policy), PolicyConfig.model_validate(policy)
+    assert first.hooks is second.hooks
+    assert first.hooks.after_store == first.hooks.after_revoke == []
