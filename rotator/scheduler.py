@@ -48,6 +48,7 @@ from rotator.engine.engine import Engine
 from rotator.engine.schedule import due_window, next_fire
 from rotator.errors import AuditStoreError
 from rotator.log import get_logger
+from rotator.memory import release_freed_memory
 from rotator.metrics import PausedCollector, StateCollector
 from rotator.providers.registry import provider_class
 from rotator.secret import scrub
@@ -272,6 +273,8 @@ class Daemon:
         """Serve HTTP, schedule every policy and the sweep, and start the scheduler."""
         self._http.start()
         self._schedule_policies(self.engine.config, self.engine.store.all_policy_states())
+        # The configuration's parse and the state read left only garbage: return it.
+        release_freed_memory()
         self.scheduler.add_job(
             self._sweep,
             "interval",
@@ -292,6 +295,13 @@ class Daemon:
 
     def reload(self) -> None:
         """Switch to the configuration file as it is now, or keep the running one on any error."""
+        try:
+            self._reload_config()
+        finally:
+            # Accepted or refused, the load's temporaries (and any replaced config) are garbage.
+            release_freed_memory()
+
+    def _reload_config(self) -> None:
         try:
             config = load_config(self.config_path, provider_class)
             states = self.engine.store.all_policy_states()

@@ -45,9 +45,16 @@ def test_data_is_what_pyyaml_safe_load_gives(text: str) -> None:
 
 def test_every_key_path_knows_its_line() -> None:
     doc = load_yaml(SCALARS, "rotator.yaml")
-    assert doc.lines[("plain",)] == 1
-    assert doc.lines[("list", 2, "three")] == 13
-    assert doc.lines[("nested", "deeper", 1, "b")] == 17
+    assert doc.line_of(("plain",)) == 1
+    assert doc.line_of(("list", 2, "three")) == 13
+    assert doc.line_of(("nested", "deeper", 1, "b")) == 17
+
+
+def test_keys_on_their_enclosing_keys_line_keep_no_entry_of_their_own() -> None:
+    doc = load_yaml("web: {key: {id: k1}, vault: {path: apps/web}}\napi: {every: 1d}\n", "r.yaml")
+    assert doc.lines == {(): 1, ("api",): 2}
+    assert doc.line_of(("web", "vault", "path")) == 1
+    assert doc.line_of(("api", "every")) == 2
 
 
 def test_a_path_without_its_own_line_takes_the_enclosing_keys() -> None:
@@ -69,7 +76,7 @@ api:
 def test_anchors_and_aliases_resolve_as_in_pyyaml() -> None:
     doc = load_yaml(ANCHORED, "rotator.yaml")
     assert doc.data == yaml.safe_load(ANCHORED)
-    assert doc.lines[("api", "schedule")] == 7
+    assert doc.line_of(("api", "schedule")) == 7
 
 
 def test_a_duplicate_key_names_both_lines() -> None:

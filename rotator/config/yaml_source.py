@@ -42,18 +42,28 @@ class _NeedsNodeTree(Exception):
 
 @dataclass
 class YamlDocument:
-    """Parsed YAML data plus the 1-based line of every key path in it."""
+    """Parsed YAML data plus the 1-based line of its key paths.
+
+    A path whose line is its enclosing path's (every key of a one-line ``{...}``
+    policy) may have no entry of its own: ``line_of`` answers for it, and 10,000
+    such policies keep 10,000 entries instead of 90,000 (about 10 MB while the
+    file is checked).
+    """
 
     data: Any
     lines: dict[Location, int] = field(default_factory=dict)
 
     def line_of(self, loc: Location) -> int | None:
         """The line of ``loc``, or of the closest enclosing key that has one."""
-        for end in range(len(loc), -1, -1):
-            line = self.lines.get(tuple(loc[:end]))
-            if line is not None:
-                return line
-        return None
+        return _nearest_line(self.lines, loc)
+
+
+def _nearest_line(lines: dict[Location, int], loc: Location) -> int | None:
+    for end in range(len(loc), -1, -1):
+        line = lines.get(tuple(loc[:end]))
+        if line is not None:
+            return line
+    return None
 
 
 _Builder = Callable[[yaml.SafeLoader, YamlDocument, str], None]
@@ -122,9 +132,9 @@ class _NodeBuilder:
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self.key(key_node, loc)
-                _check_unique(
-                    key, result, loc, key_node.start_mark.line + 1, self.lines, self.source
-                )
+                key_line = key_node.start_mark.line + 1
+                _check_unique(key, result, loc, key_line, self.lines, self.source)
+                self.lines[(*loc, key)] = key_line
                 result[key] = self.value(value_node, (*loc, key))
             return result
         finally:
@@ -180,16 +190,24 @@ class _EventBuilder:
         if self.at_end(yaml.StreamEndEvent):
             return
         self.next_event()
-        doc.data = self.value(())
+        doc.data = self.value((), None, 0)
         self.next_event()
         if not self.at_end(yaml.StreamEndEvent):
             raise _NeedsNodeTree  # several documents: the node tree reports it
 
-    def value(self, loc: Location) -> Any:
+    def value(self, loc: Location, line: int | None, enclosing: int) -> Any:
+        """The value at ``loc``; ``line`` is its key's, None where the value's own start counts.
+
+        The line is recorded only where it differs from ``enclosing``, the line ``line_of``
+        would otherwise answer for ``loc``.
+        """
         event = self.next_event()
         if event.anchor is not None or isinstance(event, yaml.AliasEvent):
             raise _NeedsNodeTree
-        self.lines.setdefault(loc, event.start_mark.line + 1)
+        if line is None:
+            line = event.start_mark.line + 1
+        if line != enclosing:
+            self.lines[loc] = line
         if isinstance(event, yaml.ScalarEvent):
             return self.scalar(event)
         if event.tag not in _DEFAULT_TAGS:
@@ -197,7 +215,7 @@ class _EventBuilder:
         if isinstance(event, yaml.SequenceStartEvent):
             items: list[Any] = []
             while not self.at_end(yaml.SequenceEndEvent):
-                items.append(self.value((*loc, len(items))))
+                items.append(self.value((*loc, len(items)), None, line))
             self.next_event()
             return items
         result: dict[Any, Any] = {}
@@ -206,9 +224,9 @@ class _EventBuilder:
             if key_event.anchor is not None or not isinstance(key_event, yaml.ScalarEvent):
                 raise _NeedsNodeTree
             key = self.scalar(key_event)
-            line: int = key_event.start_mark.line + 1  # type: ignore[union-attr]
-            _check_unique(key, result, loc, line, self.lines, self.source)
-            result[key] = self.value((*loc, key))
+            key_line: int = key_event.start_mark.line + 1  # type: ignore[union-attr]
+            _check_unique(key, result, loc, key_line, self.lines, self.source)
+            result[key] = self.value((*loc, key), key_line, line)
         self.next_event()
         return result
 
@@ -239,14 +257,14 @@ def _check_unique(
     lines: dict[Location, int],
     source: str,
 ) -> None:
-    """Refuse a key seen before in ``mapping``; otherwise record the line it stands on."""
+    """Refuse a key seen before in ``mapping``, naming the line of both."""
     if key in mapping:
         raise ConfigError(
             f"duplicate key {key!r} at {dotted((*loc, key))} (first defined at line "
-            f"{lines[(*loc, key)]}); each name may appear once, rename or merge one of them",
+            f"{_nearest_line(lines, (*loc, key))}); each name may appear once, rename or merge "
+            "one of them",
             source=f"{source}:{line}",
         )
-    lines[(*loc, key)] = line
 
 
 def dotted(loc: Location) -> str:
