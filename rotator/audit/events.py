@@ -206,7 +206,7 @@ class EventLog:
         connection.info[_APPENDED] = True
 
     @staticmethod
-    def _note_changes(
+    def note_changes(
         connection: Connection, table: str, key: str, values: Mapping[str, Any]
     ) -> None:
         """Remember row values written in this transaction for the next event to record."""
@@ -217,7 +217,7 @@ class EventLog:
         rows[key].update(row_changes(dict(values)))
 
     @staticmethod
-    def _note_removal(connection: Connection, table: str, key: str) -> None:
+    def note_removal(connection: Connection, table: str, key: str) -> None:
         """Remember that this transaction deleted a row, for the next event to record."""
         connection.info.setdefault(_CHANGES, {}).setdefault(table, {})[key] = None
 

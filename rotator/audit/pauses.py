@@ -32,8 +32,7 @@ def pause_policy(
         connection.execute(insert(policy_pauses).values(row))
         # The chain records the row, so 'audit verify --state' catches a pause added,
         # edited or removed behind rotator's back (a hidden pause stops rotations).
-        store._note_removal(connection, "policy_pauses", policy)
-        store._note_changes(connection, "policy_pauses", policy, row)
+        store.note_changes(connection, "policy_pauses", policy, row)
         store.record_event(
             policy,
             "pause",
@@ -59,7 +58,7 @@ def resume_policy(store: AuditStore, policy: str, *, by: str) -> Pause | None:
         ).first()
         pause = Pause(**row._asdict()) if row is not None else None
         if pause is not None:
-            store._note_removal(connection, "policy_pauses", policy)
+            store.note_removal(connection, "policy_pauses", policy)
         if pause is None or not pause.holds_at(now):
             return None  # an expired pause had already ended by itself
         store.record_event(

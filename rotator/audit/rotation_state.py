@@ -176,7 +176,7 @@ class RotationState(EventLog):
                     f"policy {record.policy} already has an unfinished rotation: another process "
                     "started it while this one believed it held the policy's lock"
                 ) from None
-            self._note_changes(connection, "rotations", record.id, values)
+            self.note_changes(connection, "rotations", record.id, values)
             self.record_event(
                 record.policy,
                 "plan",
@@ -199,7 +199,7 @@ class RotationState(EventLog):
             ).rowcount
             if not claimed:
                 raise _fenced_off(rotation)
-            self._note_changes(connection, "rotations", rotation.id, {"fence": rotation.fence + 1})
+            self.note_changes(connection, "rotations", rotation.id, {"fence": rotation.fence + 1})
             self.record_event(
                 rotation.policy,
                 "fence",
@@ -237,7 +237,7 @@ class RotationState(EventLog):
             ).rowcount
             if not count:
                 raise _fenced_off(rotation)
-            self._note_changes(connection, "rotations", rotation.id, written)
+            self.note_changes(connection, "rotations", rotation.id, written)
             if policy_state is not None:
                 self.set_policy_state(rotation.policy, connection=connection, **policy_state)
             self.record_event(
@@ -320,4 +320,4 @@ class RotationState(EventLog):
         if not changed:
             values = {**dict.fromkeys(policy_state.c.keys()), **values, "policy": policy}
             connection.execute(_INSERT_POLICY_STATE, values)
-        cls._note_changes(connection, "policy_state", policy, values)
+        cls.note_changes(connection, "policy_state", policy, values)

@@ -95,7 +95,7 @@ class AuditStore(RotationState):
             for start in range(0, len(rows), _BASELINE_ROWS):
                 chunk = rows[start : start + _BASELINE_ROWS]
                 for table, key, row in chunk:
-                    self._note_changes(connection, table, key, row._asdict())
+                    self.note_changes(connection, table, key, row._asdict())
                 self.record_event(
                     "*", "baseline", "recorded", details={"rows": len(chunk)}, connection=connection
                 )

@@ -21,7 +21,6 @@ from rotator.durations import format_duration
 from rotator.timestamps import format_time
 
 if TYPE_CHECKING:
-    from rotator.audit.store import RotationRecord
     from rotator.engine.engine import Engine
     from rotator.providers.base import VendorKey
 
@@ -71,12 +70,12 @@ def plan(config_path: str | None, policies: tuple[str, ...], as_json: bool) -> N
 def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
     """One policy's plan, in machine values."""
     from rotator.engine.inspection import explain_due, inspect_policy
-    from rotator.vocabulary import State
 
     policy = engine.policy(name)
     report = inspect_policy(engine, policy, now)
     due, why = explain_due(engine, policy, now)
     flight = report.in_flight
+    first_use = report.new_key_first_used_at
     return {
         "policy": name,
         "provider": policy.provider_name,
@@ -86,9 +85,7 @@ def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "why": why,
         "current_key": _key(report.current_key, now),
         "old_key_in_grace": _key(report.old_key_in_grace, now),
-        "new_key_first_used_at": _first_use(flight, report.vendor_keys)
-        if flight is not None and flight.state == State.GRACE
-        else None,
+        "new_key_first_used_at": format_time(first_use) if first_use else None,
         "in_flight": flight.state if flight else None,
         "rotation_id": flight.id if flight else None,
         "paused": engine.hold(name),
@@ -100,15 +97,6 @@ def plan_entry(engine: Engine, name: str, now: datetime) -> dict[str, Any]:
         "drift": report.drift,
         "error": report.error,
     }
-
-
-def _first_use(rotation: RotationRecord | None, keys: list[VendorKey]) -> str | None:
-    """The new key's earliest use known: on record, else the vendor's (latest) use of it."""
-    if rotation is None:
-        return None
-    new_key = next((k for k in keys if k.key_id == rotation.new_key_id), None)
-    used = rotation.new_key_first_used_at or (new_key.last_used_at if new_key else None)
-    return format_time(used) if used else None
 
 
 def _key(key: VendorKey | None, now: datetime) -> dict[str, Any] | None:

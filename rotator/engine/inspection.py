@@ -74,6 +74,17 @@ class SlotReport:
             return None
         return next((k for k in self.vendor_keys if k.key_id == flight.old_key_id), None)
 
+    @property
+    def new_key_first_used_at(self) -> datetime | None:
+        """In grace, the new key's earliest use known: on record, else the vendor's (latest)."""
+        flight = self.in_flight
+        if flight is None or flight.state != State.GRACE:
+            return None
+        if flight.new_key_first_used_at:
+            return flight.new_key_first_used_at
+        new_key = next((k for k in self.vendor_keys if k.key_id == flight.new_key_id), None)
+        return new_key.last_used_at if new_key else None
+
 
 class Due(NamedTuple):
     """When a policy next acts (None: it waits for a person), and why, in words."""
