@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
 from prometheus_client import REGISTRY
 
+from rotator.vocabulary import Result
 from tests.support.kills import KillPoint, hold_at
 from tests.support.rig import MANAGEMENT_TOKEN, PolicySpec, Rig, vendors_supporting
 from tests.support.vault_proxy import VaultProxy
@@ -136,20 +136,20 @@ def test_after_a_rollback_the_next_scheduled_rotation_proceeds_normally(
     rig_factory: RigFactory,
 ) -> None:
     rig = rig_factory("scale_agentex")
-    rig.add_policy("app", strategy="create_then_delete", grace="1h", every="8s")
+    rig.add_policy("app", strategy="create_then_delete", grace="1h", every="1d")
     first = json.loads(rig.run("rotate", "now", "app", "--emergency", "--json").stdout)
-    time.sleep(8.1)  # the first rotation is due again: the schedule started this rotation
-    assert json.loads(rig.run("rotate", "due", "--json").stdout)["result"] == "waiting"
-    assert roll_back(rig, "--yes").returncode == 0
+    # A day on, the first rotation is due again: the schedule started this rotation.
+    with rig.engine_ahead(days=1, minutes=1) as engine:
+        assert engine.rotate_if_due("app").result is Result.WAITING
+        assert engine.roll_back("app", reason=REASON).result is Result.ROLLED_BACK
 
-    assert json.loads(rig.run("rotate", "due", "--json").stdout)["result"] == "not_due"
-    time.sleep(8.1)
-    due = json.loads(rig.run("rotate", "due", "--json").stdout)
+        assert engine.rotate_if_due("app").result is Result.NOT_DUE
+    due = rig.later("app", days=2, minutes=2)
 
-    assert due["result"] == "waiting"
-    assert due["new_key_id"] != first["new_key_id"]
+    assert due.result is Result.WAITING
+    assert due.new_key_id != first["new_key_id"]
     assert rig.vault_version("app") == 5
-    assert rig.vault_metadata("app")["rotator.api_key.key_id"] == due["new_key_id"]
+    assert rig.vault_metadata("app")["rotator.api_key.key_id"] == due.new_key_id
 
 
 def test_rollback_after_grace_is_refused_with_exit_2(grace_rig: Rig) -> None:
