@@ -29,6 +29,8 @@ import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +43,7 @@ from prometheus_client import REGISTRY
 
 from rotator import observe
 from rotator.audit import migrations
+from rotator.audit.events import utcnow
 from rotator.audit.records import SCHEMA_REVISION, PolicyState
 from rotator.config.loader import Config, Policy, load_config
 from rotator.endpoint import Endpoint
@@ -90,20 +93,26 @@ SWEEP_SLACK = timedelta(seconds=10)
 
 
 class Daemon:
-    def __init__(self, config_path: Path, config: Config) -> None:
+    def __init__(
+        self, config_path: Path, config: Config, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        """``clock`` is the daemon's and its engine's now (a test runs it ahead instead of
+        waiting); APScheduler fires the jobs by the real clock, and shutdown waits in real time.
+        """
         self.config_path = config_path
+        self._clock = clock
         settings = config.daemon
         # Bound first: a used port is reported before the database is touched.
         self._http = Endpoint(
             settings, alive=self.liveness, ready=self.readiness, registry=REGISTRY
         )
-        self.engine = Engine.open(config)
+        self.engine = Engine.open(config, clock=clock)
         self._stopping = threading.Event()
         self._reload = threading.Event()
         self._running = 0
         self._idle = threading.Condition()
         self._loop_failure: str | None = None
-        self._last_sweep = datetime.now(UTC)
+        self._last_sweep = self._clock()
         # The sweep's period as started: a reload changes it only on restart.
         self._tick = settings.tick
         # Policies whose run is going on and whose skipped fire was already logged.
@@ -129,8 +138,8 @@ class Daemon:
         # One filter object: adding it again (a daemon per test, say) adds nothing.
         logging.getLogger("apscheduler.scheduler").addFilter(_SKIPPED_FIRE_FILTER)
         self._collector = StateCollector(
-            lambda: observe.read(self.engine, self.readiness, datetime.now(UTC)),
-            lambda: datetime.now(UTC),
+            lambda: observe.read(self.engine, self.readiness, clock()),
+            clock,
         )
         REGISTRY.register(self._collector)
         self._paused_collector = PausedCollector(self._held_policies)
@@ -143,7 +152,7 @@ class Daemon:
     # -- jobs -----------------------------------------------------------------
 
     def _schedule_policies(self, config: Config, states: dict[str, PolicyState]) -> None:
-        now = datetime.now(UTC)
+        now = self._clock()
         wanted = {f"policy:{name}" for name in config.policies}
         for job in self.scheduler.get_jobs():
             if job.id.startswith("policy:") and job.id not in wanted:
@@ -198,7 +207,7 @@ class Daemon:
         job = self.scheduler.get_job(f"policy:{name}")
         if policy is None or job is None or self._stopping.is_set():
             return
-        now = datetime.now(UTC)
+        now = self._clock()
         active = self.engine.store.active_rotation(name)
         if active is None and self.engine.hold(name) is not None:
             # Held: no wake-up of its own; the sweep wakes it once the hold ends.
@@ -217,12 +226,12 @@ class Daemon:
 
     def _sweep(self) -> None:
         """Wake every policy with work to do now: grace over, retry time come, or due."""
-        self._last_sweep = datetime.now(UTC)
+        self._last_sweep = self._clock()
         if self._stopping.is_set():
             return
         # Events left unsealed by a failed pass or a crashed process get sealed here at the latest.
         self.engine.store.seal_soon()
-        now = datetime.now(UTC)
+        now = self._clock()
         wake: set[str] = set()
         in_flight: set[str] = set()
         for rotation in self.engine.store.unfinished_rotations():
@@ -283,7 +292,7 @@ class Daemon:
             name="sweep",
             executor="sweep",
         )
-        self._last_sweep = datetime.now(UTC)
+        self._last_sweep = self._clock()
         self.scheduler.start()
         log.info(
             "daemon started",
@@ -337,9 +346,9 @@ class Daemon:
         log.info("stopping: no new work; waiting for running rotations", timeout_s=timeout)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        deadline = time.monotonic() + timeout
         with self._idle:
-            while self._running and datetime.now(UTC) < deadline:
+            while self._running and time.monotonic() < deadline:
                 self._idle.wait(0.2)
             unfinished = self._running
         self._http.close()
@@ -363,7 +372,7 @@ class Daemon:
             return self._loop_failure
         if not self.scheduler.running:
             return "the scheduler is not running"
-        late = datetime.now(UTC) - self._last_sweep
+        late = self._clock() - self._last_sweep
         if late > 3 * self._tick + SWEEP_SLACK:
             return f"the sweep has not run for {int(late.total_seconds())}s"
         return None

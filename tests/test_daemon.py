@@ -5,15 +5,16 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 
 import httpx
 import pytest
 
+from rotator.audit.events import utcnow
 from rotator.config.loader import load_config
 from rotator.providers.registry import provider_class
-from rotator.scheduler import Daemon
+from rotator.scheduler import SWEEP_SLACK, Daemon
 from tests.support.daemon import RunningDaemon, label_sets, samples_of, series, wait_until
 from tests.support.rig import Rig
 from tests.support.servers import PostgresServer, free_port
@@ -468,18 +469,36 @@ def test_without_a_host_setting_the_daemon_listens_on_loopback_only(
         httpx.get(f"http://127.0.0.2:{daemon.port}/healthz", timeout=2)
 
 
+class SkippingClock:
+    """The real time, plus whatever a test has skipped ahead instead of waiting."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.ahead
+
+    def skip(self, by: timedelta) -> None:
+        self.ahead += by
+
+
+@pytest.fixture
+def clock() -> SkippingClock:
+    return SkippingClock()
+
+
 @pytest.fixture
 def in_process(
-    rig_factory: RigFactory, monkeypatch: pytest.MonkeyPatch
+    rig_factory: RigFactory, monkeypatch: pytest.MonkeyPatch, clock: SkippingClock
 ) -> Iterator[tuple[Daemon, str]]:
-    """A daemon started in this process (tick 1s), and the URL of its /healthz."""
+    """A daemon started in this process (tick 1s, on ``clock``), and the URL of its /healthz."""
     rig = rig_factory(VENDOR)
     port = free_port()
     rig.extra_config = f"daemon: {{port: {port}, host: 127.0.0.1, tick: 1s}}\n"
     rig.add_policy("app", strategy="create_then_delete")
     for name, value in rig.env.items():
         monkeypatch.setenv(name, value)
-    daemon = Daemon(rig.config_path, load_config(rig.config_path, provider_class))
+    daemon = Daemon(rig.config_path, load_config(rig.config_path, provider_class), clock=clock)
     daemon.start()
     healthz = f"http://127.0.0.1:{port}/healthz"
     assert httpx.get(healthz).status_code == 200
@@ -498,12 +517,18 @@ def test_healthz_turns_503_when_the_scheduler_stops(in_process: tuple[Daemon, st
 
 
 def test_healthz_turns_503_when_the_sweep_stops_coming_round(
-    in_process: tuple[Daemon, str],
+    in_process: tuple[Daemon, str], clock: SkippingClock
 ) -> None:
     daemon, healthz = in_process
 
     daemon.scheduler.pause()  # the scheduler object stays up; nothing fires any more
 
-    three_ticks_and_the_slack = 3 * 1 + 10
-    wait_until(lambda: httpx.get(healthz).status_code == 503, timeout=three_ticks_and_the_slack + 5)
+    three_ticks_and_the_slack = 3 * timedelta(seconds=1) + SWEEP_SLACK
+
+    def overdue() -> bool:
+        # Skipped again on each look: a sweep that fired just before the pause counts once.
+        clock.skip(three_ticks_and_the_slack + timedelta(seconds=1))
+        return httpx.get(healthz).status_code == 503
+
+    wait_until(overdue, timeout=5)
     assert "sweep has not run" in httpx.get(healthz).json()["reason"]
