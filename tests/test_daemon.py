@@ -68,22 +68,30 @@ def assert_never_early(rig: Rig, policy: str, every: timedelta) -> None:
         assert following.created_at >= earliest, "a rotation ran before it was due"
 
 
+def wait_until_due(rig: Rig, policy: str, every: timedelta) -> None:
+    """Sleep until ``every`` has passed since ``policy``'s last completed rotation."""
+    store = rig.store()
+    last = max(r.completed_at for r in store.rotations_for(policy) if r.completed_at is not None)
+    store.dispose()
+    time.sleep(max(0.0, (last + every - utcnow()).total_seconds()) + 0.5)
+
+
 def test_a_restart_neither_repeats_nor_skips_a_rotation(
     daemon_rig: tuple[Rig, RunningDaemon],
 ) -> None:
     rig, daemon = daemon_rig
-    every = timedelta(seconds=8)
-    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="8s")
+    every = timedelta(seconds=5)
+    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="5s")
     daemon.start()
     wait_until(lambda: rig.completed_rotations("app") == 1)
     daemon.stop()
 
     daemon.start()
-    time.sleep(2)
+    time.sleep(1)
     daemon.stop()
     assert_never_early(rig, "app", every)
 
-    time.sleep(8)  # the policy falls due while no daemon runs
+    wait_until_due(rig, "app", every)  # the policy falls due while no daemon runs
     count = rig.completed_rotations("app")
     restarted = time.monotonic()
     daemon.start()
@@ -97,8 +105,8 @@ def test_rotate_due_and_the_daemon_take_turns_without_doubling(
     daemon_rig: tuple[Rig, RunningDaemon],
 ) -> None:
     rig, daemon = daemon_rig
-    every = timedelta(seconds=10)
-    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="10s")
+    every = timedelta(seconds=5)
+    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="5s")
 
     assert rig.run("rotate", "due").returncode == 0
     assert rig.run("rotate", "due").returncode == 0
@@ -395,7 +403,7 @@ def test_connections_beyond_max_connections_wait_until_the_timeout_frees_one(
     daemon_rig: tuple[Rig, RunningDaemon],
 ) -> None:
     rig, daemon = daemon_rig
-    rig.extra_config = daemon.daemon_settings(extra=", max_connections: 3")
+    rig.extra_config = daemon.daemon_settings(extra=", max_connections: 3", request_timeout="1s")
     rig.add_policy("app", strategy="create_then_delete")
     daemon.start()
     url = f"http://127.0.0.1:{daemon.port}/healthz"
@@ -404,7 +412,7 @@ def test_connections_beyond_max_connections_wait_until_the_timeout_frees_one(
         with pytest.raises(httpx.ReadTimeout):
             httpx.get(url, timeout=0.5)
 
-        answer = httpx.get(url, timeout=10)  # request_timeout (2s) closes the idle three
+        answer = httpx.get(url, timeout=10)  # request_timeout (1s) closes the idle three
     finally:
         for sock in hanging:
             sock.close()
@@ -435,6 +443,7 @@ def test_a_connection_that_stops_half_way_is_closed_after_the_request_timeout(
     daemon_rig: tuple[Rig, RunningDaemon],
 ) -> None:
     rig, daemon = daemon_rig
+    rig.extra_config = daemon.daemon_settings(request_timeout="1s")
     rig.add_policy("app", strategy="create_then_delete")
     daemon.start()
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
@@ -443,7 +452,7 @@ def test_a_connection_that_stops_half_way_is_closed_after_the_request_timeout(
 
         answer = sock.recv(1024)  # b"" once the server closes it
 
-        assert time.monotonic() - started < 5  # request_timeout: 2s, checked every second
+        assert time.monotonic() - started < 5  # request_timeout: 1s, checked every second
     assert b"200" not in answer
 
 

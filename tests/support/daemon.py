@@ -36,9 +36,11 @@ class RunningDaemon:
         self.process: subprocess.Popen[str] | None = None
         self.stderr = ""
 
-    def daemon_settings(self, host: str | None = "127.0.0.1", extra: str = "") -> str:
+    def daemon_settings(
+        self, host: str | None = "127.0.0.1", extra: str = "", request_timeout: str = "2s"
+    ) -> str:
         bind = f"host: {host}, " if host else ""
-        timings = "tick: 1s, shutdown_timeout: 5s, request_timeout: 2s"
+        timings = f"tick: 1s, shutdown_timeout: 5s, request_timeout: {request_timeout}"
         return f"""
         daemon: {{port: {self.port}, {bind}{timings}{extra}}}
         """
