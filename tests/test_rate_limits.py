@@ -139,7 +139,7 @@ def test_digitalocean_hourly_limit_is_waited_out_until_the_reset(
 ) -> None:
     emulator, _ = do_server
     provider, selector, slot = spent_budget(do_server)
-    emulator.clock_offset = 3600 - 4  # the first counted call expires in 4 s
+    emulator.clock_offset = 3600 - 2  # the first counted call expires in 2 s
 
     keys = provider.list_keys(selector)
 
