@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +89,16 @@ class _TokenFileAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
 class VaultStore:
     """A logged-in KV v2 client for one mount."""
 
-    def __init__(self, config: VaultConfig, token: Secret | None = None) -> None:
+    def __init__(
+        self,
+        config: VaultConfig,
+        token: Secret | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock`` (monotonic seconds) times the token's renewal; a test runs it ahead."""
         self.config = config
+        self._clock = clock
         self.mount = config.mount
         self._token = token
         self._client = hvac.Client(
@@ -153,13 +161,13 @@ class VaultStore:
         info = self._client.auth.token.lookup_self()["data"]
         ttl = float(info.get("ttl") or 0)
         creation_ttl = float(info.get("creation_ttl") or ttl)
-        now = time.monotonic()
+        now = self._clock()
         self._next_lookup = now + _LOOKUP_INTERVAL
         self._renew_at = now + ttl - creation_ttl * _RENEW_FRACTION if ttl else float("inf")
 
     def renew_if_needed(self) -> None:
         """Keep a long-running daemon's token alive: renew it, or log in again."""
-        now = time.monotonic()
+        now = self._clock()
         if now < self._renew_at and now < self._next_lookup:
             return
         with self._errors("token"):
