@@ -738,7 +738,7 @@ def test_the_daemon_keeps_a_keyed_chain_anchored_while_it_rotates(
     daemon = RunningDaemon(rig)
     audit = AuditConfig(key_path=f"{vault_prefix}/audit/key", anchor_path=f"{vault_prefix}/anchor")
     rig.extra_config += f"audit: {{key_path: {audit.key_path}, anchor_path: {audit.anchor_path}}}\n"
-    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="3s")
+    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="1s")
     assert rig.run("audit", "rotate-key").returncode == 0
     daemon.start()
     try:
