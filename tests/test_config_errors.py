@@ -191,3 +191,24 @@ def test_daemon_settings_are_checked() -> None:
 def test_jitter_longer_than_the_window_is_refused() -> None:
     text = config_text().replace("{every: 30d}", "{cron: '0 3 * * *', window: 1h, jitter: 2h}")
     assert "'jitter' must be shorter than 'window'" in problems(text)
+
+
+def with_retry_for(value: str) -> str:
+    return config_text(
+        base=BASE.replace('"${TEST_DO_TOKEN}"}', f'"${{TEST_DO_TOKEN}}", retry_for: {value}}}')
+    )
+
+
+def test_a_providers_retry_for_that_is_not_a_duration_is_refused_naming_the_key() -> None:
+    message = problems(with_retry_for("soon"))
+
+    assert "providers.do.retry_for" in message
+    assert "is not a duration" in message
+
+
+def test_a_providers_retry_for_beyond_ten_minutes_says_why() -> None:
+    message = problems(with_retry_for("2h"))
+
+    assert "providers.do.retry_for" in message
+    assert "at most 10m" in message
+    assert "lock is held" in message

@@ -56,12 +56,17 @@ def client() -> Iterator[Callable[[str], Client]]:
     """An emulator served on loopback and, in process, the provider pointed at it."""
     opened: list[tuple[EmulatorServer, Any]] = []
 
-    def build(vendor: str) -> Client:
+    def build(vendor: str, **extra: object) -> Client:
         emulator = emulator_class(vendor)({MANAGEMENT_TOKEN})
         server = EmulatorServer(emulator).start()
         cls = provider_class(vendor)
         settings = cls.settings_model.model_validate(
-            {"type": vendor, "token": Secret(MANAGEMENT_TOKEN), "base_url": server.vendor_url}
+            {
+                "type": vendor,
+                "token": Secret(MANAGEMENT_TOKEN),
+                "base_url": server.vendor_url,
+                **extra,
+            }
         )
         provider = cls(settings, Secret(MANAGEMENT_TOKEN))
         opened.append((server, provider))
@@ -401,6 +406,18 @@ def test_latitude_vendor_down_during_verify_is_a_retry_not_a_failed_check(
 
     with pytest.raises(VendorUnavailable):
         provider.verify_key(chosen, minted)
+
+
+def test_a_failed_call_is_retried_for_no_longer_than_the_providers_retry_for(
+    client: Callable[..., Client],
+) -> None:
+    _, server, provider = client("latitudesh", retry_for="0s")
+    server.fail("GET", "/auth/api_keys", status=503, times=100)
+
+    with pytest.raises(VendorUnavailable):
+        provider.list_keys(selector("latitudesh"))
+
+    assert server.calls("GET", "/auth/api_keys") == 1, "retry_for: 0s makes one try"
 
 
 def test_latitude_new_token_refused_is_a_failed_check(client: Callable[[str], Client]) -> None:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
 
 from rotator.config.credentials import Credential
+from rotator.durations import Duration, format_duration
 from rotator.errors import VendorError
 from rotator.providers.ratelimit import RateLimit
 from rotator.providers.request import PlannedCall
@@ -49,6 +50,10 @@ class Capabilities:
     reports_usage: bool = False
 
 
+#: A provider's ``retry_for`` may not be longer: the policy's lock is held while a call retries.
+MAX_RETRY_FOR = timedelta(minutes=10)
+
+
 class ProviderSettings(BaseModel):
     """A ``providers:`` entry. Vendor modules subclass it to add their own keys."""
 
@@ -58,11 +63,24 @@ class ProviderSettings(BaseModel):
     token: Credential
     base_url: str | None = None
     timeout: float = Field(default=30.0, gt=0, description="seconds for each HTTP call")
+    #: How long a failed call (429, and for idempotent calls 5xx and network errors) is
+    #: retried within a run; ``0s``: one try. The policy's lock is held meanwhile.
+    retry_for: Duration = timedelta(seconds=60)
     #: Calls to this vendor account are paced to this rate; ``null`` turns pacing off.
     rate_limit: RateLimit | None = None
     ca_bundle: FilePath | None = Field(
         default=None, description="CA certificates (PEM) to trust for base_url, e.g. a private CA"
     )
+
+    @field_validator("retry_for")
+    @classmethod
+    def _retry_for_bounded(cls, value: timedelta) -> timedelta:
+        if value > MAX_RETRY_FOR:
+            raise ValueError(
+                f"must be at most {format_duration(MAX_RETRY_FOR)}: the policy's lock is held "
+                "while a call is retried; a longer outage is retried by the rotation's own backoff"
+            )
+        return value
 
     @field_validator("base_url")
     @classmethod

@@ -122,8 +122,12 @@ class VendorHttp:
                 return safe_to_repeat or exc.never_sent
             return False
 
+        retrying = self._retry_timeout > 0  # retry_for: 0s is one try
         for attempt in stamina.retry_context(
-            on=backoff, attempts=self._attempts, timeout=self._retry_timeout, wait_max=30.0
+            on=backoff,
+            attempts=self._attempts if retrying else 1,
+            timeout=self._retry_timeout if retrying else None,
+            wait_max=30.0,
         ):
             with attempt:
                 return self._send(request)
@@ -311,6 +315,7 @@ class HttpProvider(Provider[SettingsT, SelectorT]):
             read_error=self.read_error,
             headers=self.extra_headers,
             ca_bundle=settings.ca_bundle,
+            retry_timeout=settings.retry_for.total_seconds(),
             reauth=lambda: isinstance(self.token, FileSecret) and self.token.reload(),
             limiter=limiter_for(self.vendor_name, base_url, token, settings.rate_limit)
             if settings.rate_limit is not None
