@@ -37,6 +37,7 @@ def test_a_vendor_5xx_at_verification_fails_the_attempt_instead_of_rolling_back(
     rig_factory: RigFactory,
 ) -> None:
     rig = rig_factory("latitudesh")
+    rig.provider_settings = {"retry_for": "0s"}  # the outage fails the verify at once
     spec = rig.add_policy("app", strategy="create_then_delete", grace="0s")
     hold = rig.server.hold(*CREATE, after=True, resume=True)
     process = rig.spawn("rotate", "now", "app", "--json")

@@ -397,9 +397,9 @@ def test_latitude_plan_says_how_an_ip_restricted_key_is_verified(rig_factory: Ri
 
 
 def test_latitude_vendor_down_during_verify_is_a_retry_not_a_failed_check(
-    client: Callable[[str], Client],
+    client: Callable[..., Client],
 ) -> None:
-    _, server, provider = client("latitudesh")
+    _, server, provider = client("latitudesh", retry_for="0s")
     chosen = selector("latitudesh")
     minted = provider.create_key(chosen, "n", None, replacing=None)
     server.fail("GET", "/auth/api_keys", status=503, times=100)

@@ -398,6 +398,7 @@ def test_a_vendor_outage_during_rollback_fails_it_and_running_it_again_finishes_
     rig_factory: RigFactory,
 ) -> None:
     rig = rig_factory("scale_agentex")
+    rig.provider_settings = {"retry_for": "0s"}  # the outage fails the call at once
     spec = rotated_into_grace(rig)
     method, path = rig.emulator.operations["revoke"]
     rig.server.fail(method, path, status=503, times=10_000)

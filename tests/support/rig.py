@@ -88,6 +88,8 @@ class Rig:
     extra_config: str = ""
     #: Extra keys of the ``vault:`` section, e.g. ``{"write_retry_for": "2s"}``.
     vault_settings: dict[str, str] = field(default_factory=dict)
+    #: Extra keys of the provider's entry, e.g. ``{"retry_for": "0s"}``.
+    provider_settings: dict[str, str] = field(default_factory=dict)
     #: The flow under test when the rig comes from the parametrised ``rig`` fixture.
     strategy: str = "create_then_delete"
 
@@ -136,6 +138,7 @@ class Rig:
         )
         # Each extra line ends in the template's indentation, which dedent then removes.
         vault_extra = "".join(f"  {k}: {v}\n{' ' * 16}" for k, v in self.vault_settings.items())
+        provider_extra = "".join(f"\n{' ' * 20}{k}: {v}" for k, v in self.provider_settings.items())
         self.config_path.write_text(
             textwrap.dedent(
                 f"""\
@@ -148,7 +151,7 @@ class Rig:
                     type: {self.vendor}
                     token: "${{SANDBOX_TOKEN}}"
                     base_url: {self.server.vendor_url}
-                    timeout: {self.provider_timeout}
+                    timeout: {self.provider_timeout}{provider_extra}
                 policies:
                 """
             )
