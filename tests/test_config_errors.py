@@ -7,7 +7,7 @@ import pytest
 from rotator.config.loader import parse_config
 from rotator.errors import ConfigError
 from rotator.providers.registry import provider_class
-from tests.support.configs import BASE, config_text
+from tests.support.configs import BASE, VALID_POLICY, config_text
 
 
 @pytest.fixture(autouse=True)
@@ -212,3 +212,20 @@ def test_a_providers_retry_for_beyond_ten_minutes_says_why() -> None:
     assert "providers.do.retry_for" in message
     assert "at most 10m" in message
     assert "lock is held" in message
+
+
+def with_hooks(hooks: str) -> str:
+    return config_text(VALID_POLICY.rstrip("\n") + f"\n    hooks: {hooks}\n")
+
+
+def test_a_policys_hooks_make_three_tries_at_once_by_default() -> None:
+    config = parse_config(with_hooks("{after_store: []}"), "rotator.yaml", provider_class)
+
+    assert config.policies["web"].hook_tries == 3
+
+
+@pytest.mark.parametrize("tries", ["0", "11", "often"])
+def test_hooks_tries_outside_one_to_ten_is_refused_naming_the_key(tries: str) -> None:
+    message = problems(with_hooks(f"{{tries: {tries}}}"))
+
+    assert "policies.web.hooks.tries" in message

@@ -51,6 +51,8 @@ class Hook(_Model):
 
 
 class HooksConfig(_Model):
+    #: Tries at once (with backoff) before a failing hook waits for the rotation's next run.
+    tries: int = Field(default=3, ge=1, le=10)
     after_store: list[Hook] = Field(default_factory=list, max_length=20)
     after_revoke: list[Hook] = Field(default_factory=list, max_length=20)
 

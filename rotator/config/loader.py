@@ -82,6 +82,8 @@ class Policy:
     #: Run once Vault serves the new key, and once the old key is revoked.
     after_store: tuple[HookAction, ...] = ()
     after_revoke: tuple[HookAction, ...] = ()
+    #: How often a failing hook is tried at once in one run (``hooks.tries``).
+    hook_tries: int = 3
     #: Hold the revoke while the old key is still in use (vendors that report usage only).
     revoke_when_unused: RevokeWhenUnused | None = None
 
@@ -519,6 +521,7 @@ def _policies(
             after_revoke=_hook_actions(
                 policy.hooks.after_revoke, (*loc, "hooks", "after_revoke"), issues
             ),
+            hook_tries=policy.hooks.tries,
         )
     _check_vault_targets_unique(raw, issues)
     _check_key_names_distinct(policies, issues)

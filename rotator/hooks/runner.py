@@ -7,9 +7,9 @@ rotation completed; the ``after_store`` hooks run once more (as
 Vault, so consumers read it again. The audit trail is the record: a hook with a
 ``succeeded`` event for the rotation is done, so a crash between the store
 step and the hook still runs it when the rotation resumes, and a hook never
-runs twice after it succeeded. A failing hook is tried a few times at once,
-then again each time the rotation runs later (at the end of grace), at most
-``max_runs`` times; every failure is logged, audited and notified. None of
+runs twice after it succeeded. A failing hook is tried ``hooks.tries`` times at
+once (3 by default), then again each time the rotation runs later (at the end of
+grace), at most ``MAX_RUNS`` times; every failure is logged, audited and notified. None of
 this can fail or undo the rotation.
 """
 
@@ -34,8 +34,7 @@ log = get_logger("rotator.hooks")
 #: The stage whose hooks (the policy's ``after_store`` ones) run after a rollback.
 AFTER_ROLLBACK = "after_rollback"
 _EVENTS = {"after_store": "stored", "after_revoke": "revoked", AFTER_ROLLBACK: "rolled_back"}
-#: Tries within one run, and runs of the rotation, before a hook is given up.
-TRIES = 3
+#: Runs of the rotation before a hook is given up (each makes the policy's ``hooks.tries``).
 MAX_RUNS = 3
 
 
@@ -101,7 +100,10 @@ class HookRunner:
         details: dict[str, Any] = {"hook": name, "stage": stage}
         try:
             for attempt in stamina.retry_context(
-                on=HookFailed, attempts=TRIES, wait_initial=self._wait, wait_max=5 * self._wait
+                on=HookFailed,
+                attempts=policy.hook_tries,
+                wait_initial=self._wait,
+                wait_max=5 * self._wait,
             ):
                 with attempt:
                     self._perform(policy, rotation, mount, stage, action)
@@ -115,7 +117,13 @@ class HookRunner:
                 "hook",
                 "failed",
                 rotation_id=rotation.id,
-                details={**details, "run": run, "tries": TRIES, "error": error, "final": final},
+                details={
+                    **details,
+                    "run": run,
+                    "tries": policy.hook_tries,
+                    "error": error,
+                    "final": final,
+                },
             )
             then = (
                 "gave up: restart or notify the consumers by hand"
@@ -126,7 +134,7 @@ class HookRunner:
                 Outcome(
                     policy.name,
                     Result.NEEDS_ATTENTION,
-                    f"hook {name} failed after {TRIES} tries ({error}); the "
+                    f"hook {name} failed after {policy.hook_tries} tries ({error}); the "
                     f"{'rollback' if stage == AFTER_ROLLBACK else 'rotation'} itself stands, "
                     f"the {'old' if stage == AFTER_ROLLBACK else 'new'} key is in Vault; {then}",
                     rotation_id=rotation.id,
