@@ -39,7 +39,7 @@ def test_the_daemon_rotates_on_schedule_and_reports_metrics(
     daemon_rig: tuple[Rig, RunningDaemon],
 ) -> None:
     rig, daemon = daemon_rig
-    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="3s")
+    rig.add_policy("app", strategy="create_then_delete", grace="0s", every="1s")
     daemon.start()
 
     wait_until(lambda: rig.completed_rotations("app") >= 2)
