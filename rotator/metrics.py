@@ -45,6 +45,14 @@ VENDOR_ERRORS = Counter(
     ["provider", "provider_type", "status"],
 )
 
+CONFIG_RELOADS = Counter(
+    "rotator_config_reloads_total",
+    "Configuration reloads (SIGHUP) by outcome: applied, or refused (the running one kept).",
+    ["outcome"],
+)
+for _outcome in ("applied", "refused"):
+    CONFIG_RELOADS.labels(_outcome)  # both series exist from the start, at 0
+
 #: (provider name, provider type) of the rotation running in this thread, for vendor errors.
 _PROVIDER: ContextVar[tuple[str, str] | None] = ContextVar("rotator_provider", default=None)
 

@@ -52,7 +52,7 @@ from rotator.engine.schedule import due_window, next_fire
 from rotator.errors import AuditStoreError
 from rotator.log import get_logger
 from rotator.memory import release_freed_memory
-from rotator.metrics import PausedCollector, StateCollector
+from rotator.metrics import CONFIG_RELOADS, PausedCollector, StateCollector
 from rotator.providers.registry import provider_class
 from rotator.secret import scrub
 from rotator.vocabulary import State
@@ -319,11 +319,13 @@ class Daemon:
                 "configuration reload refused; keeping the running one",
                 error=scrub(f"{type(exc).__name__}: {exc}"),
             )
+            CONFIG_RELOADS.labels("refused").inc()
             return
         self._warn_restart_only(config)
         self.engine.reconfigure(config)
         self._schedule_policies(config, states)
         log.info("configuration reloaded", policies=len(config.policies))
+        CONFIG_RELOADS.labels("applied").inc()
 
     def _warn_restart_only(self, new: Config) -> None:
         old = self.engine.config

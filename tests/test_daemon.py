@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -10,11 +11,13 @@ from itertools import pairwise
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from rotator.audit.events import utcnow
 from rotator.config.loader import load_config
 from rotator.providers.registry import provider_class
 from rotator.scheduler import SWEEP_SLACK, Daemon
+from rotator.vocabulary import Outcome, Result
 from tests.support.daemon import RunningDaemon, label_sets, samples_of, series, wait_until
 from tests.support.rig import Rig
 from tests.support.servers import PostgresServer, free_port
@@ -139,7 +142,7 @@ def test_sighup_reloads_a_valid_configuration_and_keeps_the_old_on_any_error(
     good = rig.config_path.read_text()
     rig.config_path.write_text(BROKEN_CONFIGURATIONS[breakage](good))
     daemon.reload()
-    time.sleep(1.5)
+    wait_until(lambda: daemon.reloads("refused") == 1)
     assert daemon.healthy()
 
     rig.config_path.write_text(good)
@@ -311,9 +314,10 @@ def test_sighup_counts_nothing_twice(daemon_rig: tuple[Rig, RunningDaemon]) -> N
     daemon.start()
     wait_until(lambda: bool(series(daemon.metrics(), "rotator_rotations_total", outcome="failed")))
 
-    for _ in range(3):
+    for reloaded in (1, 2, 3):
         daemon.reload()
-        time.sleep(1.5)
+        wait_until(lambda: daemon.reloads("applied") == reloaded)  # noqa: B023
+    time.sleep(1.5)  # the jobs the reload rescheduled fire, and a sweep comes round
 
     store = rig.store()
     [rotation] = store.rotations_for("app")
@@ -541,3 +545,44 @@ def test_healthz_turns_503_when_the_sweep_stops_coming_round(
 
     wait_until(overdue, timeout=5)
     assert "sweep has not run" in httpx.get(healthz).json()["reason"]
+
+
+def reloads(outcome: str) -> float:
+    return REGISTRY.get_sample_value("rotator_config_reloads_total", {"outcome": outcome}) or 0.0
+
+
+def test_reloads_are_counted_applied_or_refused(in_process: tuple[Daemon, str]) -> None:
+    daemon, _ = in_process
+    applied, refused = reloads("applied"), reloads("refused")
+    good = daemon.config_path.read_text()
+
+    daemon.config_path.write_text(good.replace("schedule:", "shedule:"))
+    daemon.reload()
+    daemon.config_path.write_text(good)
+    daemon.reload()
+
+    assert reloads("refused") == refused + 1
+    assert reloads("applied") == applied + 1
+
+
+def test_a_reload_lets_a_running_rotation_finish_with_the_clients_it_started_with(
+    rig_factory: RigFactory,
+) -> None:
+    rig = rig_factory(VENDOR)
+    rig.add_policy("app", strategy="create_then_delete", grace="0s")
+    hold = rig.server.hold("POST", "api_keys$", after=True, resume=True)
+    engine = rig.engine()
+    outcomes: list[Outcome] = []
+    running = threading.Thread(target=lambda: outcomes.append(engine.rotate_now("app")))
+    running.start()
+    try:
+        hold.wait_arrived()  # the key is made; verify and revoke are still to come
+
+        engine.reconfigure(load_config(rig.config_path, provider_class))
+    finally:
+        hold.release()
+        running.join(timeout=60)
+        engine.close()
+
+    [outcome] = outcomes
+    assert outcome.result is Result.COMPLETED, outcome.message

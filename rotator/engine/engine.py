@@ -142,10 +142,13 @@ class Engine:
             self._vault = None
         self.config = config
         self.notifier = Notifier(config.webhooks, self.resolve_credential)
-        self.reset_providers()
+        with self._providers_lock:
+            # Let go, not closed: a rotation still running holds its provider and finishes
+            # with it; the client's connections close once it is garbage.
+            self._providers = {}
 
     def reset_providers(self) -> None:
-        """Drop cached provider clients (after a configuration reload)."""
+        """Close and drop the cached provider clients (the engine is closing)."""
         with self._providers_lock:
             for provider in self._providers.values():
                 provider.close()

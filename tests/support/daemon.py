@@ -73,6 +73,11 @@ class RunningDaemon:
         assert self.process is not None
         self.process.send_signal(signal.SIGHUP)
 
+    def reloads(self, outcome: str) -> float:
+        """How many reloads ended ``applied`` or ``refused``, as /metrics counts them."""
+        [count] = series(self.metrics(), "rotator_config_reloads_total", outcome=outcome)
+        return count
+
     def stop(self) -> tuple[int, float]:
         assert self.process is not None
         started = time.monotonic()
