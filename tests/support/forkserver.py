@@ -264,6 +264,31 @@ def start_rotator(args: Sequence[str], env: Mapping[str, str]) -> Child:
     )
 
 
+def wait_for_exits(processes: Sequence[Child], count: int, timeout: float) -> None:
+    """Block until ``count`` of ``processes`` have exited; ``TimeoutError`` after ``timeout``.
+
+    Each process's pidfd becomes readable when it exits, forked or exec'd: no polling. One
+    whose exit code was taken is no longer there to open.
+    """
+    pidfds = [os.pidfd_open(p.pid) for p in processes if p.returncode is None]
+    deadline = time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as selector:
+            for fd in pidfds:
+                selector.register(fd, selectors.EVENT_READ)
+            exited = len(processes) - len(pidfds)
+            while exited < count:
+                ready = selector.select(max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise TimeoutError(f"{exited} of {len(processes)} exited in {timeout}s")
+                for key, _ in ready:
+                    selector.unregister(key.fd)
+                    exited += 1
+    finally:
+        for fd in pidfds:
+            os.close(fd)
+
+
 # -- the zygote's side ------------------------------------------------------------------
 
 
