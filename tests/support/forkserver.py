@@ -26,8 +26,10 @@ variables. A run whose environment differs from the zygote's in any of them is e
 instead. Children share the zygote's string hash seed (set iteration order), which a
 fresh interpreter would draw anew.
 
-Coverage: neither exec'd nor forked children were measured (no ``COVERAGE_PROCESS_START``
-is set); with it set, the zygote would start coverage at its start-up like any process.
+Coverage: spawned processes were not measured when exec'd and are not now (the project
+sets no ``COVERAGE_PROCESS_START`` nor coverage's ``patch``); were subprocess measurement
+turned on, it would start in the zygote, and each child would need coverage's ``fork`` patch
+to save its own data.
 """
 
 from __future__ import annotations
