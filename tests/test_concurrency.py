@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.forkserver import wait_for_exits
 from tests.support.rig import Rig, migrate, vendor_strategies
 
 RigFactory = Callable[[str], Rig]
@@ -29,9 +29,7 @@ def test_three_simultaneous_rotate_now_make_exactly_one_rotation(
 
     processes = [rig.spawn("rotate", "now", "app", "--json") for _ in range(3)]
     hold.wait_arrived()
-    deadline = time.monotonic() + 60
-    while sum(p.poll() is not None for p in processes) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for_exits(processes, 2, timeout=60)
     hold.release()
     results = [json.loads(p.communicate(timeout=60)[0])["result"] for p in processes]
 

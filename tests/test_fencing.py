@@ -11,7 +11,6 @@ work.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields, replace
@@ -30,6 +29,7 @@ from rotator.errors import AuditStoreError, LockLost
 from rotator.sandbox.server import Hold
 from rotator.secret import Secret
 from rotator.vocabulary import TERMINAL_STATES, State
+from tests.support.forkserver import Child
 from tests.support.rig import Rig, migrate
 
 
@@ -67,7 +67,7 @@ def lock_held_elsewhere(database_url: str, policy: str) -> Iterator[None]:
         conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
-def lose_the_lock_inside_the_mint_call(rig: Rig) -> tuple[Hold, subprocess.Popen[str]]:
+def lose_the_lock_inside_the_mint_call(rig: Rig) -> tuple[Hold, Child]:
     """Start ``rotate now app``; while its mint call is held, end its lock's session.
 
     The vendor has made the key; the answer waits until the returned hold is released.

@@ -3,14 +3,12 @@
 Engine-level over PostgreSQL, OpenBao and the emulators of the vendors that report key
 usage (H2O GPTe, Latitude.sh); a consumer's use of a key is set through the emulator's
 control. Time passes on a ``Timeline``: the engine's clock runs ahead instead of the
-test sleeping, except where a separate ``rotator`` process (which reads the real clock)
-is killed mid-revoke.
+test sleeping. Where a separate ``rotator`` process (which reads the real clock) is killed
+mid-revoke, the timeline starts in the past and catches up with the real clock instead.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,32 +38,22 @@ def usage_policy(rig: Rig, then: str = "revoke", max_extension: str = f"{QUIET}s
 
 
 class Timeline:
-    """Policy ``app`` rotated as time passes: ahead on the engine's clock, or really slept.
+    """Policy ``app`` rotated as time passes on the engine's clock, ``start`` seconds from now
+    (negative: in the past, for a test whose other ``rotator`` process reads the real clock
+    once the timeline has caught up with it)."""
 
-    ``sleeping``: ``wait`` sleeps and ``rotate`` runs the CLI, for a test whose other
-    ``rotator`` process must find the same time on the real clock.
-    """
-
-    def __init__(self, rig: Rig, *, sleeping: bool = False) -> None:
+    def __init__(self, rig: Rig, *, start: float = 0) -> None:
         self.rig = rig
-        self.sleeping = sleeping
-        self.ahead = timedelta(0)
+        self.ahead = timedelta(seconds=start)
 
     def wait(self, seconds: float) -> None:
-        if self.sleeping:
-            time.sleep(seconds)
-        else:
-            self.ahead += timedelta(seconds=seconds)
+        self.ahead += timedelta(seconds=seconds)
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.ahead
 
     def rotate(self, *args: str) -> dict[str, Any]:
         """``rotate now app [--emergency]`` or ``rotate due``: the outcome as ``--json`` has it."""
-        if self.sleeping:
-            done = self.rig.run("rotate", *args, "--json")
-            assert done.returncode in (0, 1), done.stderr
-            return dict(json.loads(done.stdout.splitlines()[-1]))
         with self.rig.engine_ahead(seconds=self.ahead.total_seconds()) as engine:
             if args[0] == "now":
                 outcome = engine.rotate_now("app", emergency="--emergency" in args)
@@ -91,13 +79,18 @@ def rotation(rig: Rig) -> object:
     return rotations[-1]
 
 
+#: How long ``used_through_two_grace_ends`` lets pass: just past grace, then past the extension.
+THROUGH_GRACE = (1.1, QUIET + 0.1)
+
+
 def used_through_two_grace_ends(timeline: Timeline, spec: PolicySpec) -> None:
     """Rotate, then use the old key at the end of grace and again at the end of the extension."""
+    to_grace_end, to_extension_end = THROUGH_GRACE
     timeline.rotate("now", "app")
-    timeline.wait(1.1)
+    timeline.wait(to_grace_end)
     timeline.use_old_key(spec)
     timeline.rotate("due")
-    timeline.wait(QUIET + 0.1)
+    timeline.wait(to_extension_end)
     timeline.use_old_key(spec)
 
 
@@ -272,8 +265,8 @@ def test_an_extension_is_notified_naming_the_old_key_and_its_last_use(usage_rig:
 
 def test_a_kill_at_the_revoke_after_an_extension_resumes_to_completion(usage_rig: Rig) -> None:
     spec = usage_policy(usage_rig, then="revoke", max_extension=f"{QUIET}s")
-    # Slept for real: the killed process reads the real clock.
-    timeline = Timeline(usage_rig, sleeping=True)
+    # Caught up with the real clock that the killed process reads, instead of sleeping.
+    timeline = Timeline(usage_rig, start=-sum(THROUGH_GRACE))
     used_through_two_grace_ends(timeline, spec)
     method, path = usage_rig.emulator.operations["revoke"]
     hold = usage_rig.server.hold(method, path, after=True)

@@ -9,7 +9,9 @@ which each command sets up on the stderr it finds, is put back afterwards.
 
 Tests where the process boundary is the point (kill -9, signals, a terminal, the console
 script's exit, a secret that must not leak from a process that never held it as a
-``Secret``, an installed plugin on ``PYTHONPATH``) use ``Rig.run_process`` instead.
+``Secret``, an installed plugin on ``PYTHONPATH``) use ``Rig.run_process`` (exec'd) or
+``Rig.spawn`` (forked from a process that has imported rotator: tests/support/forkserver.py)
+instead.
 """
 
 from __future__ import annotations

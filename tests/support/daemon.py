@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.forkserver import Child
 from tests.support.rig import Rig
 from tests.support.servers import free_port
 
@@ -33,7 +33,7 @@ class RunningDaemon:
         self.port = free_port()
         rig.extra_config = self.daemon_settings()
         rig.write_config()
-        self.process: subprocess.Popen[str] | None = None
+        self.process: Child | None = None
         self.stderr = ""
 
     def daemon_settings(

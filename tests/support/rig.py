@@ -27,6 +27,7 @@ from rotator.secret import Secret
 from rotator.vocabulary import Outcome
 from tests.support.cli import invoke
 from tests.support.contracts import ContractValidator
+from tests.support.forkserver import Child, start_rotator
 from tests.support.servers import OpenBaoServer
 
 MANAGEMENT_TOKEN = "sandbox-management-token-0123456789"
@@ -206,17 +207,15 @@ class Rig:
             timeout=120,
         )
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "rotator", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-        )
+    def spawn(self, *args: str) -> Child:
+        """Start ``python -m rotator ARGS``, its output piped: a kill, race or signal target.
+
+        Forked from a process that has imported rotator already (tests/support/forkserver.py).
+        """
+        return start_rotator(args, self.env)
 
     @staticmethod
-    def kill(process: subprocess.Popen[str]) -> None:
+    def kill(process: Child) -> None:
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
 
