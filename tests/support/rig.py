@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import text
 
 from rotator.audit import migrations
@@ -27,7 +26,7 @@ from rotator.secret import Secret
 from rotator.vocabulary import Outcome
 from tests.support.cli import invoke
 from tests.support.contracts import ContractValidator
-from tests.support.servers import OpenBaoServer
+from tests.support.servers import LOOPBACK_HTTP, OpenBaoServer
 
 MANAGEMENT_TOKEN = "sandbox-management-token-0123456789"
 
@@ -279,7 +278,7 @@ class Rig:
     # -- observing ------------------------------------------------------------
 
     def vault_api(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        response = httpx.request(
+        response = LOOPBACK_HTTP.request(
             method,
             f"{self.openbao.address}/v1/{path}",
             headers={"X-Vault-Token": self.openbao.root_token},
