@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,10 +85,33 @@ def sqlite_url(tmp_path: Any) -> str:
     return f"sqlite:///{tmp_path / 'rotator.db'}"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database file migrated to the head revision once per session, for tests to copy."""
+    path = tmp_path_factory.mktemp("template") / "rotator.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def migrated_sqlite_url(tmp_path: Path, migrated_sqlite_template: Path) -> str:
+    """A SQLite database file for this test, already at the head revision."""
+    path = tmp_path / "rotator.db"
+    shutil.copy(migrated_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs on PostgreSQL and on SQLite."""
     fixture = "pg_url" if request.param == "postgresql" else "sqlite_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def migrated_database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on PostgreSQL and on SQLite, already at the head revision."""
+    fixture = "migrated_pg_url" if request.param == "postgresql" else "migrated_sqlite_url"
     return str(request.getfixturevalue(fixture))
 
 
