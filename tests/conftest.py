@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import EmulatorServer
 from tests.support.contracts import ContractValidator
+from tests.support.databases import DatabaseCopies
 from tests.support.rig import MANAGEMENT_TOKEN, Rig, contract_for, migrate, vendor_strategies
 from tests.support.servers import OpenBaoServer, PostgresServer, openbao_server, postgres_server
 from tests.support.vault_proxy import VaultProxy
@@ -37,12 +39,19 @@ def vault_proxy(openbao: OpenBaoServer) -> Iterator[VaultProxy]:
     proxy.stop()
 
 
+@pytest.fixture(scope="session")
+def empty_databases(postgres: PostgresServer) -> Iterator[DatabaseCopies]:
+    copies = DatabaseCopies(postgres, None, ahead=1)
+    yield copies
+    copies.close()
+
+
 @pytest.fixture
-def pg_url(postgres: PostgresServer) -> Iterator[str]:
+def pg_url(postgres: PostgresServer, empty_databases: DatabaseCopies) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield postgres.create_database(name)
-    postgres.drop_database(name)
+    name = empty_databases.take()
+    yield postgres.url(name)
+    empty_databases.finished(name)
 
 
 @pytest.fixture(scope="session")
@@ -54,12 +63,21 @@ def migrated_template(postgres: PostgresServer) -> Iterator[str]:
     postgres.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def migrated_databases(
+    postgres: PostgresServer, migrated_template: str
+) -> Iterator[DatabaseCopies]:
+    copies = DatabaseCopies(postgres, migrated_template)
+    yield copies
+    copies.close()
+
+
 @pytest.fixture
-def migrated_pg_url(postgres: PostgresServer, migrated_template: str) -> Iterator[str]:
+def migrated_pg_url(postgres: PostgresServer, migrated_databases: DatabaseCopies) -> Iterator[str]:
     """A fresh PostgreSQL database for this test, already at the head revision."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield postgres.create_database(name, template=migrated_template)
-    postgres.drop_database(name)
+    name = migrated_databases.take()
+    yield postgres.url(name)
+    migrated_databases.finished(name)
 
 
 @pytest.fixture
@@ -67,10 +85,33 @@ def sqlite_url(tmp_path: Any) -> str:
     return f"sqlite:///{tmp_path / 'rotator.db'}"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database file migrated to the head revision once per session, for tests to copy."""
+    path = tmp_path_factory.mktemp("template") / "rotator.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def migrated_sqlite_url(tmp_path: Path, migrated_sqlite_template: Path) -> str:
+    """A SQLite database file for this test, already at the head revision."""
+    path = tmp_path / "rotator.db"
+    shutil.copy(migrated_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs on PostgreSQL and on SQLite."""
     fixture = "pg_url" if request.param == "postgresql" else "sqlite_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def migrated_database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on PostgreSQL and on SQLite, already at the head revision."""
+    fixture = "migrated_pg_url" if request.param == "postgresql" else "migrated_sqlite_url"
     return str(request.getfixturevalue(fixture))
 
 

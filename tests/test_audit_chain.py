@@ -25,10 +25,8 @@ from tests.support.configs import config_text
 
 
 @pytest.fixture
-def store(database_url: str) -> AuditStore:
-    store = AuditStore.open(Secret(database_url))
-    migrations.upgrade(store.engine)
-    return store
+def store(migrated_database_url: str) -> AuditStore:
+    return AuditStore.open(Secret(migrated_database_url))
 
 
 def write_events(store: AuditStore, count: int, policy: str = "p", *, seal: bool = True) -> None:
@@ -115,9 +113,10 @@ def test_committed_events_are_sealed_moments_later_without_being_asked(
     assert all(event.hash for event in store.events())
 
 
-def test_a_writer_does_not_wait_while_another_process_holds_the_chain_head(pg_url: str) -> None:
-    store = AuditStore.open(Secret(pg_url))
-    migrations.upgrade(store.engine)
+def test_a_writer_does_not_wait_while_another_process_holds_the_chain_head(
+    migrated_pg_url: str,
+) -> None:
+    store = AuditStore.open(Secret(migrated_pg_url))
     with store.engine.begin() as other_sealer:
         other_sealer.execute(text("SELECT * FROM audit_chain_head WHERE id = 1 FOR UPDATE"))
         writer = threading.Thread(target=write_events, args=(store, 3), kwargs={"seal": False})
@@ -131,10 +130,11 @@ def test_a_writer_does_not_wait_while_another_process_holds_the_chain_head(pg_ur
 
 
 @pytest.fixture
-def writer_without_seal_rights(pg_url: str) -> Iterator[tuple[AuditStore, AuditStore, str]]:
+def writer_without_seal_rights(
+    migrated_pg_url: str,
+) -> Iterator[tuple[AuditStore, AuditStore, str]]:
     """An admin store, and a store (and its URL) whose role may append events but not seal."""
-    admin = AuditStore.open(Secret(pg_url))
-    migrations.upgrade(admin.engine)
+    admin = AuditStore.open(Secret(migrated_pg_url))
     role = f"no_seal_{uuid.uuid4().hex[:8]}"
     with admin.engine.begin() as conn:
         for statement in (
@@ -144,7 +144,7 @@ def writer_without_seal_rights(pg_url: str) -> Iterator[tuple[AuditStore, AuditS
             f"GRANT SELECT ON audit_chain_head, alembic_version TO {role}",
         ):
             conn.execute(text(statement))
-    url = pg_url.replace("//postgres@", f"//{role}@")
+    url = migrated_pg_url.replace("//postgres@", f"//{role}@")
     writer = AuditStore.open(Secret(url))
     yield admin, writer, url
     writer.dispose()
@@ -250,26 +250,26 @@ def cli(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str
     return invoke([*args, "-c", str(path)], env)
 
 
-def test_audit_verify_exits_1_on_a_tampered_postgres_row(tmp_path: Path, pg_url: str) -> None:
-    store = AuditStore.open(Secret(pg_url))
-    migrations.upgrade(store.engine)
+def test_audit_verify_exits_1_on_a_tampered_postgres_row(
+    tmp_path: Path, migrated_pg_url: str
+) -> None:
+    store = AuditStore.open(Secret(migrated_pg_url))
     write_events(store, 5)
-    assert cli(tmp_path, pg_url, "audit", "verify").returncode == 0
+    assert cli(tmp_path, migrated_pg_url, "audit", "verify").returncode == 0
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET details = '{\"n\": 99}' WHERE id = 2"))
 
-    result = cli(tmp_path, pg_url, "audit", "verify")
+    result = cli(tmp_path, migrated_pg_url, "audit", "verify")
 
     assert result.returncode == 1
     assert "BROKEN at event 2" in result.stderr
 
 
-def test_audit_prune_is_refused_without_force(tmp_path: Path, pg_url: str) -> None:
-    store = AuditStore.open(Secret(pg_url))
-    migrations.upgrade(store.engine)
+def test_audit_prune_is_refused_without_force(tmp_path: Path, migrated_pg_url: str) -> None:
+    store = AuditStore.open(Secret(migrated_pg_url))
     write_events(store, 3)
 
-    result = cli(tmp_path, pg_url, "audit", "prune", "--before", "2999-01-01")
+    result = cli(tmp_path, migrated_pg_url, "audit", "prune", "--before", "2999-01-01")
 
     assert result.returncode == 2
     assert "repeat with --force" in result.stderr

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from rotator.audit import migrations
 from rotator.audit.connections import PING_AFTER_IDLE
 from rotator.audit.store import AuditStore
 from rotator.errors import AuditStoreError
@@ -16,9 +15,8 @@ from rotator.secret import Secret
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[AuditStore]:
-    opened = AuditStore.open(Secret(pg_url))
-    migrations.upgrade(opened.engine)
+def store(migrated_pg_url: str) -> Iterator[AuditStore]:
+    opened = AuditStore.open(Secret(migrated_pg_url))
     yield opened
     opened.close()
 
@@ -33,10 +31,10 @@ def close_every_other_session(pg_url: str) -> None:
 
 
 def test_a_connection_closed_while_idle_is_replaced_unnoticed(
-    store: AuditStore, pg_url: str
+    store: AuditStore, migrated_pg_url: str
 ) -> None:
     store.record_event("p", "mint", "succeeded")
-    close_every_other_session(pg_url)
+    close_every_other_session(migrated_pg_url)
     time.sleep(PING_AFTER_IDLE + 0.2)
 
     store.record_event("p", "store", "succeeded")
@@ -45,11 +43,11 @@ def test_a_connection_closed_while_idle_is_replaced_unnoticed(
 
 
 def test_a_connection_closed_right_after_use_fails_one_statement_then_recovers(
-    store: AuditStore, pg_url: str
+    store: AuditStore, migrated_pg_url: str
 ) -> None:
     store.record_event("p", "mint", "succeeded")
     time.sleep(0.3)  # the sealing pass after that commit is over; nothing else uses the pool
-    close_every_other_session(pg_url)
+    close_every_other_session(migrated_pg_url)
 
     with pytest.raises(AuditStoreError, match="cannot use the audit database"):
         store.record_event("p", "store", "succeeded")

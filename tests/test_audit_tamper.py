@@ -21,7 +21,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from rotator.audit import migrations
 from rotator.audit.chain import AnchorPoint, MacKey
 from rotator.audit.pauses import pause_policy, resume_policy
 from rotator.audit.store import AuditStore, RotationRecord, event_hash, utcnow
@@ -55,7 +54,7 @@ def vault(openbao: OpenBaoServer) -> VaultStore:
 
 @pytest.fixture
 def open_keyed(
-    database_url: str, vault: VaultStore, audit_config: AuditConfig
+    migrated_database_url: str, vault: VaultStore, audit_config: AuditConfig
 ) -> Iterator[StoreFactory]:
     """Opens stores on one database, keyed with one Vault key (created here, version 1)."""
     assert audit_config.key_path is not None
@@ -64,12 +63,11 @@ def open_keyed(
 
     def factory() -> AuditStore:
         store = AuditStore.open(
-            Secret(database_url), trust=VaultChainTrust(lambda: vault, audit_config)
+            Secret(migrated_database_url), trust=VaultChainTrust(lambda: vault, audit_config)
         )
         opened.append(store)
         return store
 
-    migrations.upgrade(factory().engine)
     yield factory
     for store in opened:
         store.dispose()
@@ -144,13 +142,12 @@ def test_an_edited_and_rehashed_row_is_caught(keyed: AuditStore) -> None:
 
 
 def test_a_backdated_unsealed_event_is_reported_and_left_unsealed_by_verify(
-    database_url: str,
+    migrated_database_url: str,
 ) -> None:
-    writer = AuditStore.open(Secret(database_url))
-    migrations.upgrade(writer.engine)
+    writer = AuditStore.open(Secret(migrated_database_url))
     write_events(writer, 3)
     writer.close()  # no sealing pass of rotator's own is pending: verify is alone
-    store = AuditStore.open(Secret(database_url))
+    store = AuditStore.open(Secret(migrated_database_url))
     forged = insert_raw_event(store, datetime.now(UTC) - timedelta(days=3))
 
     report = store.verify_chain()
@@ -295,9 +292,9 @@ def test_swapping_the_positions_of_two_events_is_caught(keyed: AuditStore) -> No
 
 
 def test_unkeyed_events_from_before_the_key_are_covered_by_the_first_keyed_one(
-    database_url: str, open_keyed: StoreFactory
+    migrated_database_url: str, open_keyed: StoreFactory
 ) -> None:
-    unkeyed = AuditStore.open(Secret(database_url))
+    unkeyed = AuditStore.open(Secret(migrated_database_url))
     write_events(unkeyed, 3)
     unkeyed.close()
     keyed = open_keyed()
@@ -315,13 +312,13 @@ def test_unkeyed_events_from_before_the_key_are_covered_by_the_first_keyed_one(
 
 
 def test_an_unreadable_key_version_is_reported(
-    keyed: AuditStore, vault: VaultStore, audit_config: AuditConfig, database_url: str
+    keyed: AuditStore, vault: VaultStore, audit_config: AuditConfig, migrated_database_url: str
 ) -> None:
     write_events(keyed, 2)
     assert audit_config.key_path is not None
     vault.destroy(audit_config.key_path)
     fresh = AuditStore.open(
-        Secret(database_url), trust=VaultChainTrust(lambda: vault, audit_config)
+        Secret(migrated_database_url), trust=VaultChainTrust(lambda: vault, audit_config)
     )
 
     report = fresh.verify_chain()
@@ -348,11 +345,14 @@ def test_events_sealed_with_an_older_key_version_verify_after_the_key_is_rotated
 
 
 def test_a_running_process_takes_up_a_new_key_version(
-    database_url: str, open_keyed: StoreFactory, vault: VaultStore, audit_config: AuditConfig
+    migrated_database_url: str,
+    open_keyed: StoreFactory,
+    vault: VaultStore,
+    audit_config: AuditConfig,
 ) -> None:
     open_keyed()  # the schema, and key version 1
     trust = VaultChainTrust(lambda: vault, audit_config, refresh=0.2)
-    store = AuditStore.open(Secret(database_url), trust=trust)
+    store = AuditStore.open(Secret(migrated_database_url), trust=trust)
     write_events(store, 1)
     assert audit_config.key_path is not None
     rotate_key(vault, audit_config.key_path)
@@ -537,9 +537,9 @@ def test_an_edited_pause_is_caught(keyed: AuditStore) -> None:
 
 
 def test_rows_from_before_the_key_are_checked_once_a_baseline_records_them(
-    database_url: str, open_keyed: StoreFactory
+    migrated_database_url: str, open_keyed: StoreFactory
 ) -> None:
-    unkeyed = AuditStore.open(Secret(database_url))
+    unkeyed = AuditStore.open(Secret(migrated_database_url))
     write_events(unkeyed, 2)
     with unkeyed.engine.begin() as conn:  # as rotator wrote it before events recorded rows
         conn.execute(
@@ -565,12 +565,13 @@ def test_rows_from_before_the_key_are_checked_once_a_baseline_records_them(
 
 
 def test_rows_committed_a_moment_ago_match_the_event_that_waits_to_be_sealed(
-    pg_url: str, vault: VaultStore, audit_config: AuditConfig
+    migrated_pg_url: str, vault: VaultStore, audit_config: AuditConfig
 ) -> None:
     assert audit_config.key_path is not None
     rotate_key(vault, audit_config.key_path)
-    admin = AuditStore.open(Secret(pg_url), trust=VaultChainTrust(lambda: vault, audit_config))
-    migrations.upgrade(admin.engine)
+    admin = AuditStore.open(
+        Secret(migrated_pg_url), trust=VaultChainTrust(lambda: vault, audit_config)
+    )
     role = f"no_seal_{uuid.uuid4().hex[:8]}"
     with admin.engine.begin() as conn:  # a writer whose sealing passes fail: nothing gets sealed
         for statement in (
@@ -582,7 +583,7 @@ def test_rows_committed_a_moment_ago_match_the_event_that_waits_to_be_sealed(
         ):
             conn.execute(text(statement))
     writer = AuditStore.open(
-        Secret(pg_url.replace("//postgres@", f"//{role}@")),
+        Secret(migrated_pg_url.replace("//postgres@", f"//{role}@")),
         trust=VaultChainTrust(lambda: vault, audit_config),
     )
     record = rotation_record(uuid.uuid4().hex)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from rotator.audit import migrations
 from rotator.audit.connections import make_engine
@@ -39,3 +41,20 @@ def test_an_empty_database_is_reported_as_out_of_date(database_url: str) -> None
 
 def test_the_schema_constant_is_the_newest_migration() -> None:
     assert migrations.head_revision() == SCHEMA_REVISION
+
+
+def test_the_start_up_check_of_a_current_schema_is_one_query(migrated_pg_url: str) -> None:
+    """Every command checks the schema as it opens the audit database: a round trip each counts."""
+    engine = make_engine(Secret(migrated_pg_url))
+    with engine.connect():
+        pass  # SQLAlchemy's own first-connection queries are not the check's
+    statements: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    migrations.require_current_schema(engine)
+
+    assert statements == ["SELECT version_num FROM alembic_version"]
+    engine.dispose()

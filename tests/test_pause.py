@@ -21,7 +21,7 @@ from rotator.providers.registry import provider_class
 from rotator.secret import Secret
 from rotator.vocabulary import Result
 from tests.support.configs import config_text
-from tests.support.rig import Rig, migrate
+from tests.support.rig import Rig
 from tests.test_daemon import RunningDaemon, wait_until
 
 RigFactory = Callable[[str], Rig]
@@ -223,11 +223,10 @@ def test_the_daemon_does_not_rotate_a_paused_policy_and_exports_it(app: Rig) -> 
 
 
 @pytest.fixture
-def due_store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AuditStore:
+def due_store(migrated_database_url: str, monkeypatch: pytest.MonkeyPatch) -> AuditStore:
     monkeypatch.setenv("TEST_VAULT_TOKEN", "vault-token-value")
     monkeypatch.setenv("TEST_DO_TOKEN", "do-token-value")
-    migrate(database_url)
-    store = AuditStore.open(Secret(database_url))
+    store = AuditStore.open(Secret(migrated_database_url))
     # Adopted long ago: due now.
     store.set_policy_state(
         "web", current_key_id="k", adopted_at=datetime.now(UTC) - timedelta(days=90)
@@ -236,10 +235,10 @@ def due_store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AuditStore:
 
 
 def test_the_idle_path_answers_paused_for_a_due_policy_without_the_engine(
-    due_store: AuditStore, database_url: str
+    due_store: AuditStore, migrated_database_url: str
 ) -> None:
     config = parse_config(
-        config_text() + f'database: {{url: "{database_url}"}}\n', "r.yaml", provider_class
+        config_text() + f'database: {{url: "{migrated_database_url}"}}\n', "r.yaml", provider_class
     )
     pause_policy(due_store, "web", reason="INC-3", by="alice", until=None)
 
@@ -252,10 +251,10 @@ def test_the_idle_path_answers_paused_for_a_due_policy_without_the_engine(
 
 
 def test_the_idle_path_hands_an_expired_pause_to_the_engine(
-    due_store: AuditStore, database_url: str
+    due_store: AuditStore, migrated_database_url: str
 ) -> None:
     config = parse_config(
-        config_text() + f'database: {{url: "{database_url}"}}\n', "r.yaml", provider_class
+        config_text() + f'database: {{url: "{migrated_database_url}"}}\n', "r.yaml", provider_class
     )
     pause_policy(
         due_store, "web", reason="INC-3", by="alice", until=datetime.now(UTC) + timedelta(seconds=1)

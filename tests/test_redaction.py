@@ -9,7 +9,6 @@ import pickle
 import pytest
 import structlog
 
-from rotator.audit import migrations
 from rotator.audit.store import AuditStore
 from rotator.errors import SecretLeakError
 from rotator.log import configure_logging
@@ -71,17 +70,15 @@ def test_an_exception_carrying_a_live_secret_is_scrubbed() -> None:
     assert VALUE not in stream.getvalue()
 
 
-def test_the_audit_store_refuses_a_secret_detail(pg_url: str) -> None:
-    store = AuditStore.open(Secret(pg_url))
-    migrations.upgrade(store.engine)
+def test_the_audit_store_refuses_a_secret_detail(migrated_pg_url: str) -> None:
+    store = AuditStore.open(Secret(migrated_pg_url))
     with pytest.raises(SecretLeakError):
         store.record_event("p", "mint", "succeeded", details={"key": Secret(VALUE)})  # type: ignore[dict-item]
 
 
-def test_the_audit_store_scrubs_a_live_secret_in_text(pg_url: str) -> None:
+def test_the_audit_store_scrubs_a_live_secret_in_text(migrated_pg_url: str) -> None:
     secret = Secret(VALUE)
-    store = AuditStore.open(Secret(pg_url))
-    migrations.upgrade(store.engine)
+    store = AuditStore.open(Secret(migrated_pg_url))
     store.record_event("p", "mint", "failed", details={"error": f"echo {secret.reveal()}"})
     [event] = store.events(policy="p")
     assert event.details["error"] == f"echo {REDACTED}"

@@ -24,7 +24,6 @@ from rotator.engine.idle import idle_outcomes
 from rotator.providers.registry import provider_class
 from rotator.secret import Secret
 from tests.support.configs import config_text
-from tests.support.rig import migrate
 from tests.support.servers import free_port
 
 NOW = datetime.now(UTC)
@@ -45,9 +44,8 @@ def config_with(database_url: str) -> str:
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[AuditStore]:
-    migrate(database_url)
-    opened = AuditStore.open(Secret(database_url))
+def store(migrated_database_url: str) -> Iterator[AuditStore]:
+    opened = AuditStore.open(Secret(migrated_database_url))
     yield opened
     opened.close()
 
@@ -86,9 +84,11 @@ def start_rotation(store: AuditStore, policy: str, state: str) -> None:
     )
 
 
-def test_nothing_due_gives_exactly_the_engines_answer(store: AuditStore, database_url: str) -> None:
+def test_nothing_due_gives_exactly_the_engines_answer(
+    store: AuditStore, migrated_database_url: str
+) -> None:
     adopt(store, "web", at=NOW - timedelta(days=1))
-    config = config_for(database_url)
+    config = config_for(migrated_database_url)
     engine = Engine.open(config)
     try:
         from_engine = engine.rotate_if_due("web")
@@ -98,43 +98,45 @@ def test_nothing_due_gives_exactly_the_engines_answer(store: AuditStore, databas
     assert idle_outcomes(config, NOW) == [from_engine]
 
 
-def test_a_policy_never_rotated_goes_to_the_engine(store: AuditStore, database_url: str) -> None:
-    assert idle_outcomes(config_for(database_url), NOW) is None
+def test_a_policy_never_rotated_goes_to_the_engine(
+    store: AuditStore, migrated_database_url: str
+) -> None:
+    assert idle_outcomes(config_for(migrated_database_url), NOW) is None
 
 
-def test_a_due_policy_goes_to_the_engine(store: AuditStore, database_url: str) -> None:
+def test_a_due_policy_goes_to_the_engine(store: AuditStore, migrated_database_url: str) -> None:
     adopt(store, "web", at=NOW - timedelta(days=31))
 
-    assert idle_outcomes(config_for(database_url), NOW) is None
+    assert idle_outcomes(config_for(migrated_database_url), NOW) is None
 
 
 def test_a_rotation_waiting_in_grace_goes_to_the_engine(
-    store: AuditStore, database_url: str
+    store: AuditStore, migrated_database_url: str
 ) -> None:
     adopt(store, "web", at=NOW - timedelta(days=1))
     start_rotation(store, "web", "grace")
 
-    assert idle_outcomes(config_for(database_url), NOW) is None
+    assert idle_outcomes(config_for(migrated_database_url), NOW) is None
 
 
 def test_a_finished_rotation_does_not_keep_the_policy_busy(
-    store: AuditStore, database_url: str
+    store: AuditStore, migrated_database_url: str
 ) -> None:
     adopt(store, "web", at=NOW - timedelta(days=1))
     start_rotation(store, "web", "completed")
 
-    outcomes = idle_outcomes(config_for(database_url), NOW)
+    outcomes = idle_outcomes(config_for(migrated_database_url), NOW)
 
     assert outcomes is not None
     assert [o.result.value for o in outcomes] == ["not_due"]
 
 
 def test_a_policy_flagged_for_attention_goes_to_the_engine(
-    store: AuditStore, database_url: str
+    store: AuditStore, migrated_database_url: str
 ) -> None:
     adopt(store, "web", at=NOW - timedelta(days=1), attention="key-1 is gone at the vendor")
 
-    assert idle_outcomes(config_for(database_url), NOW) is None
+    assert idle_outcomes(config_for(migrated_database_url), NOW) is None
 
 
 def test_a_database_without_the_schema_goes_to_the_engine(database_url: str) -> None:
@@ -148,11 +150,11 @@ def test_an_unreachable_database_goes_to_the_engine() -> None:
 
 
 def test_rotate_due_with_nothing_due_imports_neither_the_engine_nor_logging(
-    store: AuditStore, database_url: str, tmp_path: Path
+    store: AuditStore, migrated_database_url: str, tmp_path: Path
 ) -> None:
     adopt(store, "web", at=NOW - timedelta(days=1))
     config = tmp_path / "rotator.yaml"
-    config.write_text(config_with(database_url))
+    config.write_text(config_with(migrated_database_url))
     script = textwrap.dedent(
         f"""
         import sys

@@ -13,7 +13,7 @@ from rotator.errors import VaultAuthError, VaultCasConflict, VaultPermissionDeni
 from rotator.secret import Secret
 from rotator.vault import VaultStore
 from rotator.vault_metadata import metadata_key
-from tests.support.servers import OpenBaoServer, free_port
+from tests.support.servers import LOOPBACK_HTTP, OpenBaoServer, free_port
 from tests.support.vault_proxy import VaultProxy
 
 
@@ -25,7 +25,7 @@ def store_for(openbao: OpenBaoServer, token: str | None = None) -> VaultStore:
 
 
 def bao_api(openbao: OpenBaoServer, method: str, path: str, json: object = None) -> httpx.Response:
-    response = httpx.request(
+    response = LOOPBACK_HTTP.request(
         method,
         f"{openbao.address}/v1/{path}",
         headers={"X-Vault-Token": openbao.root_token},

@@ -58,6 +58,8 @@ def make_engine(url: Secret, *, workers: int = 4) -> Engine:
         pool_use_lifo=True,
         json_serializer=canonical_json,
         connect_args={k: v for k, v in KEEPALIVES.items() if k not in given},
+        # No column is hstore: skip the type lookup each process's first connection makes.
+        use_native_hstore=False,
     )
     _ping_when_idle(engine)
     return engine

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 import rotator
 from rotator.audit.records import SCHEMA_REVISION
@@ -42,11 +43,21 @@ def head_revision() -> str:
     return head
 
 
+_CURRENT = text("SELECT version_num FROM alembic_version")
+
+
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision; None for a database no migration has run in."""
     with engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        # Every command checks this as it starts: one query for the usual migrated database,
+        # the catalogue consulted only when it fails.
+        try:
+            version = connection.execute(_CURRENT).scalar()
+        except DBAPIError:
+            connection.rollback()
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            raise
     return str(version) if version else None
 
 

@@ -18,9 +18,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from rotator.sandbox.loopback import LoopbackHandler, LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -248,20 +250,11 @@ class EmulatorServer:
         self.log: list[tuple[str, str]] = []
         self._routes = [(route, route.pattern(emulator.base_path)) for route in emulator.routes()]
         self._state_lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._httpd.daemon_threads = True
-        if tls is not None:
-            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
-        self._scheme = "https" if tls is not None else "http"
-        # A short poll: ``stop`` waits for the serving loop to notice, which by default is 0.5 s.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._httpd = LoopbackServer(self._handler_class(), port=port, tls=tls)
 
     @property
     def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"{self._scheme}://{host!s}:{port}"
+        return self._httpd.url
 
     @property
     def vendor_url(self) -> str:
@@ -269,14 +262,13 @@ class EmulatorServer:
         return self.base_url + self.emulator.base_path
 
     def start(self) -> EmulatorServer:
-        self._thread.start()
+        self._httpd.start()
         return self
 
     def stop(self) -> None:
         for hold in self.holds:
             hold.release()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._httpd.stop()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
@@ -428,14 +420,7 @@ class EmulatorServer:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body leave in one segment: written separately, Nagle's algorithm and
-            # the client's delayed ACK add up to 40 ms to every response, which real vendors
-            # do not, and which would swamp the emulated latency.
-            wbufsize = 64 * 1024
-            disable_nagle_algorithm = True
-
+        class _Handler(LoopbackHandler):
             def _handle(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("content-length") or 0)
@@ -478,9 +463,6 @@ class EmulatorServer:
                     time.sleep(pause)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Silence the default stderr access log."""
 
         return _Handler
 

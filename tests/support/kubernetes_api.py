@@ -11,18 +11,19 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from rotator.sandbox.loopback import LoopbackHandler, LoopbackServer
 
 
 def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-class _JsonHandler(BaseHTTPRequestHandler):
+class _JsonHandler(LoopbackHandler):
     """Answers with JSON bodies, quietly."""
 
     def answer(self, status: int, payload: dict[str, Any]) -> None:
@@ -36,25 +37,19 @@ class _JsonHandler(BaseHTTPRequestHandler):
     def read_json(self) -> Any:
         return json.loads(self.rfile.read(int(self.headers["content-length"])))
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the access log."""
-
 
 class _LoopbackServer:
     """An HTTP server on a free loopback port, serving on a daemon thread until stopped."""
 
     def __init__(self) -> None:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._httpd = LoopbackServer(self._handler()).start()
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self._httpd.url
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._httpd.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError

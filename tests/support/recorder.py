@@ -7,11 +7,11 @@ redirect) and the servers that answer oddly (a Vault that redirects).
 from __future__ import annotations
 
 import ssl
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from rotator.sandbox.loopback import LoopbackHandler, LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -39,28 +39,19 @@ class Recorder:
     ) -> None:
         self.answer = answer
         self.requests: list[Recorded] = []
-        self._httpd = ThreadingHTTPServer((host, 0), self._handler())
-        self._httpd.daemon_threads = True
-        if tls is not None:
-            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
-        self._scheme = "https" if tls is not None else "http"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._httpd = LoopbackServer(self._handler(), host=host, tls=tls).start()
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"{self._scheme}://{host!s}:{port}"
+        return self._httpd.url
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._httpd.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(LoopbackHandler):
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 request = Recorded(
@@ -78,8 +69,5 @@ class Recorder:
                 self.wfile.write(body)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Silence the default stderr access log."""
 
         return Handler

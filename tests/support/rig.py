@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import text
 
 from rotator.audit import migrations
@@ -28,7 +27,7 @@ from rotator.vocabulary import Outcome
 from tests.support.cli import invoke
 from tests.support.contracts import ContractValidator
 from tests.support.forkserver import Child, start_rotator
-from tests.support.servers import OpenBaoServer
+from tests.support.servers import LOOPBACK_HTTP, OpenBaoServer
 
 MANAGEMENT_TOKEN = "sandbox-management-token-0123456789"
 
@@ -281,7 +280,7 @@ class Rig:
     # -- observing ------------------------------------------------------------
 
     def vault_api(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        response = httpx.request(
+        response = LOOPBACK_HTTP.request(
             method,
             f"{self.openbao.address}/v1/{path}",
             headers={"X-Vault-Token": self.openbao.root_token},

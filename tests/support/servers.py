@@ -17,6 +17,11 @@ from pathlib import Path
 
 import httpx
 
+#: The tests' own calls to loopback servers (OpenBao, emulators), which all speak plain HTTP:
+#: one client, because each new one would load the CA bundle (about 50 ms), and kept-alive
+#: connections.
+LOOPBACK_HTTP = httpx.Client(verify=False)  # noqa: S501
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -9,12 +9,12 @@ as a forward proxy (``HTTP_PROXY``): absolute request targets go to OpenBao too.
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 import httpx
 
+from rotator.sandbox.loopback import LoopbackHandler, LoopbackServer
 from rotator.sandbox.server import Fault, Hold
 
 _HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding"}
@@ -27,14 +27,13 @@ class VaultProxy:
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._client = httpx.Client(timeout=30)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        # OpenBao is served over plain HTTP: no certificate store to load for each proxy.
+        self._client = httpx.Client(timeout=30, verify=False)  # noqa: S501
+        self._httpd = LoopbackServer(self._handler()).start()
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self._httpd.url
 
     def hold(self, method: str, path: str, *, after: bool, resume: bool = False) -> Hold:
         """Hold the first matching call; with ``resume`` (and ``after``) answer it on release."""
@@ -61,8 +60,7 @@ class VaultProxy:
     def stop(self) -> None:
         for hold in self.holds:
             hold.release()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._httpd.stop()
         self._client.close()
 
     def _take_hold(self, method: str, path: str) -> Hold | None:
@@ -75,9 +73,7 @@ class VaultProxy:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(LoopbackHandler):
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -125,8 +121,5 @@ class VaultProxy:
                     self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_LIST = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Silence the access log."""
 
         return Handler

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from rotator.sandbox.loopback import LoopbackHandler, LoopbackServer
 
 
 class WebhookReceiver:
@@ -16,22 +17,19 @@ class WebhookReceiver:
         self.delay = 0.0
         self.received: list[dict[str, Any]] = []
         self.raw: list[str] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._httpd = LoopbackServer(self._handler()).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/hook"
+        return f"{self._httpd.url}/hook"
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._httpd.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(LoopbackHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"])).decode()
                 receiver.raw.append(body)
@@ -40,8 +38,5 @@ class WebhookReceiver:
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Silence the access log."""
 
         return Handler
