@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -221,15 +221,18 @@ class EventLog:
         details: Mapping[str, DetailValue] | None,
         changes: dict[str, Any],
         conflict: Exception | None = None,
+        session: Connection | None = None,
     ) -> int:
         """Run a statement from ``event_after`` on its own; how many events it inserted.
 
         ``changes`` are the row values the statement writes, recorded in the event;
-        ``conflict`` is raised if the statement breaks a unique index.
+        ``conflict`` is raised if the statement breaks a unique index. ``session``: an
+        autocommit connection to run it on (the policy lock's), else one from the pool.
         """
         event = self._event(policy, step, outcome, rotation_id, details, changes)
         params.update({f"e_{name}": value for name, value in event.items()})
-        with self._errors(), self._autocommit.connect() as connection:
+        on = nullcontext(session) if session is not None else self._autocommit.connect()
+        with self._errors(), on as connection:
             try:
                 # Counted from RETURNING: rowcount came back -1 for this INSERT ... SELECT.
                 count = len(connection.execute(statement, params).all())

@@ -195,9 +195,16 @@ class RotationState(EventLog):
             )
 
     def create_rotation(
-        self, record: RotationRecord, *, details: Mapping[str, DetailValue]
+        self,
+        record: RotationRecord,
+        *,
+        details: Mapping[str, DetailValue],
+        session: Connection | None = None,
     ) -> None:
-        """Insert a new rotation; ``LockLost`` if the policy already has an unfinished one."""
+        """Insert a new rotation; ``LockLost`` if the policy already has an unfinished one.
+
+        ``session``: on PostgreSQL, the autocommit connection to write on (the lock's).
+        """
         values = {f: getattr(record, f) for f in _ROTATION_FIELDS}
         taken = LockLost(
             f"policy {record.policy} already has an unfinished rotation: another process "
@@ -214,6 +221,7 @@ class RotationState(EventLog):
                 details=details,
                 changes={"rotations": {record.id: row_changes(values)}},
                 conflict=taken,
+                session=session,
             )
             return
         with self.transaction() as connection:
@@ -231,10 +239,13 @@ class RotationState(EventLog):
                 connection=connection,
             )
 
-    def claim_rotation(self, rotation: RotationRecord) -> RotationRecord:
+    def claim_rotation(
+        self, rotation: RotationRecord, *, session: Connection | None = None
+    ) -> RotationRecord:
         """Take ``rotation`` over: bump its fence, so whoever worked on it before is fenced off.
 
         ``LockLost`` if the fence moved since ``rotation`` was read (someone else took it).
+        ``session`` as for ``update_rotation``.
         """
         self._fenced_update(
             rotation,
@@ -242,6 +253,7 @@ class RotationState(EventLog):
             step="fence",
             outcome="claimed",
             details={"fence": rotation.fence + 1, "state": rotation.state},
+            session=session,
         )
         return dataclasses.replace(rotation, fence=rotation.fence + 1)
 
@@ -253,6 +265,7 @@ class RotationState(EventLog):
         outcome: EventOutcome,
         details: Mapping[str, DetailValue] | None = None,
         policy_state: PolicyStateChanges | None = None,
+        session: Connection | None = None,
         **changes: Unpack[RotationChanges],
     ) -> RotationRecord:
         """Apply ``changes`` to the row and log the step's event in one transaction.
@@ -261,6 +274,8 @@ class RotationState(EventLog):
         transaction (a finished rotation moves the policy's current key with it).
         Nothing is written, and ``LockLost`` raised, if another process has taken
         the rotation over since ``rotation`` was claimed (its fence moved).
+        ``session``: on PostgreSQL, the autocommit connection to make the one statement
+        on (the policy lock's); not with ``policy_state``, which takes a transaction.
         """
         if changes.get("last_error") is not None:
             changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
@@ -273,6 +288,7 @@ class RotationState(EventLog):
             outcome=outcome,
             details=details,
             policy_state=policy_state,
+            session=session,
         )
         return updated
 
@@ -285,8 +301,11 @@ class RotationState(EventLog):
         outcome: EventOutcome,
         details: Mapping[str, DetailValue] | None,
         policy_state: PolicyStateChanges | None = None,
+        session: Connection | None = None,
     ) -> None:
         """Write ``written`` to the rotation's row unless its fence moved, with the event."""
+        # A caller counts a write on ``session`` as proof its lock was held: it must be made.
+        assert session is None or (self.one_statement and policy_state is None)
         if self.one_statement and policy_state is None:
             count = self.write_with_event(
                 _update_rotation_with_event(tuple(written)),
@@ -301,6 +320,7 @@ class RotationState(EventLog):
                 rotation_id=rotation.id,
                 details=details,
                 changes={"rotations": {rotation.id: row_changes(written)}},
+                session=session,
             )
             if not count:
                 raise _fenced_off(rotation)
