@@ -125,18 +125,35 @@ def test_a_process_whose_lock_was_taken_makes_no_vault_write(rig: Rig) -> None:
     assert len(rig.live_keys("app")) == 1
 
 
+def lose_the_lock_with_no_competitor(rig: Rig) -> None:
+    """Lose the lock inside the mint call, nobody else takes it, and the rotation completes."""
+    hold, process = lose_the_lock_inside_the_mint_call(rig)
+    hold.release()
+    stdout, stderr = process.communicate(timeout=60)
+    assert json.loads(stdout)["result"] == "completed", stderr
+
+
 def test_a_lock_lost_with_no_competitor_is_taken_again_and_the_rotation_completes(
     rig: Rig,
 ) -> None:
-    hold, process = lose_the_lock_inside_the_mint_call(rig)
+    lose_the_lock_with_no_competitor(rig)
 
-    hold.release()
-    stdout, stderr = process.communicate(timeout=60)
-
-    assert json.loads(stdout)["result"] == "completed", stderr
     assert rig.vendor_accepts("app", rig.vault_secret("app"))
     assert len(rig.live_keys("app")) == 1
     assert rig.vault_version("app") == 2
+
+
+def test_a_lock_lost_during_a_call_is_found_by_the_next_write_before_it_records_anything(
+    rig: Rig,
+) -> None:
+    lose_the_lock_with_no_competitor(rig)
+
+    store = rig.store()
+    steps = [(e.step, e.outcome) for e in store.events(policy="app")]
+    store.dispose()
+    # The mint's result went to the lock's lost session: the lock was taken again and the
+    # rotation re-claimed before the result was recorded, under the new fence.
+    assert steps.index(("fence", "claimed")) < steps.index(("mint", "succeeded")), steps
 
 
 def test_the_lock_connection_uses_tcp_keepalives(pg_url: str) -> None:

@@ -1,6 +1,7 @@
-"""The append-only event log: one transaction per change, its event, and queries over events.
+"""The append-only event log: each change written with its event, and queries over events.
 
-Every state change and the event that records it are written in one transaction,
+Every state change and the event that records it are written in one transaction (on
+PostgreSQL a rotation step's change and event are one statement, see ``event_after``),
 so the log never disagrees with the state: row values written in a transaction ride
 along in the next event's ``changes``. Event details are plain values; a ``Secret``
 handed to them is refused, and any text holding a live secret's value is scrubbed
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, insert, select
-from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy import CTE, Connection, Engine, Insert, bindparam, func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit.actor import current_actor
 from rotator.audit.chain import ChainTrust, canonical_json, event_mac
@@ -72,6 +73,34 @@ _EVENT_COLUMNS = tuple(audit_events.c[f.name] for f in fields(AuditEvent))
 # Statements built once, values passed as parameters: building one per call (and its cache
 # key over literal values) cost more CPU than executing it.
 _INSERT_EVENT = insert(audit_events)
+#: The columns a writer sets on an event (the sealer sets the rest).
+_WRITTEN_COLUMNS = (
+    "at",
+    "policy",
+    "rotation_id",
+    "step",
+    "outcome",
+    "actor",
+    "details",
+    "changes",
+    "key_version",
+    "nonce",
+    "mac",
+)
+
+
+def event_after(written: CTE) -> Insert:
+    """An INSERT of one event per row the data-modifying ``written`` returns.
+
+    Row change and event go to PostgreSQL as one statement, sent outside a transaction:
+    a single statement commits or fails whole, and costs one round trip instead of four
+    (BEGIN, the change, the event, COMMIT). A change that matches no row (a fenced-off
+    update) inserts no event. Event values are the parameters named ``e_<column>``.
+    """
+    values = select(
+        *(bindparam(f"e_{name}", type_=audit_events.c[name].type) for name in _WRITTEN_COLUMNS)
+    ).select_from(written)
+    return insert(audit_events).from_select(_WRITTEN_COLUMNS, values).returning(audit_events.c.id)
 
 
 def _clean_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]:
@@ -106,6 +135,12 @@ class EventLog:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def one_statement(self) -> bool:
+        """Whether a row change and its event go as one statement (``event_after``): on
+        PostgreSQL; SQLite runs no INSERT or UPDATE inside a WITH, so it uses a transaction."""
+        return self.engine.dialect.name == "postgresql"
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
@@ -138,8 +173,7 @@ class EventLog:
                     self.record_event("*", "state", "changed", connection=connection)
                 appended = connection.info.pop(_APPENDED, False)
             if appended:
-                self._appended = True
-                self.sealer.seal_soon()
+                self._committed_events()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -162,7 +196,69 @@ class EventLog:
         details: Mapping[str, DetailValue] | None = None,
         connection: Connection | None = None,
     ) -> None:
-        values = {
+        """Append an event: in ``connection``'s transaction, with the row changes noted in it,
+        or else on its own (one statement, no transaction around it)."""
+        if connection is not None:
+            changes = connection.info.pop(_CHANGES, None)
+            event = self._event(policy, step, outcome, rotation_id, details, changes)
+            connection.execute(_INSERT_EVENT, event)
+            connection.info[_APPENDED] = True
+            return
+        event = self._event(policy, step, outcome, rotation_id, details, None)
+        with self._errors(), self._autocommit.connect() as conn:
+            conn.execute(_INSERT_EVENT, event)
+        self._committed_events()
+
+    def write_with_event(
+        self,
+        statement: Insert,
+        params: dict[str, Any],
+        *,
+        policy: str,
+        step: Step,
+        outcome: EventOutcome,
+        rotation_id: str | None,
+        details: Mapping[str, DetailValue] | None,
+        changes: dict[str, Any],
+        conflict: Exception | None = None,
+        session: Connection | None = None,
+    ) -> int:
+        """Run a statement from ``event_after`` on its own; how many events it inserted.
+
+        ``changes`` are the row values the statement writes, recorded in the event;
+        ``conflict`` is raised if the statement breaks a unique index. ``session``: an
+        autocommit connection to run it on (the policy lock's), else one from the pool.
+        """
+        event = self._event(policy, step, outcome, rotation_id, details, changes)
+        params.update({f"e_{name}": value for name, value in event.items()})
+        on = nullcontext(session) if session is not None else self._autocommit.connect()
+        with self._errors(), on as connection:
+            try:
+                # Counted from RETURNING: rowcount came back -1 for this INSERT ... SELECT.
+                count = len(connection.execute(statement, params).all())
+            except IntegrityError:
+                if conflict is None:
+                    raise
+                raise conflict from None
+        if count:
+            self._committed_events()
+        return count
+
+    def _committed_events(self) -> None:
+        self._appended = True
+        self.sealer.seal_soon()
+
+    def _event(
+        self,
+        policy: str,
+        step: Step,
+        outcome: EventOutcome,
+        rotation_id: str | None,
+        details: Mapping[str, DetailValue] | None,
+        changes: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """An event's column values, with the row changes it records and (keyed) its MAC."""
+        values: dict[str, Any] = {
             # Whole microseconds survive every backend unchanged, so the hash can be recomputed.
             "at": utcnow(),
             "policy": policy,
@@ -171,17 +267,11 @@ class EventLog:
             "outcome": outcome,
             "actor": ACTOR,
             "details": _clean_details(details or {}),
+            "changes": changes,
+            "key_version": 0,
+            "nonce": "",
+            "mac": "",
         }
-        if connection is not None:
-            self._append(connection, values)
-            return
-        with self.transaction() as conn:
-            self._append(conn, values)
-
-    def _append(self, connection: Connection, values: dict[str, Any]) -> None:
-        """Insert one event, with the row changes written before it and (keyed) its MAC."""
-        changes = connection.info.pop(_CHANGES, None)
-        values["changes"] = changes
         if self.trust is not None:
             version, key = self.trust.current_key()
             nonce = secrets.token_hex(16)
@@ -202,8 +292,7 @@ class EventLog:
                     None if changes is None else canonical_json(changes),
                 ),
             )
-        connection.execute(_INSERT_EVENT, values)
-        connection.info[_APPENDED] = True
+        return values
 
     @staticmethod
     def note_changes(

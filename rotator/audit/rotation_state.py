@@ -1,23 +1,26 @@
 """Rotation rows and per-policy state: what a rotation has done, and each policy's current key.
 
 Each write is fenced (a process that lost a rotation to another writes nothing) and
-goes in one transaction with the event that records it (rotator/audit/events.py).
+goes with the event that records it: on PostgreSQL as one statement sent outside a
+transaction (one round trip a step), on SQLite in one transaction (rotator/audit/events.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Insert, Row, bindparam, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
-from rotator.audit.events import DetailValue, EventLog, utcnow
+from rotator.audit.events import DetailValue, EventLog, event_after, utcnow
 from rotator.audit.records import EventOutcome, PolicyState, Step
 from rotator.audit.tables import policy_state, rotations
+from rotator.audit.verify import row_changes
 from rotator.errors import AuditStoreError, LockLost
 from rotator.secret import scrub
 from rotator.vocabulary import TERMINAL_STATES, State, Strategy
@@ -123,6 +126,34 @@ _SELECT_ACTIVE_ROTATION = (
 _SELECT_POLICY_STATE = select(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
 
 
+def _row_values(columns: tuple[str, ...]) -> dict[str, Any]:
+    return {name: bindparam(f"v_{name}", type_=rotations.c[name].type) for name in columns}
+
+
+# PostgreSQL: a rotation's change and its event as one statement (see ``event_after``); the
+# values are the parameters named ``v_<column>``.
+_INSERT_ROTATION_WITH_EVENT = event_after(
+    insert(rotations)
+    .values(_row_values(_ROTATION_FIELDS))
+    .returning(literal_column("1"))
+    .cte("written")
+)
+
+
+@functools.cache
+def _update_rotation_with_event(columns: tuple[str, ...]) -> Insert:
+    """The fenced update of ``columns`` and its event; one statement per set of columns, so
+    SQLAlchemy compiles each once."""
+    written = (
+        update(rotations)
+        .where(rotations.c.id == bindparam("b_id"), rotations.c.fence == bindparam("b_fence"))
+        .values(_row_values(columns))
+        .returning(literal_column("1"))
+        .cte("written")
+    )
+    return event_after(written)
+
+
 def _record(row: Row[Any]) -> RotationRecord:
     """A ``rotations`` row as a record, its state and strategy checked against the words this
     version knows."""
@@ -164,18 +195,40 @@ class RotationState(EventLog):
             )
 
     def create_rotation(
-        self, record: RotationRecord, *, details: Mapping[str, DetailValue]
+        self,
+        record: RotationRecord,
+        *,
+        details: Mapping[str, DetailValue],
+        session: Connection | None = None,
     ) -> None:
-        """Insert a new rotation; ``LockLost`` if the policy already has an unfinished one."""
+        """Insert a new rotation; ``LockLost`` if the policy already has an unfinished one.
+
+        ``session``: on PostgreSQL, the autocommit connection to write on (the lock's).
+        """
+        values = {f: getattr(record, f) for f in _ROTATION_FIELDS}
+        taken = LockLost(
+            f"policy {record.policy} already has an unfinished rotation: another process "
+            "started it while this one believed it held the policy's lock"
+        )
+        if self.one_statement:
+            self.write_with_event(
+                _INSERT_ROTATION_WITH_EVENT,
+                {f"v_{name}": value for name, value in values.items()},
+                policy=record.policy,
+                step="plan",
+                outcome="succeeded",
+                rotation_id=record.id,
+                details=details,
+                changes={"rotations": {record.id: row_changes(values)}},
+                conflict=taken,
+                session=session,
+            )
+            return
         with self.transaction() as connection:
-            values = {f: getattr(record, f) for f in _ROTATION_FIELDS}
             try:
                 connection.execute(_INSERT_ROTATION, values)
             except IntegrityError:
-                raise LockLost(
-                    f"policy {record.policy} already has an unfinished rotation: another process "
-                    "started it while this one believed it held the policy's lock"
-                ) from None
+                raise taken from None
             self.note_changes(connection, "rotations", record.id, values)
             self.record_event(
                 record.policy,
@@ -186,28 +239,22 @@ class RotationState(EventLog):
                 connection=connection,
             )
 
-    def claim_rotation(self, rotation: RotationRecord) -> RotationRecord:
+    def claim_rotation(
+        self, rotation: RotationRecord, *, session: Connection | None = None
+    ) -> RotationRecord:
         """Take ``rotation`` over: bump its fence, so whoever worked on it before is fenced off.
 
         ``LockLost`` if the fence moved since ``rotation`` was read (someone else took it).
+        ``session`` as for ``update_rotation``.
         """
-        with self.transaction() as connection:
-            claimed = connection.execute(
-                update(rotations)
-                .where(rotations.c.id == rotation.id, rotations.c.fence == rotation.fence)
-                .values(fence=rotation.fence + 1)
-            ).rowcount
-            if not claimed:
-                raise _fenced_off(rotation)
-            self.note_changes(connection, "rotations", rotation.id, {"fence": rotation.fence + 1})
-            self.record_event(
-                rotation.policy,
-                "fence",
-                "claimed",
-                rotation_id=rotation.id,
-                details={"fence": rotation.fence + 1, "state": rotation.state},
-                connection=connection,
-            )
+        self._fenced_update(
+            rotation,
+            {"fence": rotation.fence + 1},
+            step="fence",
+            outcome="claimed",
+            details={"fence": rotation.fence + 1, "state": rotation.state},
+            session=session,
+        )
         return dataclasses.replace(rotation, fence=rotation.fence + 1)
 
     def update_rotation(
@@ -218,6 +265,7 @@ class RotationState(EventLog):
         outcome: EventOutcome,
         details: Mapping[str, DetailValue] | None = None,
         policy_state: PolicyStateChanges | None = None,
+        session: Connection | None = None,
         **changes: Unpack[RotationChanges],
     ) -> RotationRecord:
         """Apply ``changes`` to the row and log the step's event in one transaction.
@@ -226,11 +274,57 @@ class RotationState(EventLog):
         transaction (a finished rotation moves the policy's current key with it).
         Nothing is written, and ``LockLost`` raised, if another process has taken
         the rotation over since ``rotation`` was claimed (its fence moved).
+        ``session``: on PostgreSQL, the autocommit connection to make the one statement
+        on (the policy lock's); not with ``policy_state``, which takes a transaction.
         """
         if changes.get("last_error") is not None:
             changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
         updated = dataclasses.replace(rotation, **changes, updated_at=utcnow())
         written = {**changes, "updated_at": updated.updated_at}
+        self._fenced_update(
+            rotation,
+            written,
+            step=step,
+            outcome=outcome,
+            details=details,
+            policy_state=policy_state,
+            session=session,
+        )
+        return updated
+
+    def _fenced_update(
+        self,
+        rotation: RotationRecord,
+        written: dict[str, Any],
+        *,
+        step: Step,
+        outcome: EventOutcome,
+        details: Mapping[str, DetailValue] | None,
+        policy_state: PolicyStateChanges | None = None,
+        session: Connection | None = None,
+    ) -> None:
+        """Write ``written`` to the rotation's row unless its fence moved, with the event."""
+        # A caller counts a write on ``session`` as proof its lock was held: it must be made.
+        assert session is None or (self.one_statement and policy_state is None)
+        if self.one_statement and policy_state is None:
+            count = self.write_with_event(
+                _update_rotation_with_event(tuple(written)),
+                {
+                    "b_id": rotation.id,
+                    "b_fence": rotation.fence,
+                    **{f"v_{name}": value for name, value in written.items()},
+                },
+                policy=rotation.policy,
+                step=step,
+                outcome=outcome,
+                rotation_id=rotation.id,
+                details=details,
+                changes={"rotations": {rotation.id: row_changes(written)}},
+                session=session,
+            )
+            if not count:
+                raise _fenced_off(rotation)
+            return
         with self.transaction() as connection:
             count = connection.execute(
                 _UPDATE_ROTATION, {"b_id": rotation.id, "b_fence": rotation.fence, **written}
@@ -248,7 +342,6 @@ class RotationState(EventLog):
                 details=details,
                 connection=connection,
             )
-        return updated
 
     def rotation(self, rotation_id: str) -> RotationRecord | None:
         with self.reading() as connection:

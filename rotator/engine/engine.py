@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from rotator.audit.actor import current_actor
+from rotator.audit.events import DetailValue
 from rotator.audit.records import PolicyState
 from rotator.audit.rotation_state import StepChanges
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
@@ -517,7 +518,7 @@ class Engine:
     ) -> Outcome:
         try:
             lease.confirm()
-            rotation = self._plan(policy, trigger=trigger, emergency=emergency)
+            rotation = self._plan(policy, lease, trigger=trigger, emergency=emergency)
         except LockLost as exc:
             return lost_lock(policy.name, exc, self.store)
         except (VendorError, VaultError, RotationFailed) as exc:
@@ -567,7 +568,9 @@ class Engine:
             )
         return key_id
 
-    def _plan(self, policy: Policy, *, trigger: str, emergency: bool) -> RotationRecord:
+    def _plan(
+        self, policy: Policy, lease: Lease, *, trigger: str, emergency: bool
+    ) -> RotationRecord:
         """Step 1: a fresh rotation row, state ``planned``, written under the lock."""
         old_key_id = self.current_key_id(policy)
         if policy.strategy is Strategy.REGENERATE and not old_key_id:
@@ -610,14 +613,17 @@ class Engine:
             updated_at=now,
             completed_at=None,
         )
-        self.store.create_rotation(
-            record,
-            details={
-                "trigger": trigger,
-                "strategy": policy.strategy.value,
-                "old_key_id": old_key_id,
-                "emergency": emergency,
-            },
+        details: dict[str, DetailValue] = {
+            "trigger": trigger,
+            "strategy": policy.strategy.value,
+            "old_key_id": old_key_id,
+            "emergency": emergency,
+        }
+        # On the lock's session, which confirms the lock for the first call; a lock taken
+        # again meanwhile needs no claim: the row is new (the unique index refuses a second).
+        lease.write(
+            lambda session: self.store.create_rotation(record, details=details, session=session),
+            retaken=lambda: None,
         )
         return record
 

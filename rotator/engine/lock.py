@@ -10,6 +10,11 @@ is gone is taken again if it is free, and otherwise the holder stops
 (``LockLost``). The rotation row's fence (see ``AuditStore.claim_rotation``)
 catches what happens between that check and the next database write.
 
+A rotation step's database write goes on the lock's own session (``Lease.write``):
+a statement that succeeds there shows the session, and so the lock, was alive, which
+spares the next check its round trip when no call came between. A write that fails
+there checks the lock at once.
+
 On SQLite (one host) an exclusive ``flock`` on a file beside the database does
 the same; it lasts as long as the process keeps the file open, so it cannot be
 lost while held, and it only excludes processes on the same host.
@@ -21,17 +26,20 @@ import fcntl
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from rotator.errors import LockLost
+from rotator.errors import AuditStoreError, LockLost
 from rotator.log import get_logger
 
 log = get_logger("rotator.lock")
+
+T = TypeVar("T")
 
 # Sent on the driver's connection, not through SQLAlchemy's statement machinery: it runs
 # before every vendor and Vault call, and SQLAlchemy's execution context cost more than
@@ -72,6 +80,17 @@ class Lease:
         """
         return False
 
+    def write(self, write: Callable[[Connection | None], T], *, retaken: Callable[[], None]) -> T:
+        """Run ``write``, given the connection to make its one statement on (None: any).
+
+        Where the lock is a database session, it is that session, and a write that
+        succeeds there counts as the next ``confirm``. If the write fails, the lock is
+        checked: ``LockLost`` if it is gone; if it was taken again, ``retaken`` runs (to
+        re-claim the rotation) and ``write`` is tried once more; if it was held all
+        along, the failure stands.
+        """
+        return write(None)
+
 
 class _PostgresLease(Lease):
     def __init__(self, policy: str, engine: Engine) -> None:
@@ -80,6 +99,8 @@ class _PostgresLease(Lease):
         self._key = _lock_key(policy)
         self._ids = dict(zip(("classid", "objid"), advisory_lock_ids(policy), strict=True))
         self._connection: Connection | None = None
+        #: A statement just succeeded on the lock's session: the next ``confirm`` is free.
+        self._proven = False
         self.acquired = self._take()
 
     def _take(self) -> bool:
@@ -102,6 +123,9 @@ class _PostgresLease(Lease):
     def confirm(self) -> bool:
         from psycopg import Error as DriverError  # this lease only exists on PostgreSQL
 
+        if self._proven:
+            self._proven = False
+            return False
         assert self._connection is not None
         try:
             driver = self._connection.connection.dbapi_connection
@@ -109,8 +133,10 @@ class _PostgresLease(Lease):
             row = driver.execute(_HELD, self._ids).fetchone()
             if row is not None and row[0]:
                 return False
-        except (DBAPIError, DriverError):
-            pass  # the session is gone, and the lock with it
+        except (SQLAlchemyError, DriverError):
+            # The session is gone, and the lock with it (SQLAlchemy refuses a connection
+            # whose statement failed with it as invalidated).
+            pass
         self._drop()
         try:
             retaken = self._take()
@@ -122,6 +148,23 @@ class _PostgresLease(Lease):
             raise self._lost("another process holds it now")
         log.warning("policy lock taken again", policy=self.policy)
         return True
+
+    def write(self, write: Callable[[Connection | None], T], *, retaken: Callable[[], None]) -> T:
+        self._proven = False
+        session = self._connection
+        if session is None or session.invalidated:
+            # Invalidated, SQLAlchemy would reconnect it: a new session, without the lock.
+            return write(None)
+        try:
+            result = write(session)
+        except AuditStoreError:
+            # The session may have ended (failover, pooler, idle kill), and the lock with it.
+            if not self.confirm():
+                raise
+            retaken()
+            result = write(self._connection)
+        self._proven = True
+        return result
 
     def _lost(self, why: str) -> LockLost:
         return LockLost(
@@ -135,7 +178,7 @@ class _PostgresLease(Lease):
             try:
                 connection.invalidate()
                 connection.close()
-            except DBAPIError:
+            except SQLAlchemyError:
                 pass
 
     def release(self) -> None:

@@ -61,6 +61,8 @@ from rotator.vault_metadata import metadata_key
 from rotator.vocabulary import Outcome, Result, State
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from rotator.engine.lock import Lease
     from rotator.vault import VaultStore
 
@@ -196,8 +198,11 @@ class RotationRun(Steps):
 
     def _confirm_lease(self) -> None:
         if self.ctx.lease.confirm():
-            # The lock was free for a while: go on only if nobody took the rotation meanwhile.
-            self.rotation = self.ctx.store.claim_rotation(self.rotation)
+            self._reclaim()
+
+    def _reclaim(self) -> None:
+        """The lock was free for a while: go on only if nobody took the rotation meanwhile."""
+        self.rotation = self.ctx.store.claim_rotation(self.rotation)
 
     def _outcome(self) -> Outcome:
         r = self.rotation
@@ -305,15 +310,24 @@ class RotationRun(Steps):
         policy_state: PolicyStateChanges | None = None,
         **changes: Unpack[StepChanges],
     ) -> None:
-        self.rotation = self.ctx.store.update_rotation(
-            self.rotation,
-            step=step,
-            outcome=outcome,
-            details=details,
-            policy_state=policy_state,
-            state=state,
-            **changes,
-        )
+
+        def write(session: Connection | None) -> RotationRecord:
+            return self.ctx.store.update_rotation(
+                self.rotation,
+                step=step,
+                outcome=outcome,
+                details=details,
+                policy_state=policy_state,
+                session=session,
+                state=state,
+                **changes,
+            )
+
+        if policy_state is None:
+            # On the lock's session: the write confirms the lock for the call after it.
+            self.rotation = self.ctx.lease.write(write, retaken=self._reclaim)
+        else:
+            self.rotation = write(None)  # a transaction of its own (see update_rotation)
         log.info(
             f"{step} {outcome}",
             policy=self.policy.name,
