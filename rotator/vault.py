@@ -22,6 +22,7 @@ import hvac
 import hvac.adapters
 import hvac.exceptions
 import requests
+import requests.adapters
 
 from rotator.config.credentials import VaultReference, read_credential_file
 from rotator.config.model import AppRoleAuth, KubernetesAuth, TokenAuth, VaultConfig
@@ -40,6 +41,9 @@ from rotator.secret import FileSecret, Secret, scrub
 # Renew when less than this share of the token's lifetime is left.
 _RENEW_FRACTION = 1 / 3
 _LOOKUP_INTERVAL = 60.0
+#: Connections a store keeps open for reuse: one per thread at the highest concurrency rotator
+#: runs with (daemon.concurrency, --concurrency). Opened only as threads need them.
+_POOL_SIZE = 256
 #: What writing a secret takes: a check-and-set write of its data, then its custom_metadata.
 _WRITE_NEEDS = {
     "data": frozenset({"read", "create", "update"}),
@@ -382,9 +386,14 @@ def _session_for(config: VaultConfig) -> requests.Session:
 
     requests re-reads that environment on every call, scanning all of ``os.environ``
     each time (in a Kubernetes pod, hundreds of service variables); rotator talks to
-    one Vault address, so the answer never changes while it runs.
+    one Vault address, so the answer never changes while it runs. Its connection pool
+    holds one connection per rotating thread: with requests' default of ten, threads
+    beyond the tenth open a new connection for each call and close it after.
     """
     session = requests.Session()
+    pooled = requests.adapters.HTTPAdapter(pool_maxsize=_POOL_SIZE)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, pooled)
     # requests keeps X-Vault-Token on a redirect to another host: one is never followed.
     session.hooks["response"].append(_refuse_redirect)
     if config.address is None:

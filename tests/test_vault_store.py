@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -261,3 +262,21 @@ def test_a_vault_address_in_no_proxy_bypasses_the_proxy(
     store.read("rotator-proxy-check/missing")
 
     assert forward_proxy.calls == []
+
+
+def test_a_store_keeps_its_connections_open_for_every_thread_at_full_concurrency(
+    openbao: OpenBaoServer, vault_proxy: VaultProxy, vault_prefix: str
+) -> None:
+    """Threads share one store: the connections of one round of calls serve the next."""
+    threads = 32
+    config = VaultConfig(address=vault_proxy.address, auth=TokenAuth())
+    store = VaultStore(config, Secret(openbao.root_token))
+    store.login()
+    vault_proxy.gather(threads)
+
+    def read_all() -> int:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda n: store.read(f"{vault_prefix}/pooled-{n}"), range(threads)))
+        return vault_proxy.connections
+
+    assert read_all() == read_all()
