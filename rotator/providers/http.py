@@ -19,7 +19,6 @@ due never makes a vendor call.
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from rotator.providers.ratelimit import Limiter, limiter_for
 from rotator.providers.request import VendorRequest
 from rotator.providers.responses import ShapeT, parse_body, plain_detail, read_body
 from rotator.secret import FileSecret, Secret, scrub
+from rotator.tls import context_for
 
 if TYPE_CHECKING:
     import httpx
@@ -87,7 +87,7 @@ class VendorHttp:
             headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
-            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+            verify=context_for(ca_bundle),
             transport=transport,
         )
 
