@@ -37,7 +37,7 @@ from rotator.errors import (
 from rotator.providers.base import Provider, SelectorT, SettingsT
 from rotator.providers.ratelimit import Limiter, limiter_for
 from rotator.providers.request import VendorRequest
-from rotator.providers.responses import ShapeT, parse_body, plain_detail, read_body
+from rotator.providers.responses import ShapeT, json_body, parse_body, plain_detail, read_body
 from rotator.secret import FileSecret, Secret, scrub
 from rotator.tls import context_for
 
@@ -267,7 +267,7 @@ def json_error_reader(*fields: str) -> ErrorReader:
 
     def read(response: httpx.Response) -> str:
         try:
-            body = response.json()
+            body = json_body(response)
         except ValueError:
             return plain_detail(response)
         if isinstance(body, dict):
