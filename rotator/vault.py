@@ -21,6 +21,7 @@ from typing import Any
 import hvac
 import hvac.adapters
 import hvac.exceptions
+import hvac.utils
 import requests
 import requests.adapters
 
@@ -112,6 +113,8 @@ class VaultStore:
         self._renew_at = 0.0
         self._next_lookup = 0.0
         self._logged_in = False
+        #: Secrets whose metadata the token may not patch (``update_metadata``), by mount/path.
+        self._unpatchable: set[str] = set()
 
     def for_mount(self, mount: str) -> VaultStore:
         """This store's client and login, working on another KV v2 mount (a policy's own)."""
@@ -280,12 +283,38 @@ class VaultStore:
         return int(response["data"]["version"])
 
     def update_metadata(self, path: str, entries: Mapping[str, str]) -> None:
-        """Merge ``entries`` into the secret's ``custom_metadata`` (values are not secrets)."""
+        """Merge ``entries`` into the secret's ``custom_metadata`` (values are not secrets).
+
+        One call, a JSON merge patch Vault applies itself, where the token may ``patch``
+        the metadata; otherwise (an older Vault, a policy without ``patch``) the metadata
+        is read and written back merged, and that path is not patched again.
+        """
+        where = f"{self.mount}/{path}"
+        refused = False
+        if where not in self._unpatchable:
+            with self._errors(path):
+                try:
+                    self._client.adapter.request(
+                        "PATCH",
+                        hvac.utils.format_url(
+                            "/v1/{mount}/metadata/{path}", mount=self.mount, path=path
+                        ),
+                        json={"custom_metadata": dict(entries)},
+                        headers={"Content-Type": "application/merge-patch+json"},
+                    )
+                    return
+                except (hvac.exceptions.Forbidden, hvac.exceptions.UnexpectedError):
+                    refused = True
+                except hvac.exceptions.InvalidPath:
+                    pass  # no metadata yet: written in full below
         current = self.custom_metadata(path)
         with self._errors(path):
             self._client.secrets.kv.v2.update_metadata(
                 path=path, custom_metadata={**current, **entries}, mount_point=self.mount
             )
+        if refused:
+            # Only now: a refusal the full write did not share was about ``patch`` itself.
+            self._unpatchable.add(where)
 
     def capabilities(self, path: str) -> dict[str, set[str]]:
         """What rotator's token may do on ``path``'s data and metadata (no write is made)."""
