@@ -39,6 +39,9 @@ class Recorder:
     ) -> None:
         self.answer = answer
         self.requests: list[Recorded] = []
+        #: Client connections open now.
+        self.open_connections = 0
+        self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, 0), self._handler())
         self._httpd.daemon_threads = True
         if tls is not None:
@@ -60,6 +63,16 @@ class Recorder:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with recorder._lock:
+                    recorder.open_connections += 1
+
+            def finish(self) -> None:
+                super().finish()
+                with recorder._lock:
+                    recorder.open_connections -= 1
 
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
