@@ -7,7 +7,6 @@ failing webhook is logged and never fails a rotation.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from rotator.config.credentials import Credential
 from rotator.config.loader import Webhook
 from rotator.log import get_logger
 from rotator.secret import Secret, scrub
+from rotator.tls import context_for
 from rotator.vocabulary import Outcome, Result
 
 log = get_logger("rotator.notify")
@@ -61,14 +61,11 @@ class Notifier:
     def _send(self, webhook: Webhook, outcome: Outcome) -> None:
         try:
             url = self._resolve(webhook.url)
-            verify = (
-                ssl.create_default_context(cafile=webhook.ca_bundle) if webhook.ca_bundle else True
-            )
             response = httpx.post(
                 url.reveal(),
                 json=payload(outcome, webhook),
                 timeout=webhook.timeout,
-                verify=verify,
+                verify=context_for(webhook.ca_bundle),
             )
             response.raise_for_status()
         except Exception as exc:  # a notification must never fail a rotation

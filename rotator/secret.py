@@ -30,6 +30,18 @@ MIN_SCRUBBED_LENGTH = 8
 _MIN_BASE64_FRAGMENT = 8
 
 _live: weakref.WeakSet[Secret] = weakref.WeakSet()
+# ``live_secret_values`` is asked for on every scrub (each audit detail, each log line) and
+# secrets change far less often: the answer is kept until a secret is made or reloaded.
+# A value kept after its secret died is still redacted until then, never the reverse.
+_values_lock = threading.Lock()
+_values_stamp = 0
+_values: tuple[int, list[str]] = (-1, [])
+
+
+def _values_changed() -> None:
+    global _values_stamp
+    with _values_lock:
+        _values_stamp += 1
 
 
 class Secret:
@@ -42,6 +54,7 @@ class Secret:
             raise TypeError("Secret wraps a str")
         self._value = value
         _live.add(self)
+        _values_changed()
 
     def reveal(self) -> str:
         return self._value
@@ -113,13 +126,23 @@ class FileSecret(Secret):
             if not value or value == self._value:
                 return False
             self._value = value
+            _values_changed()
             return True
 
 
 def live_secret_values() -> list[str]:
     """Values of all secrets alive in this process, longest first, for scrubbing text."""
-    values = {s.reveal() for s in list(_live) if s.reveal()}
-    return sorted(values, key=len, reverse=True)
+    global _values
+    stamp, values = _values
+    if stamp == _values_stamp:
+        return values
+    with _values_lock:
+        stamp = _values_stamp
+    # Made after reading the stamp: a secret added meanwhile changes it, so it is never missed.
+    found = {s._value for s in list(_live) if s._value}
+    values = sorted(found, key=len, reverse=True)
+    _values = (stamp, values)
+    return values
 
 
 def scrub(text: str) -> str:

@@ -21,7 +21,9 @@ from typing import Any
 import hvac
 import hvac.adapters
 import hvac.exceptions
+import hvac.utils
 import requests
+import requests.adapters
 
 from rotator.config.credentials import VaultReference, read_credential_file
 from rotator.config.model import AppRoleAuth, KubernetesAuth, TokenAuth, VaultConfig
@@ -40,6 +42,9 @@ from rotator.secret import FileSecret, Secret, scrub
 # Renew when less than this share of the token's lifetime is left.
 _RENEW_FRACTION = 1 / 3
 _LOOKUP_INTERVAL = 60.0
+#: Connections a store keeps open for reuse: one per thread at the highest concurrency rotator
+#: runs with (daemon.concurrency, --concurrency). Opened only as threads need them.
+_POOL_SIZE = 256
 #: What writing a secret takes: a check-and-set write of its data, then its custom_metadata.
 _WRITE_NEEDS = {
     "data": frozenset({"read", "create", "update"}),
@@ -116,6 +121,8 @@ class VaultStore:
         self._renew_at = 0.0
         self._next_lookup = 0.0
         self._logged_in = False
+        #: Secrets whose metadata the token may not patch (``update_metadata``), by mount/path.
+        self._unpatchable: set[str] = set()
 
     def for_mount(self, mount: str) -> VaultStore:
         """This store's client and login, working on another KV v2 mount (a policy's own)."""
@@ -284,12 +291,38 @@ class VaultStore:
         return int(response["data"]["version"])
 
     def update_metadata(self, path: str, entries: Mapping[str, str]) -> None:
-        """Merge ``entries`` into the secret's ``custom_metadata`` (values are not secrets)."""
+        """Merge ``entries`` into the secret's ``custom_metadata`` (values are not secrets).
+
+        One call, a JSON merge patch Vault applies itself, where the token may ``patch``
+        the metadata; otherwise (an older Vault, a policy without ``patch``) the metadata
+        is read and written back merged, and that path is not patched again.
+        """
+        where = f"{self.mount}/{path}"
+        refused = False
+        if where not in self._unpatchable:
+            with self._errors(path):
+                try:
+                    self._client.adapter.request(
+                        "PATCH",
+                        hvac.utils.format_url(
+                            "/v1/{mount}/metadata/{path}", mount=self.mount, path=path
+                        ),
+                        json={"custom_metadata": dict(entries)},
+                        headers={"Content-Type": "application/merge-patch+json"},
+                    )
+                    return
+                except (hvac.exceptions.Forbidden, hvac.exceptions.UnexpectedError):
+                    refused = True
+                except hvac.exceptions.InvalidPath:
+                    pass  # no metadata yet: written in full below
         current = self.custom_metadata(path)
         with self._errors(path):
             self._client.secrets.kv.v2.update_metadata(
                 path=path, custom_metadata={**current, **entries}, mount_point=self.mount
             )
+        if refused:
+            # Only now: a refusal the full write did not share was about ``patch`` itself.
+            self._unpatchable.add(where)
 
     def capabilities(self, path: str) -> dict[str, set[str]]:
         """What rotator's token may do on ``path``'s data and metadata (no write is made)."""
@@ -390,9 +423,14 @@ def _session_for(config: VaultConfig) -> requests.Session:
 
     requests re-reads that environment on every call, scanning all of ``os.environ``
     each time (in a Kubernetes pod, hundreds of service variables); rotator talks to
-    one Vault address, so the answer never changes while it runs.
+    one Vault address, so the answer never changes while it runs. Its connection pool
+    holds one connection per rotating thread: with requests' default of ten, threads
+    beyond the tenth open a new connection for each call and close it after.
     """
     session = requests.Session()
+    pooled = requests.adapters.HTTPAdapter(pool_maxsize=_POOL_SIZE)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, pooled)
     # requests keeps X-Vault-Token on a redirect to another host: one is never followed.
     session.hooks["response"].append(_refuse_redirect)
     if config.address is None:

@@ -28,7 +28,7 @@ from rotator.config.loader import parse_config
 from rotator.errors import VendorError
 from rotator.log import configure_logging
 from rotator.providers.registry import provider_class
-from rotator.secret import REDACTED, Secret, scrub
+from rotator.secret import REDACTED, FileSecret, Secret, scrub
 from tests.support.configs import config_text
 from tests.support.servers import free_port
 
@@ -255,3 +255,21 @@ class Unprintable:
 
 def test_an_object_whose_repr_fails_does_not_break_logging() -> None:
     assert "Unprintable: unprintable" in logged(thing=Unprintable())
+
+
+def test_a_secret_made_after_a_scrub_is_scrubbed_by_the_next() -> None:
+    assert scrub("nothing secret here") == "nothing secret here"
+    later = Secret("made-after-the-first-scrub-0123")
+
+    assert later.reveal() not in scrub(f"echoed {later.reveal()}")
+
+
+def test_a_secret_file_rewritten_and_reloaded_has_its_new_value_scrubbed(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token-value-0123")
+    token = FileSecret(token_file, "first-token-value-0123")
+    assert scrub("first-token-value-0123") == REDACTED
+    token_file.write_text("second-token-value-4567")
+
+    assert token.reload()
+    assert scrub("second-token-value-4567") == REDACTED

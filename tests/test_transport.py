@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,18 +221,22 @@ def tls_vendor(certificate: tuple[Path, Path]) -> Iterator[EmulatorServer]:
     server.stop()
 
 
-def list_keys(server: EmulatorServer, **settings: object) -> object:
+def provider_for(server: EmulatorServer, **settings: object) -> Any:
     cls = provider_class("digitalocean_gradient")
-    slot = server.emulator.seed_slot()
     config = {
         "type": "digitalocean_gradient",
         "token": Secret(MANAGEMENT_TOKEN),
         "base_url": server.vendor_url,
         **settings,
     }
-    provider = cls(cls.settings_model.model_validate(config), Secret(MANAGEMENT_TOKEN))
+    return cls(cls.settings_model.model_validate(config), Secret(MANAGEMENT_TOKEN))
+
+
+def list_keys(server: EmulatorServer, **settings: object) -> object:
+    slot = server.emulator.seed_slot()
+    provider = provider_for(server, **settings)
     try:
-        return provider.list_keys(cls.selector_model.model_validate(slot.selector))
+        return provider.list_keys(provider.selector_model.model_validate(slot.selector))
     finally:
         provider.close()
 
@@ -247,6 +252,26 @@ def test_a_provider_trusts_a_private_ca_given_as_its_ca_bundle(
 def test_a_provider_without_the_private_ca_refuses_the_vendor(tls_vendor: EmulatorServer) -> None:
     with pytest.raises(VendorUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
         list_keys(tls_vendor, retry_for="0s")
+
+
+def trust_store(provider: Any) -> ssl.SSLContext:
+    """The SSL context the provider's httpx client checks certificates with (its pool's)."""
+    context: ssl.SSLContext = provider._http._client._transport._pool._ssl_context
+    return context
+
+
+def test_providers_without_a_ca_bundle_share_one_loaded_trust_store(
+    tls_vendor: EmulatorServer, certificate: tuple[Path, Path]
+) -> None:
+    """Loading the CA store costs tens of milliseconds of CPU: once per process, not per client."""
+    first, second = provider_for(tls_vendor), provider_for(tls_vendor)
+    private = provider_for(tls_vendor, ca_bundle=str(certificate[0]))
+    try:
+        assert trust_store(first) is trust_store(second)
+        assert trust_store(private) is not trust_store(first)
+    finally:
+        for provider in (first, second, private):
+            provider.close()
 
 
 def notify_over_tls(certificate: tuple[Path, Path], ca_bundle: Path | None) -> Recorder:

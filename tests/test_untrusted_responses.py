@@ -93,6 +93,22 @@ def test_an_html_answer_to_a_listing_is_a_vendor_error(vendor: Vendor) -> None:
         vendor.provider.list_keys(vendor.selector)
 
 
+def test_an_answer_nested_beyond_reason_is_a_vendor_error(vendor: Vendor) -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    vendor.fault("create", status=201, body=nested, content_type="application/json")
+
+    with pytest.raises(VendorError, match="not JSON"):
+        vendor.create()
+
+
+def test_an_error_answer_nested_beyond_reason_is_described_not_parsed(vendor: Vendor) -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    vendor.fault("create", status=400, body=nested, content_type="application/json")
+
+    with pytest.raises(VendorError, match="-> 400"):
+        vendor.create()
+
+
 def test_a_create_answer_of_the_wrong_shape_names_what_is_wrong_but_never_its_content(
     vendor: Vendor,
 ) -> None:
@@ -104,7 +120,7 @@ def test_a_create_answer_of_the_wrong_shape_names_what_is_wrong_but_never_its_co
 
     message = str(caught.value)
     assert "answered JSON rotator does not understand" in message
-    assert "valid dictionary" in message
+    assert "should be an object" in message
     assert leaked not in message
 
 

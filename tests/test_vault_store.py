@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -17,8 +18,10 @@ from tests.support.servers import LOOPBACK_HTTP, OpenBaoServer, free_port
 from tests.support.vault_proxy import VaultProxy
 
 
-def store_for(openbao: OpenBaoServer, token: str | None = None) -> VaultStore:
-    config = VaultConfig(address=openbao.address, auth=TokenAuth())
+def store_for(
+    openbao: OpenBaoServer, token: str | None = None, *, via: VaultProxy | None = None
+) -> VaultStore:
+    config = VaultConfig(address=(via or openbao).address, auth=TokenAuth())
     store = VaultStore(config, Secret(token or openbao.root_token))
     store.login()
     return store
@@ -106,6 +109,42 @@ def test_a_missing_secret_reads_as_none(openbao: OpenBaoServer, vault_prefix: st
     store = store_for(openbao)
     assert store.read(f"{vault_prefix}/absent") is None
     assert store.current_version(f"{vault_prefix}/absent") == 0
+
+
+def test_merging_metadata_is_one_vault_call(
+    openbao: OpenBaoServer, vault_proxy: VaultProxy, vault_prefix: str
+) -> None:
+    store = store_for(openbao, via=vault_proxy)
+    path = f"{vault_prefix}/labelled"
+    store.write_field(path, "api_key", Secret("labelled-value"), cas=0)
+    store.update_metadata(path, {"owner": "team"})
+    before = len(vault_proxy.calls)
+
+    store.update_metadata(path, {metadata_key("api_key", "key_id"): "k-1"})
+
+    assert vault_proxy.calls[before:] == [("PATCH", f"/v1/secret/metadata/{path}")]
+    assert store.custom_metadata(path) == {"owner": "team", "rotator.api_key.key_id": "k-1"}
+
+
+def test_a_token_that_may_not_patch_metadata_still_merges_it(
+    openbao: OpenBaoServer, vault_prefix: str
+) -> None:
+    rules = f"""
+        path "secret/data/{vault_prefix}/*" {{ capabilities = ["create", "read", "update"] }}
+        path "secret/metadata/{vault_prefix}/*" {{ capabilities = ["create", "read", "update"] }}
+    """
+    bao_api(openbao, "PUT", f"sys/policies/acl/{vault_prefix}-nopatch", {"policy": rules})
+    token = bao_api(
+        openbao, "POST", "auth/token/create", {"policies": [f"{vault_prefix}-nopatch"]}
+    ).json()["auth"]["client_token"]
+    store = store_for(openbao, token=token)
+    path = f"{vault_prefix}/unpatched"
+    store.write_field(path, "api_key", Secret("unpatched-value"), cas=0)
+
+    store.update_metadata(path, {"owner": "team"})
+    store.update_metadata(path, {metadata_key("api_key", "key_id"): "k-1"})
+
+    assert store.custom_metadata(path) == {"owner": "team", "rotator.api_key.key_id": "k-1"}
 
 
 def test_an_invalid_token_is_refused_at_login(openbao: OpenBaoServer) -> None:
@@ -282,3 +321,19 @@ def test_a_vault_address_in_no_proxy_bypasses_the_proxy(
     store.read("rotator-proxy-check/missing")
 
     assert forward_proxy.calls == []
+
+
+def test_a_store_keeps_its_connections_open_for_every_thread_at_full_concurrency(
+    openbao: OpenBaoServer, vault_proxy: VaultProxy, vault_prefix: str
+) -> None:
+    """Threads share one store: the connections of one round of calls serve the next."""
+    threads = 32
+    store = store_for(openbao, via=vault_proxy)
+    vault_proxy.gather(threads)
+
+    def read_all() -> int:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda n: store.read(f"{vault_prefix}/pooled-{n}"), range(threads)))
+        return vault_proxy.connections
+
+    assert read_all() == read_all()

@@ -7,7 +7,10 @@ each vendor's emulator answers over real sockets is the provider contract's busi
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -26,6 +29,7 @@ from rotator.errors import (
 from rotator.providers.http import VendorHttp, json_error_reader
 from rotator.providers.request import VendorRequest
 from rotator.secret import REDACTED, Secret
+from tests.support.recorder import Recorder
 
 Answer = Callable[[httpx.Request], httpx.Response]
 
@@ -296,3 +300,33 @@ def test_a_redirect_is_an_error_not_followed() -> None:
         vendor.client().send(VendorRequest.build("GET", "/keys"))
 
     assert [str(r.url) for r in vendor.requests] == ["https://api.acme.test/keys"]
+
+
+def test_close_ends_the_connections_of_every_thread_that_called() -> None:
+    """Each calling thread has its own client: closing the vendor's closes them all."""
+    server = Recorder()
+    http = VendorHttp(
+        vendor="acme",
+        base_url=server.url,
+        auth=lambda _: {},
+        timeout=5.0,
+        read_error=json_error_reader("message"),
+    )
+    calls = threading.Barrier(8)
+
+    def call(_: int) -> int:
+        calls.wait(timeout=10)
+        return http.send(VendorRequest.build("GET", "/keys")).status_code
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(call, range(8))) == [200] * 8
+        assert server.open_connections > 0
+        http.close()
+        deadline = time.monotonic() + 5
+        while server.open_connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        assert server.open_connections == 0
+    finally:
+        server.stop()

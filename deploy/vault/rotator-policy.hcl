@@ -6,8 +6,9 @@ path "secret/data/apps/*" {
   capabilities = ["create", "read", "update"]
 }
 # Their metadata: current version number, and rotator's custom_metadata (key id, rotation id).
+# "patch" lets rotator merge its custom_metadata in one call; without it, it reads, then updates.
 path "secret/metadata/apps/*" {
-  capabilities = ["read", "create", "update"]
+  capabilities = ["read", "create", "update", "patch"]
 }
 
 # Secrets rotator generates itself wait here until the vendor has them (vault.staging_prefix).
@@ -15,7 +16,7 @@ path "secret/data/rotator/staging/*" {
   capabilities = ["create", "read", "update"]
 }
 path "secret/metadata/rotator/staging/*" {
-  capabilities = ["read", "create", "update", "delete"]
+  capabilities = ["read", "create", "update", "patch", "delete"]
 }
 
 # Credentials rotator reads through vault:PATH#FIELD references (provider tokens, webhooks).

@@ -39,7 +39,7 @@ from rotator.providers.base import (
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.providers.request import PLANNED_SECRET, PlannedCall, VendorRequest
-from rotator.providers.responses import VendorBody, plain_detail
+from rotator.providers.responses import VendorBody, json_body, plain_detail
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class LatitudeshSelector(KeySelector):
 
 def read_jsonapi_error(response: httpx.Response) -> str:
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         return plain_detail(response)
     errors = body.get("errors") if isinstance(body, dict) else None

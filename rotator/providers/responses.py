@@ -11,12 +11,12 @@ may hold the new secret.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from rotator.errors import VendorError, VendorUnavailable
 from rotator.secret import scrub
@@ -65,23 +65,31 @@ def read_body(response: httpx.Response, *, where: str, deadline: float, timeout:
 
 
 def parse_body(response: httpx.Response, shape: type[ShapeT], *, where: str) -> ShapeT:
-    """``response``'s JSON body as ``shape``; a ``VendorError`` if it is not JSON of that shape."""
+    """``response``'s JSON body as ``shape``; a ``VendorError`` if it is not JSON of that shape.
+
+    pydantic parses the bytes itself: no dict of the whole body is built first, and
+    JSON nested past its limit is invalid JSON, not a ``RecursionError``.
+    """
     try:
-        data: Any = json.loads(response.content)
-    except ValueError:
-        kind = response.headers.get("content-type", "no content type").split(";")[0]
-        raise VendorError(
-            f"{where} answered {response.status_code} with a body that is not JSON ({kind}, "
-            f"{len(response.content)} bytes); a proxy or an outage page may stand in front of "
-            "the vendor: check base_url, then retry"
-        ) from None
-    try:
-        return _adapter(shape).validate_python(data)
+        return _adapter(shape).validate_json(response.content)
     except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors(include_input=False)):
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise VendorError(
+                f"{where} answered {response.status_code} with a body that is not JSON ({kind}, "
+                f"{len(response.content)} bytes); a proxy or an outage page may stand in front "
+                "of the vendor: check base_url, then retry"
+            ) from None
         raise VendorError(
             f"{where} answered JSON rotator does not understand ({_problems(exc)}); the vendor's "
             "API may have changed: check base_url and rotator's version"
         ) from None
+
+
+def json_body(response: httpx.Response) -> Any:
+    """``response``'s body as JSON values, for reading an error; ``ValueError`` if it is not
+    JSON (nesting past pydantic's limit included)."""
+    return from_json(response.content)
 
 
 def plain_detail(response: httpx.Response) -> str:

@@ -28,7 +28,7 @@ from rotator.providers.base import (
 )
 from rotator.providers.http import HttpProvider, parse_timestamp
 from rotator.providers.request import PLANNED_SECRET, PlannedCall, VendorRequest
-from rotator.providers.responses import VendorBody, pages, plain_detail
+from rotator.providers.responses import VendorBody, json_body, pages, plain_detail
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class ScaleAgentexSelector(KeySelector):
 
 def read_agentex_error(response: httpx.Response) -> str:
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         return plain_detail(response)
     if isinstance(body, dict) and isinstance(body.get("detail"), list):

@@ -7,6 +7,7 @@ redirect) and the servers that answer oddly (a Vault that redirects).
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -39,6 +40,9 @@ class Recorder:
     ) -> None:
         self.answer = answer
         self.requests: list[Recorded] = []
+        #: Client connections open now.
+        self.open_connections = 0
+        self._lock = threading.Lock()
         self._httpd = LoopbackServer(self._handler(), host=host, tls=tls).start()
 
     @property
@@ -52,6 +56,16 @@ class Recorder:
         recorder = self
 
         class Handler(LoopbackHandler):
+            def setup(self) -> None:
+                super().setup()
+                with recorder._lock:
+                    recorder.open_connections += 1
+
+            def finish(self) -> None:
+                super().finish()
+                with recorder._lock:
+                    recorder.open_connections -= 1
+
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 request = Recorded(

@@ -4,6 +4,8 @@ It gives crash tests a deterministic kill point around the Vault write, just
 as the vendor emulators' holds do around vendor calls, and answers chosen
 calls with an error as an unavailable Vault would (``fail``). It also serves
 as a forward proxy (``HTTP_PROXY``): absolute request targets go to OpenBao too.
+It counts the connections clients open (``connections``) and can gather calls
+(``gather``) so that a test knows how many were in flight at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class VaultProxy:
         self.holds: list[Hold] = []
         self.faults: list[Fault] = []
         self.calls: list[tuple[str, str]] = []
+        #: TCP connections clients opened to the proxy so far.
+        self.connections = 0
+        self._gathering: threading.Barrier | None = None
         self._lock = threading.Lock()
         # OpenBao is served over plain HTTP: no certificate store to load for each proxy.
         self._client = httpx.Client(timeout=30, verify=False)  # noqa: S501
@@ -48,6 +53,10 @@ class VaultProxy:
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    def gather(self, calls: int) -> None:
+        """Pass each batch of ``calls`` calls on only once all of them have arrived."""
+        self._gathering = threading.Barrier(calls, timeout=30)
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -74,12 +83,19 @@ class VaultProxy:
         proxy = self
 
         class Handler(LoopbackHandler):
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy.connections += 1
+
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 target = urlsplit(self.path)
                 path = target.path + (f"?{target.query}" if target.query else "")
                 proxy.calls.append((self.command, target.path))
+                if proxy._gathering is not None:
+                    proxy._gathering.wait()
                 fault = proxy._take_fault(self.command, target.path)
                 if fault is not None:
                     self._answer(
