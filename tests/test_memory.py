@@ -17,6 +17,13 @@ from rotator.providers.registry import provider_class
 from tests.support.configs import config_text
 
 
+@pytest.fixture(autouse=True)
+def _tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The credentials ``config_text`` references."""
+    monkeypatch.setenv("TEST_VAULT_TOKEN", "vault-token-value")
+    monkeypatch.setenv("TEST_DO_TOKEN", "do-token-value-123")
+
+
 class _Node:
     partner: _Node
 
@@ -34,11 +41,7 @@ def test_release_freed_memory_collects_garbage_cycles_at_once() -> None:
         gc.enable()
 
 
-def test_a_loaded_configuration_keeps_no_yaml_document_alive(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("TEST_VAULT_TOKEN", "vault-token-value")
-    monkeypatch.setenv("TEST_DO_TOKEN", "do-token-value-123")
+def test_a_loaded_configuration_keeps_no_yaml_document_alive() -> None:
     config = parse_config(config_text(), "rotator.yaml", provider_class)
     release_freed_memory()
     assert config.policies
@@ -80,13 +83,9 @@ def _peak_of(build: Callable[[], object]) -> tuple[object, int]:
         tracemalloc.stop()
 
 
-def test_checking_policies_holds_one_policy_s_temporaries_at_a_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_checking_policies_holds_one_policy_s_temporaries_at_a_time() -> None:
     # The daemon's RSS keeps the parse's peak: checked models of every policy held beside the
     # YAML data would double it. One policy is checked and converted at a time instead.
-    monkeypatch.setenv("TEST_VAULT_TOKEN", "vault-token-value")
-    monkeypatch.setenv("TEST_DO_TOKEN", "do-token-value-123")
     text = _fleet(2_000)
     _, yaml_peak = _peak_of(lambda: load_yaml(text, "rotator.yaml"))
     config, parse_peak = _peak_of(lambda: parse_config(text, "rotator.yaml", provider_class))
@@ -94,9 +93,7 @@ def test_checking_policies_holds_one_policy_s_temporaries_at_a_time(
     assert parse_peak < 1.5 * yaml_peak
 
 
-def test_policies_with_equal_schedules_share_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_VAULT_TOKEN", "vault-token-value")
-    monkeypatch.setenv("TEST_DO_TOKEN", "do-token-value-123")
+def test_policies_with_equal_schedules_share_one() -> None:
     config = parse_config(_fleet(2), "rotator.yaml", provider_class)
     assert config.policies["p0"].schedule is config.policies["p1"].schedule
 
@@ -108,11 +105,9 @@ def test_equal_mapping_keys_of_a_yaml_file_are_one_string() -> None:
     assert first is second
 
 
-def test_a_loaded_policy_holds_under_a_kilobyte(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_loaded_policy_holds_under_a_kilobyte() -> None:
     # 10,000 policies stay in the daemon for its lifetime: each holds its own names and
     # selector, and shares its provider, schedule and defaults with the others.
-    monkeypatch.setenv("TEST_VAULT_TOKEN", "vault-token-value")
-    monkeypatch.setenv("TEST_DO_TOKEN", "do-token-value-123")
     text = _fleet(2_000)
     parse_config(text, "rotator.yaml", provider_class)  # imports and caches, not counted
     gc.collect()
