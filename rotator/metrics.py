@@ -103,6 +103,11 @@ class Reading:
     oldest_unsealed: datetime | None
 
 
+#: A reading with no samples, whose families ``describe`` lists (all of them: the database
+#: counts as read).
+_NOTHING_READ = Reading(policies=[], ready={}, unsealed_events=0, oldest_unsealed=None)
+
+
 class StateCollector(Collector):
     """Gauges computed when Prometheus scrapes, from ``read()`` at that moment."""
 
@@ -111,9 +116,14 @@ class StateCollector(Collector):
         self._clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        reading = self._read()
-        now = self._clock()
+        return self._families(self._read(), self._clock())
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The families without their samples: registering then reads nothing (else
+        prometheus-client runs a whole scrape, every policy's state, to learn the names)."""
+        return self._families(_NOTHING_READ, self._clock())
+
+    def _families(self, reading: Reading, now: datetime) -> Iterator[GaugeMetricFamily]:
         def per_policy(name: str, doc: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=["policy"])
 
@@ -200,11 +210,19 @@ class PausedCollector(Collector):
         self._read_holds = read_holds
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        paused = GaugeMetricFamily(
+        paused = self._family()
+        for policy, is_held in sorted(self._read_holds().items()):
+            paused.add_metric([policy], float(is_held))
+        yield paused
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The family without samples: registering reads no policy's hold."""
+        yield self._family()
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
             "rotator_policy_paused",
             "1 while the policy is paused by an operator or has enabled: false.",
             labels=["policy"],
         )
-        for policy, is_held in sorted(self._read_holds().items()):
-            paused.add_metric([policy], float(is_held))
-        yield paused

@@ -4,9 +4,12 @@ One job per policy (its cron or interval trigger, ``max_instances=1``,
 coalescing, a misfire grace time) asks the engine to rotate it if due; the
 database, not this process, decides what is due, so a restart, or a CronJob
 running between two daemon runs, neither skips nor repeats a rotation. A
-periodic sweep advances rotations waiting in grace, retries failed ones when
-their backoff has passed, and wakes policies that became due while no job was
-about to fire. A bounded thread pool rotates several policies at once.
+policy has its job only while its next fire is at most two ticks away: the
+periodic sweep schedules the others' jobs, at their exact time, before they
+fall due, so a large fleet of idle policies holds no job each. The sweep also
+advances rotations waiting in grace, retries failed ones when their backoff has
+passed, and wakes policies that became due while no job was about to fire. A
+bounded thread pool rotates several policies at once.
 
 A fire that finds the policy's previous run still going is skipped (one
 run per policy at a time); that is logged once per policy and busy spell, at
@@ -25,6 +28,7 @@ scheduler runs and its sweep keeps coming round; otherwise ``/healthz`` turns
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -36,6 +40,7 @@ from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -115,6 +120,9 @@ class Daemon:
         self._last_sweep = self._clock()
         # The sweep's period as started: a reload changes it only on restart.
         self._tick = settings.tick
+        # A policy whose next fire is further away than this has no job; the sweep, which
+        # comes round every tick, makes it in time (one tick late still leaves one to spare).
+        self._horizon = 2 * settings.tick
         # Policies whose run is going on and whose skipped fire was already logged.
         self._skip_logged: set[str] = set()
         # When each policy is next due, as last read from the database. It can only be early
@@ -153,23 +161,32 @@ class Daemon:
 
     def _schedule_policies(self, config: Config, states: dict[str, PolicyState]) -> None:
         now = self._clock()
-        wanted = {f"policy:{name}" for name in config.policies}
         for job in self.scheduler.get_jobs():
-            if job.id.startswith("policy:") and job.id not in wanted:
+            name = job.id.removeprefix("policy:")
+            if name != job.id and name not in config.policies:
                 job.remove()
         self._due = {}
         for name, policy in config.policies.items():
             start = due_window(name, policy.schedule, states.get(name), now).start
             self._due[name] = start
-            self.scheduler.add_job(
-                self._rotate,
-                _trigger(policy),
-                args=[name],
-                id=f"policy:{name}",
-                name=f"rotate {name}",
-                replace_existing=True,
-                next_run_time=max(start, now),
-            )
+            self._fire_at(name, policy, max(start, now), now)
+
+    def _fire_at(self, name: str, policy: Policy, when: datetime | None, now: datetime) -> None:
+        """Fire the policy's job at ``when``; far off (or None: held), it has no job for now."""
+        job_id = f"policy:{name}"
+        if when is None or when > now + self._horizon:
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(job_id)
+            return
+        self.scheduler.add_job(
+            self._rotate,
+            _trigger(policy),
+            args=(name,),
+            id=job_id,
+            name=f"rotate {name}",
+            replace_existing=True,
+            next_run_time=when,
+        )
 
     def _rotate(self, name: str) -> None:
         if self._stopping.is_set():
@@ -204,14 +221,13 @@ class Daemon:
     def _reschedule(self, name: str) -> None:
         """Point the policy's job at its next due time, as the database now says."""
         policy = self.engine.config.policies.get(name)
-        job = self.scheduler.get_job(f"policy:{name}")
-        if policy is None or job is None or self._stopping.is_set():
+        if policy is None or self._stopping.is_set():
             return
         now = self._clock()
         active = self.engine.store.active_rotation(name)
         if active is None and self.engine.hold(name) is not None:
             # Held: no wake-up of its own; the sweep wakes it once the hold ends.
-            job.modify(next_run_time=None)
+            self._fire_at(name, policy, None, now)
             return
         if active is not None and not active.needs_attention:
             when = active.grace_until if active.state == State.GRACE else active.next_attempt_at
@@ -222,17 +238,19 @@ class Daemon:
             wake = max(due.start, now)
             if not due.contains(now):
                 self._due[name] = due.start
-        job.modify(next_run_time=wake)
+        self._fire_at(name, policy, wake, now)
 
     def _sweep(self) -> None:
-        """Wake every policy with work to do now: grace over, retry time come, or due."""
+        """Wake every policy with work to do now (grace over, retry time come, or due), and
+        give those with work within the horizon a job firing on time."""
         self._last_sweep = self._clock()
         if self._stopping.is_set():
             return
         # Events left unsealed by a failed pass or a crashed process get sealed here at the latest.
         self.engine.store.seal_soon()
         now = self._clock()
-        wake: set[str] = set()
+        soon = now + self._horizon
+        fire: dict[str, datetime] = {}
         in_flight: set[str] = set()
         for rotation in self.engine.store.unfinished_rotations():
             in_flight.add(rotation.policy)
@@ -241,16 +259,26 @@ class Daemon:
             when = (
                 rotation.grace_until if rotation.state == State.GRACE else rotation.next_attempt_at
             )
-            if when is None or when <= now:
-                wake.add(rotation.policy)
+            if when is None or when <= soon:
+                fire[rotation.policy] = max(when or now, now)
         # A policy with a rotation in flight is woken by that rotation's own times above;
         # a held one (paused, enabled: false) not at all for being due.
         waiting = in_flight | self.engine.holds().keys()
-        wake.update(n for n, due in self._due.items() if due <= now and n not in waiting)
-        for name in wake & self.engine.config.policies.keys():
+        fire.update(
+            (n, max(due, now)) for n, due in self._due.items() if due <= soon and n not in waiting
+        )
+        policies = self.engine.config.policies
+        for name, when in fire.items():
+            policy = policies.get(name)
+            if policy is None:
+                continue
             job = self.scheduler.get_job(f"policy:{name}")
-            if job is not None and (job.next_run_time is None or job.next_run_time > now):
-                job.modify(next_run_time=now)
+            if job is None:
+                self._fire_at(name, policy, when, now)
+            elif job.next_run_time is None or job.next_run_time > when:
+                # Its run may just have ended and found the next fire far off.
+                with contextlib.suppress(JobLookupError):
+                    job.modify(next_run_time=when)
 
     def _held_policies(self) -> dict[str, bool]:
         try:

@@ -519,6 +519,28 @@ def in_process(
     daemon.shutdown()
 
 
+def test_a_policy_not_due_within_the_next_ticks_holds_no_scheduler_job(
+    rig_factory: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10,000 policies rotated monthly would otherwise hold 10,000 jobs for weeks (6 MB); the
+    # sweep, every tick, schedules each one's job before it falls due.
+    rig = rig_factory(VENDOR)
+    rig.extra_config = f"daemon: {{port: {free_port()}, host: 127.0.0.1, tick: 1s}}\n"
+    spec = rig.add_policy("idle", strategy="create_then_delete", every="30d")
+    store = rig.store()
+    store.set_policy_state("idle", current_key_id=spec.slot.key_id, adopted_at=utcnow())
+    store.dispose()
+    for name, value in rig.env.items():
+        monkeypatch.setenv(name, value)
+    daemon = Daemon(rig.config_path, load_config(rig.config_path, provider_class))
+    daemon.start()
+    try:
+        jobs = [job.id for job in daemon.scheduler.get_jobs()]
+    finally:
+        daemon.shutdown()
+    assert jobs == ["sweep"]
+
+
 def test_healthz_turns_503_when_the_scheduler_stops(in_process: tuple[Daemon, str]) -> None:
     daemon, healthz = in_process
 

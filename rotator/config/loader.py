@@ -13,7 +13,7 @@ import difflib
 import os
 import typing
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import combinations
@@ -30,6 +30,8 @@ from rotator.config.messages import sentence
 from rotator.config.model import (
     AppRoleAuth,
     AuditConfig,
+    ConfigEnvelope,
+    ConfigSections,
     DaemonConfig,
     KubernetesAuth,
     PolicyConfig,
@@ -37,7 +39,6 @@ from rotator.config.model import (
     ScheduleConfig,
     TokenAuth,
     VaultConfig,
-    VaultTarget,
 )
 from rotator.config.paths import POLICY_NAME, POLICY_NAME_RULE, is_under
 from rotator.config.transport import plain_http_warning, unverified_tls_warning
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
 #: The provider class a ``type`` names; raises ``ConfigError`` saying why there is none.
 ProviderLookup = Callable[[str], "type[Provider[Any, Any]]"]
 
+#: A policy's Vault secret: (mount, path, field).
+VaultSlot = tuple[str, str, str]
+
 DEFAULT_CONFIG_PATH = Path("rotator.yaml")
 NO_POLICIES = (
     "no policies: nothing to rotate; add a 'policies:' section (config.example.yaml shows "
@@ -61,7 +65,24 @@ NO_POLICIES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class VaultLocation:
+    """Where a policy's secret lives: its checked ``vault:`` with the mount filled in.
+
+    A plain record rather than a pydantic model: the daemon keeps one per policy.
+    """
+
+    path: str
+    field: str
+    mount: str
+
+    @property
+    def normalized_path(self) -> str:
+        return self.path.strip("/")
+
+
+# Policies are kept for the daemon's lifetime, 10,000 of them: no ``__dict__`` each.
+@dataclass(frozen=True, slots=True)
 class Policy:
     """One rotation policy, checked against its provider's capabilities."""
 
@@ -73,7 +94,7 @@ class Policy:
     strategy: Strategy
     schedule: ScheduleConfig
     grace_period: timedelta
-    vault: VaultTarget
+    vault: VaultLocation
     #: The policy rotates the very credential rotator uses for its provider
     #: (the provider's token is ``vault:`` + this policy's Vault path and field).
     self_rotating: bool = False
@@ -256,12 +277,12 @@ def parse_config(text: str, source: str, providers: ProviderLookup) -> Config:
         issues.raise_if_any()
     broken: set[str] = set()
     try:
-        raw = RawConfig.model_validate(document.data)
+        raw = ConfigEnvelope.model_validate(document.data)
     except ValidationError as exc:
         issues.add_validation_error(exc, (), RawConfig)
         # Go on with what is valid, so one run reports every independent problem.
         raw, broken = _valid_sections(document.data)
-    if not document.data.get("policies") and "policies" not in broken:
+    if not document.data.get("policies"):
         issues.error(("policies",), NO_POLICIES)
     database = _database_url(raw, document.data, issues)
     vault_token = None if "vault" in broken else _vault_token(raw, issues)
@@ -293,17 +314,15 @@ def parse_config(text: str, source: str, providers: ProviderLookup) -> Config:
     )
 
 
-def _valid_sections(data: dict[str, Any]) -> tuple[RawConfig, set[str]]:
-    """The file's valid sections and policies, each checked on its own; and the broken ones.
+def _valid_sections(data: dict[str, Any]) -> tuple[ConfigEnvelope, set[str]]:
+    """The file's valid sections, each checked on its own, and its policies; the broken ones.
 
     Only used once the whole file failed to validate (its errors are reported already), so
     that the checks that follow still run on everything that is not broken.
     """
     values: dict[str, Any] = {}
     broken: set[str] = set()
-    for name, info in RawConfig.model_fields.items():
-        if name == "policies":
-            continue
+    for name, info in ConfigSections.model_fields.items():
         if name == "providers":
             # Entries that are not mappings are reported by the provider checks themselves.
             values[name] = _mapping(data.get(name))
@@ -314,20 +333,16 @@ def _valid_sections(data: dict[str, Any]) -> tuple[RawConfig, set[str]]:
         except ValidationError:
             broken.add(name)
             values[name] = None
-    values["policies"] = {}
-    for name, policy in _mapping(data.get("policies")).items():
-        try:
-            values["policies"][name] = PolicyConfig.model_validate(policy)
-        except ValidationError:
-            broken.add("policies")
-    return RawConfig.model_construct(**values), broken
+    # Each policy is checked on its own by _policies.
+    values["policies"] = _mapping(data.get("policies"))
+    return ConfigEnvelope.model_construct(**values), broken
 
 
 def _mapping(value: object) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _database_url(raw: RawConfig, data: dict[str, Any], issues: _Issues) -> DatabaseUrl:
+def _database_url(raw: ConfigSections, data: dict[str, Any], issues: _Issues) -> DatabaseUrl:
     loc: Location = ("database", "url")
     unknown = DatabaseUrl(Secret(""), None)
     if raw.database is None:
@@ -376,7 +391,7 @@ def _literal_password(url: str) -> bool:
     return any(value and "${" not in value for value in [password, *in_query])
 
 
-def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:
+def _vault_token(raw: ConfigSections, issues: _Issues) -> Credential | None:
     auth = raw.vault.auth
     loc: Location = ("vault", "auth")
     if isinstance(auth, AppRoleAuth | KubernetesAuth):
@@ -398,7 +413,7 @@ def _vault_token(raw: RawConfig, issues: _Issues) -> Credential | None:
 
 
 def _providers(
-    raw: RawConfig, lookup: ProviderLookup, issues: _Issues
+    raw: ConfigSections, lookup: ProviderLookup, issues: _Issues
 ) -> dict[str, ProviderSettings]:
     providers: dict[str, ProviderSettings] = {}
     for name, entry in raw.providers.items():
@@ -430,15 +445,30 @@ def _providers(
 
 
 def _policies(
-    raw: RawConfig, providers: dict[str, ProviderSettings], lookup: ProviderLookup, issues: _Issues
+    raw: ConfigEnvelope,
+    providers: dict[str, ProviderSettings],
+    lookup: ProviderLookup,
+    issues: _Issues,
 ) -> dict[str, Policy]:
     policies: dict[str, Policy] = {}
-    for name, policy in raw.policies.items():
+    global_mount = raw.vault.mount if raw.vault is not None else None
+    targets: dict[str, VaultSlot] = {}
+    schedules: dict[ScheduleConfig, ScheduleConfig] = {}
+    for name, written in _each_policy(raw, issues.document):
         loc: Location = ("policies", name)
+        try:
+            policy = PolicyConfig.model_validate(written)
+        except ValidationError as exc:
+            issues.add_validation_error(exc, loc, RawConfig)
+            continue
+        targets[name] = (
+            policy.vault.mount or global_mount or "",
+            policy.vault.normalized_path,
+            policy.vault.field,
+        )
         if not isinstance(name, str) or not POLICY_NAME.fullmatch(name):
             issues.error(loc, f"{name!r} is refused: {POLICY_NAME_RULE}")
             continue
-        global_mount = raw.vault.mount if raw.vault is not None else None
         if (
             raw.vault is not None
             and policy.vault.mount in (None, global_mount)
@@ -486,7 +516,9 @@ def _policies(
                 "lengthen grace_period",
             )
             continue
-        target = policy.vault.model_copy(update={"mount": policy.vault.mount or global_mount})
+        target = VaultLocation(
+            policy.vault.path, policy.vault.field, policy.vault.mount or global_mount or ""
+        )
         token = settings.token
         self_rotating = isinstance(token, VaultReference) and (
             global_mount,
@@ -509,7 +541,8 @@ def _policies(
             provider_class=cls,
             selector=selector,
             strategy=policy.strategy,
-            schedule=policy.schedule,
+            # Fleets repeat a few schedules: equal ones are one object.
+            schedule=schedules.setdefault(policy.schedule, policy.schedule),
             grace_period=policy.grace_period,
             vault=target,
             self_rotating=self_rotating,
@@ -523,13 +556,26 @@ def _policies(
             ),
             hook_tries=policy.hooks.tries,
         )
-    _check_vault_targets_unique(raw, issues)
+    _check_vault_targets_unique(targets, issues)
     _check_key_names_distinct(policies, issues)
     return policies
 
 
+def _each_policy(raw: ConfigEnvelope, document: YamlDocument) -> Iterator[tuple[str, Any]]:
+    """Each policy's name and data as written, dropped from the parse's data once checked.
+
+    Checking then holds the YAML data and one policy's temporaries, not every policy's.
+    """
+    written = _mapping(document.data.get("policies"))
+    for name, data in raw.policies.items():
+        yield name, data
+        raw.policies[name] = None
+        if name in written:
+            written[name] = None
+
+
 def _transport_warnings(
-    raw: RawConfig,
+    raw: ConfigSections,
     providers: dict[str, ProviderSettings],
     webhooks: list[Webhook],
     issues: _Issues,
@@ -605,7 +651,7 @@ def _url_credential(url: str, loc: Location, issues: _Issues) -> Credential | No
     return parsed.credential
 
 
-def _webhooks(raw: RawConfig, policy_names: set[str], issues: _Issues) -> list[Webhook]:
+def _webhooks(raw: ConfigSections, policy_names: set[str], issues: _Issues) -> list[Webhook]:
     webhooks: list[Webhook] = []
     if raw.notifications is None:
         return webhooks
@@ -669,22 +715,11 @@ def _check_key_names_distinct(policies: dict[str, Policy], issues: _Issues) -> N
             )
 
 
-def _check_vault_targets_unique(raw: RawConfig, issues: _Issues) -> None:
-    global_mount = raw.vault.mount if raw.vault is not None else ""
-
-    def target_of(policy: PolicyConfig) -> tuple[str, str, str]:
-        mount = policy.vault.mount or global_mount
-        return (mount, policy.vault.normalized_path, policy.vault.field)
-
-    targets = Counter(target_of(policy) for policy in raw.policies.values())
-    for name, policy in raw.policies.items():
-        target = target_of(policy)
-        if targets[target] > 1:
-            others = [
-                other
-                for other, p in raw.policies.items()
-                if other != name and target_of(p) == target
-            ]
+def _check_vault_targets_unique(targets: dict[str, VaultSlot], issues: _Issues) -> None:
+    counts = Counter(targets.values())
+    for name, target in targets.items():
+        if counts[target] > 1:
+            others = [other for other, t in targets.items() if other != name and t == target]
             issues.error(
                 ("policies", name, "vault"),
                 f"writes the same Vault secret {target[1]}#{target[2]} (mount {target[0]}) as "
