@@ -29,8 +29,9 @@ POLICIES = int(os.environ.get("BENCH_PROFILE_POLICIES", "300"))
 # searched from the innermost frame out, except the first three, which claim a whole stack.
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("start-up (imports)", ("<frozen importlib",)),
-    ("audit sealing (timer thread)", ("AuditStore._timed_seal", "AuditStore.seal ")),
-    ("lock checks", ("rotator/engine/lock.py",)),
+    ("audit sealing (timer thread)", ("ChainSealer._timed_seal", "ChainSealer.seal (")),
+    # Not Lease.write: a step's write made on the lock's session is an audit write.
+    ("lock checks", ("_PostgresLease.confirm (", "_PostgresLease._take (", "PolicyLocks.")),
     ("logging", ("structlog/", "rotator/log.py", "logging/__init__")),
     ("Vault client (hvac, requests)", ("rotator/vault.py", "hvac/", "requests/", "urllib3/")),
     ("vendor HTTP (httpx, parsing)", ("rotator/providers/", "httpx/", "httpcore/", "h11/")),

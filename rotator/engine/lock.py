@@ -51,6 +51,11 @@ _HELD = (
 )
 
 
+# Built once: a statement built per call is compiled and given a cache key per call.
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:k)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:k)")
+
+
 def _lock_key(policy: str) -> int:
     digest = hashlib.sha256(f"rotator:policy:{policy}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -106,11 +111,7 @@ class _PostgresLease(Lease):
     def _take(self) -> bool:
         connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            taken = bool(
-                connection.execute(
-                    text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}
-                ).scalar()
-            )
+            taken = bool(connection.execute(_TRY_LOCK, {"k": self._key}).scalar())
         except BaseException:
             connection.close()
             raise
@@ -185,7 +186,7 @@ class _PostgresLease(Lease):
         if self._connection is None:
             return
         try:
-            self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            self._connection.execute(_UNLOCK, {"k": self._key})
             self._connection.close()
         except DBAPIError:
             # The session already ended, and its lock with it.
