@@ -173,7 +173,7 @@ def openbao_server() -> Iterator[OpenBaoServer]:
 
     def ready() -> bool:
         try:
-            response = httpx.get(f"{address}/v1/sys/health", timeout=1)
+            response = LOOPBACK_HTTP.get(f"{address}/v1/sys/health", timeout=1)
             return response.status_code == 200
         except httpx.HTTPError:
             return False
