@@ -18,6 +18,7 @@ import json
 import re
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, quote_plus
@@ -30,12 +31,25 @@ MIN_SCRUBBED_LENGTH = 8
 _MIN_BASE64_FRAGMENT = 8
 
 _live: weakref.WeakSet[Secret] = weakref.WeakSet()
-# ``live_secret_values`` is asked for on every scrub (each audit detail, each log line) and
-# secrets change far less often: the answer is kept until a secret is made or reloaded.
-# A value kept after its secret died is still redacted until then, never the reverse.
+# The live values, and what ``scrub`` looks for, are needed on every scrub (each audit
+# detail, each log line) and change far less often: they are kept until a secret is made
+# or reloaded. A value kept after its secret died is still redacted until then, never the
+# reverse.
 _values_lock = threading.Lock()
 _values_stamp = 0
-_values: tuple[int, list[str]] = (-1, [])
+
+
+@dataclass(frozen=True)
+class _Redactions:
+    stamp: int
+    values: list[str]
+    #: Every shape of each value of ``MIN_SCRUBBED_LENGTH`` or more, values longest first.
+    shapes: tuple[str, ...]
+    #: Shorter values, redacted where they stand as a whole word.
+    words: tuple[re.Pattern[str], ...]
+
+
+_redactions = _Redactions(-1, [], (), ())
 
 
 def _values_changed() -> None:
@@ -132,28 +146,39 @@ class FileSecret(Secret):
 
 def live_secret_values() -> list[str]:
     """Values of all secrets alive in this process, longest first, for scrubbing text."""
-    global _values
-    stamp, values = _values
-    if stamp == _values_stamp:
-        return values
+    return _current_redactions().values
+
+
+def _current_redactions() -> _Redactions:
+    global _redactions
+    kept = _redactions
+    if kept.stamp == _values_stamp:
+        return kept
     with _values_lock:
         stamp = _values_stamp
     # Made after reading the stamp: a secret added meanwhile changes it, so it is never missed.
     found = {s._value for s in list(_live) if s._value}
     values = sorted(found, key=len, reverse=True)
-    _values = (stamp, values)
-    return values
+    long = [value for value in values if len(value) >= MIN_SCRUBBED_LENGTH]
+    short = [value for value in values if len(value) < MIN_SCRUBBED_LENGTH]
+    kept = _Redactions(
+        stamp,
+        values,
+        tuple(shape for value in long for shape in _shapes(value)),
+        tuple(_word(value) for value in short),
+    )
+    _redactions = kept
+    return kept
 
 
 def scrub(text: str) -> str:
     """Replace every live secret value, in any of its shapes, inside ``text`` with the marker."""
-    for value in live_secret_values():
-        if len(value) < MIN_SCRUBBED_LENGTH:
-            text = _word(value).sub(REDACTED, text)
-            continue
-        for shape in _shapes(value):
-            if shape in text:
-                text = text.replace(shape, REDACTED)
+    redactions = _current_redactions()
+    for shape in redactions.shapes:
+        if shape in text:
+            text = text.replace(shape, REDACTED)
+    for word in redactions.words:
+        text = word.sub(REDACTED, text)
     return text
 
 

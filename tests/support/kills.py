@@ -8,11 +8,12 @@ from rotator.sandbox.server import Hold
 from tests.support.rig import Rig
 from tests.support.vault_proxy import VaultProxy
 
-#: The Vault calls a kill point can hold, by what they write under the policy's path.
-_VAULT_PATHS = {
-    "write": "^/v1/secret/data/{path}$",
-    "metadata": "^/v1/secret/metadata/{path}$",
-    "stage": "^/v1/secret/data/rotator/staging/{policy}$",
+#: The Vault calls a kill point can hold, by what they write under the policy's path: the
+#: method and the path. rotator merges its custom_metadata with a PATCH (the rig's token may).
+_VAULT_CALLS = {
+    "write": ("POST", "^/v1/secret/data/{path}$"),
+    "metadata": ("PATCH", "^/v1/secret/metadata/{path}$"),
+    "stage": ("POST", "^/v1/secret/data/rotator/staging/{policy}$"),
 }
 
 
@@ -31,10 +32,8 @@ class KillPoint:
 def hold_at(rig: Rig, proxy: VaultProxy, point: KillPoint, policy: str = "app") -> Hold:
     """Hold the first call of ``point`` (rotator reaches Vault through ``proxy``)."""
     if point.where == "vault":
-        pattern = _VAULT_PATHS[point.operation].format(
-            path=rig.policies[policy].vault_path, policy=policy
-        )
-        method = "POST"
-        return proxy.hold(method, pattern, after=point.after)
+        method, pattern = _VAULT_CALLS[point.operation]
+        path = pattern.format(path=rig.policies[policy].vault_path, policy=policy)
+        return proxy.hold(method, path, after=point.after)
     method, path = rig.emulator.operations[point.operation]
     return rig.server.hold(method, path, after=point.after)
