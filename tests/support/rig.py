@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -213,10 +214,16 @@ class Rig:
         """
         return start_rotator(args, self.env)
 
-    @staticmethod
-    def kill(process: Child) -> None:
+    def kill(self, process: Child) -> None:
+        """SIGKILL ``process`` and wait until the database has let go of its sessions.
+
+        PostgreSQL releases a dead client's advisory locks only once its backend has seen
+        the connection close; a restart at once could still find the policy locked.
+        """
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
+        if self.database_url.startswith("postgresql"):
+            wait_for_no_advisory_locks(self.database_url)
 
     def engine(self, clock: Callable[[], datetime] = utcnow) -> Engine:
         """The engine of this configuration, in process; ``clock`` for one that runs ahead."""
@@ -321,3 +328,21 @@ def migrate(database_url: str) -> None:
     store = AuditStore.open(Secret(database_url))
     migrations.upgrade(store.engine)
     store.dispose()
+
+
+def wait_for_no_advisory_locks(database_url: str, timeout: float = 30) -> None:
+    """Wait until no session holds an advisory lock in ``database_url``'s database."""
+    query = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    ends = time.monotonic() + timeout
+    store = AuditStore.open(Secret(database_url))
+    try:
+        with store.engine.connect() as connection:
+            while connection.execute(query).scalar_one():
+                if time.monotonic() > ends:
+                    raise AssertionError(f"advisory locks still held {timeout} s after the kill")
+                time.sleep(0.01)
+    finally:
+        store.dispose()
