@@ -1,13 +1,13 @@
-"""Parsing of human durations such as ``30d``, ``24h``, ``1h30m`` or ``90s``."""
+"""Parsing of human durations such as ``30d``, ``24h``, ``1h30m`` or ``90s``.
+
+The pydantic field type built on it is ``rotator.config.duration_field.Duration``.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated
-
-from pydantic import BeforeValidator
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([wdhms])")
@@ -38,18 +38,6 @@ def format_duration(delta: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
-
-
-def _duration(value: object) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a duration string such as '24h', '30d' or '10m'")
-    return parse_duration(value)
-
-
-#: A pydantic field type for a duration written as ``parse_duration`` reads it.
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 def format_setting(delta: timedelta) -> str:

@@ -18,9 +18,22 @@ from collections.abc import MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
-import structlog
-
 from rotator.secret import REDACTED, Secret, scrub
+
+# structlog imports rich (and through it pygments and attrs: tens of milliseconds of every
+# command's start) only for its rich exception formatter, which never runs here:
+# ``format_exc_info`` turns an exception into text before the renderer sees it, so lines look
+# the same either way. rich is hidden while structlog loads (a ``None`` entry in sys.modules
+# makes an import of it fail); commands that print rich tables or progress bars import rich
+# themselves afterwards, unaffected.
+_rich_was_loaded = "rich" in sys.modules
+if not _rich_was_loaded:
+    sys.modules["rich"] = None  # type: ignore[assignment]
+try:
+    import structlog
+finally:
+    if not _rich_was_loaded:
+        del sys.modules["rich"]
 
 
 def redact_secrets(

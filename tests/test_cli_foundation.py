@@ -97,3 +97,24 @@ def test_an_unreachable_database_exits_1_without_a_traceback(tmp_path: Path) -> 
     assert "cannot use the audit database" in result.stderr
     assert "Traceback" not in result.stderr
     assert "hunter2-password" not in result.stderr
+
+
+def test_help_imports_neither_pydantic_nor_the_libraries_of_a_run() -> None:
+    # `rotator --help` (and shell completion) must answer at once: nothing it prints needs
+    # the configuration models (pydantic), the database, Vault, HTTP or logging libraries.
+    script = (
+        "import sys\n"
+        "from rotator.cli import main\n"
+        "try:\n"
+        "    main(['rotate', 'now', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'pydantic', 'sqlalchemy', 'hvac', 'httpx', 'structlog', 'rich'}\n"
+        "print('heavy', sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert "--concurrency" in result.stdout, result.stderr
+    assert result.stdout.strip().endswith("heavy []")

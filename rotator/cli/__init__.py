@@ -124,6 +124,10 @@ def daemon(config_path: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the CLI and turns ``RotatorError`` into an exit code."""
+    # httpx imports its own command line (``httpx._main``, which loads rich, pygments and click
+    # parts) when httpx is imported, if it can; this process never runs it, and a ``None`` in
+    # sys.modules makes httpx fall back to its stub, sparing every command that start-up cost.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     try:
         cli.main(args=argv, prog_name="rotator", standalone_mode=False)
     except click.exceptions.Abort:

@@ -25,9 +25,9 @@ from pydantic import (
 )
 
 from rotator.config.consumers import ConsumersConfig, HooksConfig, KubernetesConfig
+from rotator.config.duration_field import Duration
 from rotator.config.paths import check_vault_path
 from rotator.config.usage import RevokeWhenUnused
-from rotator.durations import Duration
 from rotator.vocabulary import Strategy
 
 DEFAULT_DATABASE_URL = "sqlite:///rotator.db"

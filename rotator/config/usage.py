@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from rotator.durations import Duration
+from rotator.config.duration_field import Duration
 
 
 class RevokeWhenUnused(BaseModel):

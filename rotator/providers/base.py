@@ -21,7 +21,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
 
 from rotator.config.credentials import Credential
-from rotator.durations import Duration, format_duration
+from rotator.config.duration_field import Duration
+from rotator.durations import format_duration
 from rotator.errors import VendorError
 from rotator.providers.ratelimit import RateLimit
 from rotator.providers.request import PlannedCall

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rotator.durations import Duration
+from rotator.config.duration_field import Duration
 from rotator.secret import Secret
 
 
