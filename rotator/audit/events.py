@@ -191,14 +191,17 @@ class EventLog:
                 self._committed_events()
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self, session: Connection | None = None) -> Iterator[Connection]:
         """A connection for one read-only statement, sent outside a transaction.
 
         One statement sees one consistent snapshot either way; without BEGIN and COMMIT it
         costs one round trip instead of three (the engine reads a policy's rows several
         times per rotation). Anything that writes, or reads twice, uses ``transaction``.
+        ``session``: an autocommit connection to read on (the policy lock's, which spares
+        a pool checkout), else one from the pool.
         """
-        with self._errors(), self._autocommit.connect() as connection:
+        on = nullcontext(session) if session is not None else self._autocommit.connect()
+        with self._errors(), on as connection:
             yield connection
 
     def record_event(

@@ -439,9 +439,13 @@ class RotationState(EventLog):
             row = connection.execute(_SELECT_ROTATION, {"b_id": rotation_id}).first()
         return _record(row) if row else None
 
-    def active_rotation(self, policy: str) -> RotationRecord | None:
-        """The policy's unfinished rotation, if any (at most one exists, under the lock)."""
-        with self.reading() as connection:
+    def active_rotation(
+        self, policy: str, *, session: Connection | None = None
+    ) -> RotationRecord | None:
+        """The policy's unfinished rotation, if any (at most one exists, under the lock).
+
+        ``session``: as for ``reading``."""
+        with self.reading(session) as connection:
             row = connection.execute(_SELECT_ACTIVE_ROTATION, {"b_policy": policy}).first()
         return _record(row) if row else None
 
@@ -473,8 +477,9 @@ class RotationState(EventLog):
             result[row.policy] = PolicyState(**values)
         return result
 
-    def policy_state(self, policy: str) -> PolicyState | None:
-        with self.reading() as connection:
+    def policy_state(self, policy: str, *, session: Connection | None = None) -> PolicyState | None:
+        """The policy's row, if any; ``session`` as for ``reading``."""
+        with self.reading(session) as connection:
             row = connection.execute(_SELECT_POLICY_STATE, {"b_policy": policy}).first()
         if row is None:
             return None
