@@ -113,6 +113,27 @@ def test_committed_events_are_sealed_moments_later_without_being_asked(
     assert all(event.hash for event in store.events())
 
 
+def wait_until_sealed(store: AuditStore) -> None:
+    deadline = time.monotonic() + 30
+    while any(event.seq is None for event in store.events()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def sealer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "rotator-audit-sealer"]
+
+
+def test_one_sealer_thread_serves_a_busy_store_pass_after_pass(store: AuditStore) -> None:
+    earlier = set(sealer_threads())  # other stores' threads, ending once idle
+    seen = set()
+    for _ in range(3):
+        write_events(store, 2, seal=False)
+        wait_until_sealed(store)
+        seen.update(set(sealer_threads()) - earlier)
+    store.close()
+    assert len(seen) == 1
+
+
 def test_a_writer_does_not_wait_while_another_process_holds_the_chain_head(
     migrated_pg_url: str,
 ) -> None:

@@ -469,6 +469,32 @@ def test_a_rolled_back_policy_state_row_is_caught_by_the_state_check(keyed: Audi
     assert any("policy p" in problem and "current_key_id" in problem for problem in report.problems)
 
 
+def test_a_finish_that_creates_the_policy_row_vouches_for_every_column(
+    keyed: AuditStore,
+) -> None:
+    run_a_rotation(keyed)
+    with keyed.engine.begin() as conn:
+        conn.execute(text("UPDATE policy_state SET adopted_at = updated_at WHERE policy = 'p'"))
+
+    report = keyed.verify_chain(state=True)
+
+    assert any("policy p" in problem and "adopted_at" in problem for problem in report.problems)
+
+
+def test_a_finish_over_an_adopted_policy_keeps_and_vouches_for_its_adoption(
+    keyed: AuditStore,
+) -> None:
+    adopted = utcnow()
+    keyed.set_policy_state("p", current_key_id="k-old", adopted_at=adopted)
+
+    run_a_rotation(keyed)
+
+    state = keyed.policy_state("p")
+    assert state is not None
+    assert (state.current_key_id, state.adopted_at) == ("k-new", adopted)
+    assert keyed.verify_chain(state=True).intact
+
+
 def test_a_policy_state_row_inserted_behind_rotators_back_is_caught(keyed: AuditStore) -> None:
     run_a_rotation(keyed)
     with keyed.engine.begin() as conn:

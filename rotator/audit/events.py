@@ -18,7 +18,17 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import CTE, Connection, Engine, Insert, bindparam, func, insert, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Connection,
+    Engine,
+    Insert,
+    bindparam,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from rotator.audit.actor import current_actor
@@ -89,16 +99,21 @@ _WRITTEN_COLUMNS = (
 )
 
 
-def event_after(written: CTE) -> Insert:
+def event_after(written: CTE, *, chosen: Mapping[str, ColumnElement[Any]] | None = None) -> Insert:
     """An INSERT of one event per row the data-modifying ``written`` returns.
 
     Row change and event go to PostgreSQL as one statement, sent outside a transaction:
     a single statement commits or fails whole, and costs one round trip instead of four
     (BEGIN, the change, the event, COMMIT). A change that matches no row (a fenced-off
-    update) inserts no event. Event values are the parameters named ``e_<column>``.
+    update) inserts no event. Event values are the parameters named ``e_<column>``,
+    except the columns ``chosen`` gives an expression for (over ``written``'s columns).
     """
+    chosen = chosen or {}
     values = select(
-        *(bindparam(f"e_{name}", type_=audit_events.c[name].type) for name in _WRITTEN_COLUMNS)
+        *(
+            chosen.get(name, bindparam(f"e_{name}", type_=audit_events.c[name].type))
+            for name in _WRITTEN_COLUMNS
+        )
     ).select_from(written)
     return insert(audit_events).from_select(_WRITTEN_COLUMNS, values).returning(audit_events.c.id)
 
@@ -176,14 +191,17 @@ class EventLog:
                 self._committed_events()
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self, session: Connection | None = None) -> Iterator[Connection]:
         """A connection for one read-only statement, sent outside a transaction.
 
         One statement sees one consistent snapshot either way; without BEGIN and COMMIT it
         costs one round trip instead of three (the engine reads a policy's rows several
         times per rotation). Anything that writes, or reads twice, uses ``transaction``.
+        ``session``: an autocommit connection to read on (the policy lock's, which spares
+        a pool checkout), else one from the pool.
         """
-        with self._errors(), self._autocommit.connect() as connection:
+        on = nullcontext(session) if session is not None else self._autocommit.connect()
+        with self._errors(), on as connection:
             yield connection
 
     def record_event(
@@ -222,14 +240,22 @@ class EventLog:
         changes: dict[str, Any],
         conflict: Exception | None = None,
         session: Connection | None = None,
+        changes_if_inserted: dict[str, Any] | None = None,
     ) -> int:
         """Run a statement from ``event_after`` on its own; how many events it inserted.
 
         ``changes`` are the row values the statement writes, recorded in the event;
         ``conflict`` is raised if the statement breaks a unique index. ``session``: an
         autocommit connection to run it on (the policy lock's), else one from the pool.
+        ``changes_if_inserted``: what the event records instead when the statement's upsert
+        inserts its row; passed, with its MAC, as ``e_changes_inserted`` and ``e_mac_inserted``.
         """
         event = self._event(policy, step, outcome, rotation_id, details, changes)
+        if changes_if_inserted is not None:
+            other = self._event(
+                policy, step, outcome, rotation_id, details, changes_if_inserted, like=event
+            )
+            params.update(e_changes_inserted=other["changes"], e_mac_inserted=other["mac"])
         params.update({f"e_{name}": value for name, value in event.items()})
         on = nullcontext(session) if session is not None else self._autocommit.connect()
         with self._errors(), on as connection:
@@ -256,11 +282,17 @@ class EventLog:
         rotation_id: str | None,
         details: Mapping[str, DetailValue] | None,
         changes: dict[str, Any] | None,
+        *,
+        like: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """An event's column values, with the row changes it records and (keyed) its MAC."""
+        """An event's column values, with the row changes it records and (keyed) its MAC.
+
+        ``like``: another event's values whose time and nonce to take (the same event
+        recording other changes).
+        """
         values: dict[str, Any] = {
             # Whole microseconds survive every backend unchanged, so the hash can be recomputed.
-            "at": utcnow(),
+            "at": utcnow() if like is None else like["at"],
             "policy": policy,
             "rotation_id": rotation_id,
             "step": step,
@@ -273,8 +305,12 @@ class EventLog:
             "mac": "",
         }
         if self.trust is not None:
-            version, key = self.trust.current_key()
-            nonce = secrets.token_hex(16)
+            if like is None:
+                version, key = self.trust.current_key()
+                nonce = secrets.token_hex(16)
+            else:
+                version, nonce = like["key_version"], like["nonce"]
+                key = self.trust.key(version)
             values.update(
                 key_version=version,
                 nonce=nonce,

@@ -14,12 +14,24 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
-from sqlalchemy import Connection, Insert, Row, bindparam, insert, literal_column, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Insert,
+    Row,
+    bindparam,
+    case,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from rotator.audit.events import DetailValue, EventLog, event_after, utcnow
 from rotator.audit.records import EventOutcome, PolicyState, Step
-from rotator.audit.tables import policy_state, rotations
+from rotator.audit.tables import audit_events, policy_state, rotations
 from rotator.audit.verify import row_changes
 from rotator.errors import AuditStoreError, LockLost
 from rotator.secret import scrub
@@ -111,6 +123,7 @@ class PolicyStateChanges(TypedDict, total=False):
 
 
 _ROTATION_FIELDS = tuple(f.name for f in fields(RotationRecord))
+_POLICY_STATE_FIELDS = tuple(policy_state.c.keys())
 _INSERT_ROTATION = insert(rotations)
 _UPDATE_ROTATION = update(rotations).where(
     rotations.c.id == bindparam("b_id"), rotations.c.fence == bindparam("b_fence")
@@ -152,6 +165,55 @@ def _update_rotation_with_event(columns: tuple[str, ...]) -> Insert:
         .cte("written")
     )
     return event_after(written)
+
+
+@functools.cache
+def _finish_with_event(columns: tuple[str, ...], state_columns: tuple[str, ...]) -> Insert:
+    """The fenced update of ``columns``, the upsert of the policy's ``state_columns``, and
+    their event, as one statement (a finished rotation moves the policy's current key).
+
+    The event records the policy's whole row when the upsert inserts it, and only the
+    columns written when it updates one: both are passed (``write_with_event``'s
+    ``changes_if_inserted``), and the upsert tells which happened (``xmax`` is 0 on a row
+    version its own statement inserted). The policy's values are the parameters named
+    ``s_<column>``.
+    """
+    written = (
+        update(rotations)
+        .where(rotations.c.id == bindparam("b_id"), rotations.c.fence == bindparam("b_fence"))
+        .values(_row_values(columns))
+        .returning(literal_column("1"))
+        .cte("written")
+    )
+    names = _POLICY_STATE_FIELDS
+    upsert = pg_insert(policy_state).from_select(
+        names,
+        select(
+            *(bindparam(f"s_{name}", type_=policy_state.c[name].type) for name in names)
+        ).select_from(written),
+    )
+    state = (
+        upsert.on_conflict_do_update(
+            index_elements=[policy_state.c.policy],
+            set_={name: upsert.excluded[name] for name in state_columns},
+        )
+        .returning(literal_column("xmax = 0", Boolean).label("inserted"))
+        .cte("state")
+    )
+    events = audit_events.c
+    return event_after(
+        state,
+        chosen={
+            "changes": case(
+                (state.c.inserted, bindparam("e_changes_inserted", type_=events.changes.type)),
+                else_=bindparam("e_changes", type_=events.changes.type),
+            ),
+            "mac": case(
+                (state.c.inserted, bindparam("e_mac_inserted", type_=events.mac.type)),
+                else_=bindparam("e_mac", type_=events.mac.type),
+            ),
+        },
+    )
 
 
 def _record(row: Row[Any]) -> RotationRecord:
@@ -275,7 +337,7 @@ class RotationState(EventLog):
         Nothing is written, and ``LockLost`` raised, if another process has taken
         the rotation over since ``rotation`` was claimed (its fence moved).
         ``session``: on PostgreSQL, the autocommit connection to make the one statement
-        on (the policy lock's); not with ``policy_state``, which takes a transaction.
+        on (the policy lock's).
         """
         if changes.get("last_error") is not None:
             changes["last_error"] = scrub(str(changes["last_error"]))[:2000]
@@ -305,8 +367,37 @@ class RotationState(EventLog):
     ) -> None:
         """Write ``written`` to the rotation's row unless its fence moved, with the event."""
         # A caller counts a write on ``session`` as proof its lock was held: it must be made.
-        assert session is None or (self.one_statement and policy_state is None)
-        if self.one_statement and policy_state is None:
+        assert session is None or self.one_statement
+        if self.one_statement and policy_state is not None:
+            state = {**policy_state, "updated_at": utcnow()}
+            whole_row = {**dict.fromkeys(_POLICY_STATE_FIELDS), **state, "policy": rotation.policy}
+            count = self.write_with_event(
+                _finish_with_event(tuple(written), tuple(state)),
+                {
+                    "b_id": rotation.id,
+                    "b_fence": rotation.fence,
+                    **{f"v_{name}": value for name, value in written.items()},
+                    **{f"s_{name}": value for name, value in whole_row.items()},
+                },
+                policy=rotation.policy,
+                step=step,
+                outcome=outcome,
+                rotation_id=rotation.id,
+                details=details,
+                changes={
+                    "rotations": {rotation.id: row_changes(written)},
+                    "policy_state": {rotation.policy: row_changes(state)},
+                },
+                changes_if_inserted={
+                    "rotations": {rotation.id: row_changes(written)},
+                    "policy_state": {rotation.policy: row_changes(whole_row)},
+                },
+                session=session,
+            )
+            if not count:
+                raise _fenced_off(rotation)
+            return
+        if self.one_statement:
             count = self.write_with_event(
                 _update_rotation_with_event(tuple(written)),
                 {
@@ -348,9 +439,13 @@ class RotationState(EventLog):
             row = connection.execute(_SELECT_ROTATION, {"b_id": rotation_id}).first()
         return _record(row) if row else None
 
-    def active_rotation(self, policy: str) -> RotationRecord | None:
-        """The policy's unfinished rotation, if any (at most one exists, under the lock)."""
-        with self.reading() as connection:
+    def active_rotation(
+        self, policy: str, *, session: Connection | None = None
+    ) -> RotationRecord | None:
+        """The policy's unfinished rotation, if any (at most one exists, under the lock).
+
+        ``session``: as for ``reading``."""
+        with self.reading(session) as connection:
             row = connection.execute(_SELECT_ACTIVE_ROTATION, {"b_policy": policy}).first()
         return _record(row) if row else None
 
@@ -382,8 +477,9 @@ class RotationState(EventLog):
             result[row.policy] = PolicyState(**values)
         return result
 
-    def policy_state(self, policy: str) -> PolicyState | None:
-        with self.reading() as connection:
+    def policy_state(self, policy: str, *, session: Connection | None = None) -> PolicyState | None:
+        """The policy's row, if any; ``session`` as for ``reading``."""
+        with self.reading(session) as connection:
             row = connection.execute(_SELECT_POLICY_STATE, {"b_policy": policy}).first()
         if row is None:
             return None

@@ -1,7 +1,7 @@
 """Sealing the audit chain: giving committed events their position and hash, then anchoring.
 
 An event is inserted unsealed (MACed by its writer when an audit key is configured),
-and within ``SEAL_INTERVAL`` of its commit a sealing pass on a timer thread gives
+and within ``SEAL_INTERVAL`` of its commit a sealing pass on the sealer's thread gives
 every committed unsealed event its position ``seq``, ``prev_hash`` and ``hash`` in
 one batch, then records the new head in the anchor outside the database. Sealing in
 the writer's own transaction would make every rotation step in the database queue on
@@ -31,6 +31,8 @@ log = get_logger(__name__)
 SEAL_BATCH = 2000
 #: Seconds between sealing passes: the most an event waits to be sealed while rotator runs.
 SEAL_INTERVAL = 0.1
+#: Seconds the sealer's thread waits for work before it ends (the next request starts another).
+SEALER_IDLE = 5.0
 #: Seconds between two anchor writes to Vault by one process: the newest events sealed
 #: within it are not yet covered by the anchor.
 ANCHOR_INTERVAL = 1.0
@@ -39,6 +41,13 @@ _SEAL_EVENT = (
     update(audit_events)
     .where(audit_events.c.id == bindparam("event_id"))
     .values(seq=bindparam("b_seq"), prev_hash=bindparam("prev"), hash=bindparam("digest"))
+)
+# PostgreSQL: a batch's seals as one statement over arrays, sent to the driver as it is
+# (an executemany runs the UPDATE once per event, each through SQLAlchemy's machinery).
+_SEAL_EVENTS_PG = (
+    "UPDATE audit_events AS e SET seq = s.seq, prev_hash = s.prev, hash = s.digest "
+    "FROM unnest(%(ids)s::bigint[], %(seqs)s::bigint[], %(prevs)s::text[], %(digests)s::text[]) "
+    "AS s(id, seq, prev, digest) WHERE e.id = s.id"
 )
 # What a sealer reads of an unsealed event: JSON columns as the text they are stored as.
 _SEAL_COLUMNS = (
@@ -78,8 +87,10 @@ class ChainSealer:
         self.engine = engine
         self.trust = trust
         self._sealer = threading.Lock()
-        self._schedule_lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        #: When the requested pass is to run (monotonic); None while none is requested.
+        self._due: float | None = None
         self._last_pass = 0.0
         self._closed = False
         self._head: AnchorPoint | None = None
@@ -87,28 +98,56 @@ class ChainSealer:
         self._anchored_at = -ANCHOR_INTERVAL
 
     def seal_soon(self, delay: float | None = None) -> None:
-        """Have committed events sealed within ``SEAL_INTERVAL`` (or ``delay``), on a timer thread.
+        """Have committed events sealed within ``SEAL_INTERVAL`` (or ``delay``), off the caller.
 
-        Requests arriving while a pass is scheduled join it, so a busy process makes
+        Requests arriving while a pass is requested join it, so a busy process makes
         at most one pass per interval, and writers never wait for one. Sealing is
         bookkeeping after commits that already succeeded: if a pass fails, the events
         stay unsealed (and valid) until the next one.
         """
-        with self._schedule_lock:
-            if self._timer is not None or self._closed:
+        # Called after every write: a pass already requested has not read the events yet
+        # (the thread clears ``_due`` before it reads), so it covers this request; checked
+        # without the lock first, as most requests join one.
+        if self._due is not None or self._closed:
+            return
+        with self._wake:
+            if self._due is not None or self._closed:
                 return
-            if delay is None:
-                delay = max(0.0, self._last_pass + SEAL_INTERVAL - time.monotonic())
-            self._timer = threading.Timer(delay, self._timed_seal)
-            self._timer.daemon = True
-            self._timer.start()
+            now = time.monotonic()
+            self._due = (
+                now + delay if delay is not None else max(now, self._last_pass + SEAL_INTERVAL)
+            )
+            if self._thread is None:
+                # One long-lived thread rather than a timer thread per pass.
+                self._thread = threading.Thread(
+                    target=self._serve, name="rotator-audit-sealer", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._wake.notify()
+
+    def _serve(self) -> None:
+        """The sealer's thread: run each requested pass when due; end when idle or stopped."""
+        while True:
+            with self._wake:
+                while not self._closed:
+                    if self._due is None:
+                        if not self._wake.wait(SEALER_IDLE) and self._due is None:
+                            self._thread = None
+                            return
+                        continue
+                    wait = self._due - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._wake.wait(wait)
+                if self._closed:
+                    self._thread = None
+                    return
+                self._due = None
+                self._last_pass = time.monotonic()
+            self._timed_seal()
 
     def _timed_seal(self) -> None:
-        with self._schedule_lock:
-            self._timer = None
-            if self._closed:
-                return
-            self._last_pass = time.monotonic()
         try:
             with self._sealer:
                 while (count := self._seal_pass(wait=False)) == SEAL_BATCH:
@@ -158,8 +197,19 @@ class ChainSealer:
                 seq += 1
                 seals.append({"event_id": row.id, "b_seq": seq, "prev": prev, "digest": digest})
                 prev = digest
-            if seals:
+            if seals and connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(
+                    _SEAL_EVENTS_PG,
+                    {
+                        "ids": [seal["event_id"] for seal in seals],
+                        "seqs": [seal["b_seq"] for seal in seals],
+                        "prevs": [seal["prev"] for seal in seals],
+                        "digests": [seal["digest"] for seal in seals],
+                    },
+                )
+            elif seals:
                 connection.execute(_SEAL_EVENT, seals)
+            if seals:
                 connection.execute(_MOVE_HEAD, {"b_hash": prev, "b_seq": seq})
         self._head = AnchorPoint(seq, prev)
         return len(seals)
@@ -229,9 +279,11 @@ class ChainSealer:
         return oldest is not None and anchor.seq < oldest
 
     def stop(self) -> None:
-        """Cancel the pending timed pass; later requests for one are ignored."""
-        with self._schedule_lock:
+        """Drop the pending pass and end the sealer's thread; later requests are ignored.
+
+        A pass already running finishes (``seal`` waits for it).
+        """
+        with self._wake:
             self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._due = None
+            self._wake.notify()

@@ -201,14 +201,21 @@ class Engine:
             name, lambda: self._rotate_now(name, emergency=emergency, force=force)
         )
 
-    def hold(self, name: str) -> str | None:
-        """Why ``name`` is held (paused, or ``enabled: false``); None when it may rotate."""
+    def hold(self, name: str, lease: Lease | None = None) -> str | None:
+        """Why ``name`` is held (paused, or ``enabled: false``); None when it may rotate.
+
+        ``lease``: the policy's lock, held, to read on (see ``Lease.read``)."""
         from rotator.audit.pauses import pause_in_force
 
         policy = self.policy(name)
         if not policy.enabled:
             return hold_reason(False, None)
-        return hold_reason(True, pause_in_force(self.store, name, self.clock()))
+        if lease is None:
+            return hold_reason(True, pause_in_force(self.store, name, self.clock()))
+        pause = lease.read(
+            lambda session: pause_in_force(self.store, name, self.clock(), session=session)
+        )
+        return hold_reason(True, pause)
 
     def holds(self) -> dict[str, str]:
         """Every configured policy that is held now, with why (one database read)."""
@@ -294,21 +301,21 @@ class Engine:
         with self.locks.hold(name) as lease:
             if not lease:
                 return _locked(name)
-            reason = self.hold(name)
+            reason = self.hold(name, lease)
             if reason is not None:
                 if not force:
                     return held(name, reason, hint=FORCE_HINT)
                 self.store.record_event(
                     name, "pause", "overridden", details={"hold": reason, "by": current_actor()}
                 )
-            active = self.store.active_rotation(name)
+            active = lease.read(lambda session: self.store.active_rotation(name, session=session))
             start = rotate_now_start(active, emergency=emergency, now=self.clock())
             if active is None or start is Start.FRESH:
                 return self._plan_and_run(policy, lease, trigger="now", emergency=emergency)
             if start is Start.LEAVE_IN_GRACE:
                 return _in_grace(active)
             in_grace = active.state == State.GRACE
-            active = self.store.claim_rotation(active)
+            active = self._claim(active, lease)
             if emergency:
                 active = self._make_emergency(active)
             outcome = self._run(policy, active, lease)
@@ -323,9 +330,13 @@ class Engine:
             if not lease:
                 return _locked(name)
             now = self.clock()
-            active = self.store.active_rotation(name)
-            state = self.store.policy_state(name) if active is None else None
-            refused = self._refused_on_schedule(name, active, state)
+            active = lease.read(lambda session: self.store.active_rotation(name, session=session))
+            state = (
+                lease.read(lambda session: self.store.policy_state(name, session=session))
+                if active is None
+                else None
+            )
+            refused = self._refused_on_schedule(name, active, state, lease)
             if refused is not None:
                 return refused
             if active is not None:
@@ -339,17 +350,22 @@ class Engine:
                         state=active.state,
                         attempted=False,
                     )
-                return self._run(policy, self.store.claim_rotation(active), lease)
+                return self._run(policy, self._claim(active, lease), lease)
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
                 return not_due(name, window)
             return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
 
     def _refused_on_schedule(
-        self, name: str, active: RotationRecord | None, state: PolicyState | None
+        self,
+        name: str,
+        active: RotationRecord | None,
+        state: PolicyState | None,
+        lease: Lease | None = None,
     ) -> Outcome | None:
         """Why the schedule leaves ``name`` alone whatever the time: a rotation or a policy
-        (``state``) that needs a person, or a hold (which stops new rotations only)."""
+        (``state``) that needs a person, or a hold (which stops new rotations only).
+        ``lease``: as for ``hold``."""
         if active is not None:
             if not active.needs_attention:
                 return None
@@ -363,7 +379,7 @@ class Engine:
                 state=active.state,
                 attempted=False,
             )
-        reason = self.hold(name)
+        reason = self.hold(name, lease)
         if reason is not None:
             return held(name, reason)
         if state is not None and state.attention:
@@ -526,6 +542,14 @@ class Engine:
             return Outcome(policy.name, Result.FAILED, f"not started: {exc}")
         return self._run(policy, rotation, lease)
 
+    def _claim(self, rotation: RotationRecord, lease: Lease) -> RotationRecord:
+        """Take ``rotation`` over, on the lock's session (a lock taken again meanwhile needs
+        nothing more: this is the claim)."""
+        return lease.write(
+            lambda session: self.store.claim_rotation(rotation, session=session),
+            retaken=lambda: None,
+        )
+
     def _make_emergency(self, rotation: RotationRecord) -> RotationRecord:
         changes: StepChanges = {"emergency": True}
         if rotation.state == State.GRACE:
@@ -538,14 +562,20 @@ class Engine:
             **changes,
         )
 
-    def current_key_id(self, policy: Policy, *, read_vault: bool = True) -> str | None:
+    def current_key_id(
+        self, policy: Policy, *, read_vault: bool = True, lease: Lease | None = None
+    ) -> str | None:
         """The key the policy's Vault secret holds now, as far as rotator knows it.
 
         The key found here is the one revoked after the rotation, so Vault's
         custom_metadata (which anyone with metadata write may set) only counts when
         it names a rotation in rotator's own database that made that very key.
         """
-        state = self.store.policy_state(policy.name)
+        state = (
+            self.store.policy_state(policy.name)
+            if lease is None
+            else lease.read(lambda session: self.store.policy_state(policy.name, session=session))
+        )
         if state and state.current_key_id:
             return state.current_key_id
         configured = self.provider_for(policy).configured_key_id(policy.selector)
@@ -572,7 +602,7 @@ class Engine:
         self, policy: Policy, lease: Lease, *, trigger: str, emergency: bool
     ) -> RotationRecord:
         """Step 1: a fresh rotation row, state ``planned``, written under the lock."""
-        old_key_id = self.current_key_id(policy)
+        old_key_id = self.current_key_id(policy, lease=lease)
         if policy.strategy is Strategy.REGENERATE and not old_key_id:
             raise RotationFailed(
                 f"policy {policy.name}: regenerate needs the id of the key to regenerate; "

@@ -96,6 +96,11 @@ class Lease:
         """
         return write(None)
 
+    def read(self, read: Callable[[Connection | None], T]) -> T:
+        """Run ``read`` (one statement) as ``write`` runs a write, before the rotation is
+        claimed: a lock taken again meanwhile needs no re-claim."""
+        return self.write(read, retaken=lambda: None)
+
 
 class _PostgresLease(Lease):
     def __init__(self, policy: str, engine: Engine) -> None:

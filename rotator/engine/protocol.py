@@ -323,11 +323,8 @@ class RotationRun(Steps):
                 **changes,
             )
 
-        if policy_state is None:
-            # On the lock's session: the write confirms the lock for the call after it.
-            self.rotation = self.ctx.lease.write(write, retaken=self._reclaim)
-        else:
-            self.rotation = write(None)  # a transaction of its own (see update_rotation)
+        # On the lock's session: the write confirms the lock for the call after it.
+        self.rotation = self.ctx.lease.write(write, retaken=self._reclaim)
         log.info(
             f"{step} {outcome}",
             policy=self.policy.name,
