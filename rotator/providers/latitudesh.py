@@ -7,10 +7,11 @@ as ``Authorization: <token>`` with no scheme (configurable); ``PUT
 grace. The secret is at ``data.attributes.token`` only in create and rotate
 answers. Bodies go out as ``application/json``, as both SDKs send them.
 
-Verification calls the API with the new token itself, unless the key has
-``allowed_ips``: then a call from rotator's host could be refused by IP while
-every consumer is fine, so the key is verified by listing it with the
-management token instead. A vendor that is down during verification fails the
+Verification lists the keys with the new token itself: one call proves the
+token authenticates and shows the key. A key with ``allowed_ips`` may be
+refused only because rotator's host is not among them while every consumer is
+fine, so a refused key is then looked for with the management token, and
+passes if it is listed with ``allowed_ips``. A vendor that is down during verification fails the
 step (retried later); only a refusal of the new token is a failed check.
 
 Rotating the key rotator itself uses is supported, not guessed at: point the
@@ -126,7 +127,7 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     capabilities = Capabilities(
         strategies=frozenset({Strategy.REGENERATE, Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
-        verification="the new token authenticates (GET /auth/api_keys sent with it); a key "
+        verification="the new token lists the new key (GET /auth/api_keys sent with it); a key "
         "with allowed_ips: listed, using the management token (rotator's host may not be allowed)",
         max_name_length=MAX_NAME_LENGTH,
         reports_usage=True,
@@ -187,24 +188,24 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         self.revoke_step(selector, key_id, lambda: self._http.send(request))
 
     def verify_key(self, selector: LatitudeshSelector, minted: MintedKey) -> bool:
+        key_id = minted.key.key_id
+        # The new token's own listing both proves it authenticates and shows the key: one
+        # call, where listing with the management token first made two.
         try:
-            listed = self.find_key(selector, minted.key.key_id)
+            listed = self._http.fetch(_Many, replace(self._LIST, credential=minted.secret))
+        except VendorAuthError:
+            pass
+        else:
+            return any(item.id == key_id for item in listed.data or [])
+        # Refused: a key with allowed_ips may be refused only because of rotator's address.
+        try:
+            found = next((item for item in self._keys() if item.id == key_id), None)
         except VendorAuthError:
             if self.token.reveal() == minted.secret.reveal():
                 # Rotating its own token, rotator lists with the new key: a refusal is its verdict.
                 return False
             raise
-        if listed is None:
-            return False
-        if listed.extra.get("allowed_ips"):
-            return True
-        try:
-            self._http.send(replace(self._LIST, credential=minted.secret))
-        except VendorAuthError:
-            # Only a definite rejection says the key does not work; a 5xx or a timeout
-            # says nothing about it and fails the attempt instead (retried later).
-            return False
-        return True
+        return found is not None and bool(found.attributes.allowed_ips)
 
     def preflight(
         self, selector: LatitudeshSelector, key_id: str | None, *, self_rotating: bool
@@ -242,12 +243,12 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     def plan_verify(self, selector: LatitudeshSelector, key_id: str) -> list[PlannedCall]:
         check = replace(self._LIST, credential=PLANNED_SECRET)
         return [
+            PlannedCall(check, note=f"the new key {key_id} must be listed, by the new token"),
             PlannedCall(
                 self._LIST,
-                note=f"the new key {key_id} must be listed; a key with allowed_ips: listed, "
-                "using the management token, is all the check",
+                note="a key with allowed_ips: listed, using the management token, is all the check",
+                only_if="the new token is refused",
             ),
-            PlannedCall(check, only_if="the new key has no allowed_ips"),
         ]
 
     def plan_preflight(
