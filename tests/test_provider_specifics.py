@@ -268,6 +268,22 @@ def test_latitude_new_key_keeps_the_old_keys_restrictions(rig_factory: RigFactor
     assert new.allowed_ips == ["203.0.113.7"]
 
 
+def test_latitude_create_then_delete_lists_the_account_once_before_it_creates(
+    rig_factory: RigFactory,
+) -> None:
+    """The preflight's listing (is this rotator's own token?) also gives the old key's
+    restrictions the new key copies: the create does not list the account again."""
+    rig = rig_factory("latitudesh")
+    rig.add_policy("app", strategy="create_then_delete", grace="1h")
+    start = len(rig.server.log)
+
+    rig.run("rotate", "now", "app")
+
+    calls = rig.server.log[start:]
+    create = calls.index(("POST", "/auth/api_keys"))
+    assert calls[:create] == [("GET", "/auth/api_keys")]
+
+
 def test_latitude_rotating_rotators_own_key_without_vault_is_refused(
     rig_factory: RigFactory,
 ) -> None:

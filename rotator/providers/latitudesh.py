@@ -24,6 +24,8 @@ key without that arrangement is refused before any change (``preflight``).
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -53,6 +55,8 @@ JSON_API = "application/vnd.api+json"
 JSON = "application/json"
 #: Latitude.sh documents no limit on key names; a conservative guess.
 MAX_NAME_LENGTH = 64
+#: How long the preflight's view of the old key serves the create that follows it.
+_PREFLIGHT_VIEW_SECONDS = 30.0
 
 
 class LatitudeshSettings(ProviderSettings):
@@ -136,6 +140,12 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     default_base_url = DEFAULT_BASE_URL
     extra_headers = {"Accept": JSON_API}  # noqa: RUF012
 
+    def __init__(self, settings: LatitudeshSettings, token: Secret) -> None:
+        super().__init__(settings, token)
+        #: The old key as this thread's preflight just listed it: its create then copies
+        #: the key's restrictions without listing the whole account again.
+        self._preflight_view = threading.local()
+
     def auth_headers(self, token: Secret) -> dict[str, str]:
         scheme = self.settings.auth_scheme
         return {"Authorization": f"{scheme} {token.reveal()}" if scheme else token.reveal()}
@@ -177,7 +187,9 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     ) -> MintedKey:
         old = None
         if replacing:
-            old = next((item.attributes for item in self._keys() if item.id == replacing), None)
+            old = self._taken_preflight_view(replacing)
+            if old is None:
+                old = next((item.attributes for item in self._keys() if item.id == replacing), None)
         return _minted(self._http.fetch(_One, self._create_request(name, old)), "create")
 
     def regenerate_key(self, selector: LatitudeshSelector, key_id: str) -> MintedKey:
@@ -213,15 +225,28 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         if self_rotating or not key_id:
             return
         own = self.token.reveal()
-        for item in self._keys():
-            tail = item.attributes.token_last_slice
-            if item.id == key_id and tail and len(tail) >= 4 and own.endswith(tail):
-                raise RotationFailed(
-                    f"key {key_id} is the token rotator itself uses for Latitude.sh; rotating "
-                    "it this way would cut rotator off. Store that token in Vault, set the "
-                    "provider's token to vault:PATH#FIELD and point this policy's vault at the "
-                    "same PATH and FIELD (see the README)"
-                )
+        old = next((item for item in self._keys() if item.id == key_id), None)
+        if old is None:
+            return
+        tail = old.attributes.token_last_slice
+        if tail and len(tail) >= 4 and own.endswith(tail):
+            raise RotationFailed(
+                f"key {key_id} is the token rotator itself uses for Latitude.sh; rotating "
+                "it this way would cut rotator off. Store that token in Vault, set the "
+                "provider's token to vault:PATH#FIELD and point this policy's vault at the "
+                "same PATH and FIELD (see the README)"
+            )
+        self._preflight_view.seen = (key_id, old.attributes, time.monotonic())
+
+    def _taken_preflight_view(self, key_id: str) -> _Attributes | None:
+        """The old key's attributes if this thread's preflight listed them just now (once)."""
+        seen = getattr(self._preflight_view, "seen", None)
+        self._preflight_view.seen = None
+        if seen is None:
+            return None
+        listed_id, attributes, at = seen
+        fresh = time.monotonic() - at < _PREFLIGHT_VIEW_SECONDS
+        return attributes if listed_id == key_id and fresh else None
 
     def plan_list(self, selector: LatitudeshSelector) -> list[PlannedCall]:
         return [PlannedCall(self._LIST)]
@@ -232,7 +257,8 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         if not replacing:
             return [PlannedCall(self._create_request(name, None))]
         note = "read_only and allowed_ips: the replaced key's"
-        return [PlannedCall(self._LIST), PlannedCall(self._create_request(name, None), note=note)]
+        listing = PlannedCall(self._LIST, only_if="the preflight did not just list the old key")
+        return [listing, PlannedCall(self._create_request(name, None), note=note)]
 
     def plan_regenerate(self, selector: LatitudeshSelector, key_id: str) -> list[PlannedCall]:
         return [PlannedCall(self._regenerate_request(key_id), note="the old token dies at once")]
