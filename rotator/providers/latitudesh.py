@@ -177,6 +177,11 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     def list_keys(self, selector: LatitudeshSelector) -> list[VendorKey]:
         return [_vendor_key(item) for item in self._keys()]
 
+    def find_key(self, selector: LatitudeshSelector, key_id: str) -> VendorKey | None:
+        # The listing is the whole account: only the key asked for is converted (its
+        # timestamps parsed), not every key of every team member.
+        return next((_vendor_key(item) for item in self._keys() if item.id == key_id), None)
+
     def create_key(
         self,
         selector: LatitudeshSelector,
