@@ -437,8 +437,8 @@ def _session_for(config: VaultConfig) -> requests.Session:
     one Vault address, so the answer never changes while it runs. Its connection pool
     holds one connection per rotating thread: with requests' default of ten, threads
     beyond the tenth open a new connection for each call and close it after. It has no
-    session-wide params or hooks: requests merges those into every call, each merge
-    paying for runtime Protocol checks.
+    session-wide params or hooks, nor proxies unless one applies: requests merges those
+    into every call, each merge paying for runtime Protocol checks.
     """
     session = requests.Session()
     session.params = None  # type: ignore[assignment]
@@ -448,7 +448,8 @@ def _session_for(config: VaultConfig) -> requests.Session:
     if config.address is None:
         return session
     settled = session.merge_environment_settings(config.address, {}, None, config.verify_tls, None)
-    session.proxies = settled["proxies"]
+    # None, not {}, when no proxy applies: an empty dict would still be merged into each call.
+    session.proxies = settled["proxies"] or None  # type: ignore[assignment]
     session.verify = settled["verify"]
     session.trust_env = False
     return session

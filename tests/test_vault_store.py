@@ -346,3 +346,21 @@ def test_the_vault_session_has_no_session_wide_params_or_hooks_to_merge_into_eac
 
     assert session.params is None
     assert not any(session.hooks.values())
+
+
+def test_the_vault_session_has_no_proxies_to_merge_when_the_environment_names_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+    session = _session_for(VaultConfig.model_validate({"address": "http://127.0.0.1:8200"}))
+
+    assert session.proxies is None
