@@ -418,6 +418,17 @@ def _unreachable(address: str | None, exc: Exception) -> VaultUnreachable:
     )
 
 
+class _NoRedirectAdapter(requests.adapters.HTTPAdapter):
+    """Pooled connections; an answer that redirects is refused (requests would keep
+    X-Vault-Token on a redirect to another host). Refused here rather than in a session
+    hook: a session-wide hook is merged into every call, at a cost on each."""
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        response = super().build_response(req, resp)
+        _refuse_redirect(response)
+        return response
+
+
 def _session_for(config: VaultConfig) -> requests.Session:
     """A requests session with the proxy and CA-bundle environment settled once.
 
@@ -425,24 +436,26 @@ def _session_for(config: VaultConfig) -> requests.Session:
     each time (in a Kubernetes pod, hundreds of service variables); rotator talks to
     one Vault address, so the answer never changes while it runs. Its connection pool
     holds one connection per rotating thread: with requests' default of ten, threads
-    beyond the tenth open a new connection for each call and close it after.
+    beyond the tenth open a new connection for each call and close it after. It has no
+    session-wide params or hooks, nor proxies unless one applies: requests merges those
+    into every call, each merge paying for runtime Protocol checks.
     """
     session = requests.Session()
-    pooled = requests.adapters.HTTPAdapter(pool_maxsize=_POOL_SIZE)
+    session.params = None  # type: ignore[assignment]
+    pooled = _NoRedirectAdapter(pool_maxsize=_POOL_SIZE)
     for scheme in ("http://", "https://"):
         session.mount(scheme, pooled)
-    # requests keeps X-Vault-Token on a redirect to another host: one is never followed.
-    session.hooks["response"].append(_refuse_redirect)
     if config.address is None:
         return session
     settled = session.merge_environment_settings(config.address, {}, None, config.verify_tls, None)
-    session.proxies = settled["proxies"]
+    # None, not {}, when no proxy applies: an empty dict would still be merged into each call.
+    session.proxies = settled["proxies"] or None  # type: ignore[assignment]
     session.verify = settled["verify"]
     session.trust_env = False
     return session
 
 
-def _refuse_redirect(response: requests.Response, *_: Any, **__: Any) -> None:
+def _refuse_redirect(response: requests.Response) -> None:
     if response.is_redirect:
         target = response.headers.get("location", "?").split("?")[0]
         raise VaultError(

@@ -268,6 +268,22 @@ def test_latitude_new_key_keeps_the_old_keys_restrictions(rig_factory: RigFactor
     assert new.allowed_ips == ["203.0.113.7"]
 
 
+def test_latitude_create_then_delete_lists_the_account_once_before_it_creates(
+    rig_factory: RigFactory,
+) -> None:
+    """The preflight's listing (is this rotator's own token?) also gives the old key's
+    restrictions the new key copies: the create does not list the account again."""
+    rig = rig_factory("latitudesh")
+    rig.add_policy("app", strategy="create_then_delete", grace="1h")
+    start = len(rig.server.log)
+
+    rig.run("rotate", "now", "app")
+
+    calls = rig.server.log[start:]
+    create = calls.index(("POST", "/auth/api_keys"))
+    assert calls[:create] == [("GET", "/auth/api_keys")]
+
+
 def test_latitude_rotating_rotators_own_key_without_vault_is_refused(
     rig_factory: RigFactory,
 ) -> None:
@@ -394,6 +410,30 @@ def test_latitude_plan_says_how_an_ip_restricted_key_is_verified(rig_factory: Ri
     result = rig.run("plan", "app")
 
     assert "with allowed_ips: listed, using the management token" in result.stdout, result.stdout
+
+
+def test_latitude_verifying_a_new_key_lists_the_account_once(
+    client: Callable[[str], Client],
+) -> None:
+    _, server, provider = client("latitudesh")
+    chosen = selector("latitudesh")
+    minted = provider.create_key(chosen, "n", None, replacing=None)
+    before = server.calls("GET")
+
+    assert provider.verify_key(chosen, minted) is True
+    assert server.calls("GET") - before == 1, "the new token's own listing shows the key"
+
+
+def test_latitude_new_token_that_does_not_list_its_key_is_a_failed_check(
+    client: Callable[[str], Client],
+) -> None:
+    emulator, _, provider = client("latitudesh")
+    chosen = selector("latitudesh")
+    minted = provider.create_key(chosen, "n", None, replacing=None)
+    other = provider.create_key(chosen, "other", None, replacing=None)
+    emulator.remove_key(chosen.model_dump(), minted.key.key_id)
+
+    assert provider.verify_key(chosen, MintedKey(minted.key, other.secret)) is False
 
 
 def test_latitude_vendor_down_during_verify_is_a_retry_not_a_failed_check(

@@ -7,10 +7,11 @@ as ``Authorization: <token>`` with no scheme (configurable); ``PUT
 grace. The secret is at ``data.attributes.token`` only in create and rotate
 answers. Bodies go out as ``application/json``, as both SDKs send them.
 
-Verification calls the API with the new token itself, unless the key has
-``allowed_ips``: then a call from rotator's host could be refused by IP while
-every consumer is fine, so the key is verified by listing it with the
-management token instead. A vendor that is down during verification fails the
+Verification lists the keys with the new token itself: one call proves the
+token authenticates and shows the key. A key with ``allowed_ips`` may be
+refused only because rotator's host is not among them while every consumer is
+fine, so a refused key is then looked for with the management token, and
+passes if it is listed with ``allowed_ips``. A vendor that is down during verification fails the
 step (retried later); only a refusal of the new token is a failed check.
 
 Rotating the key rotator itself uses is supported, not guessed at: point the
@@ -23,6 +24,8 @@ key without that arrangement is refused before any change (``preflight``).
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -52,6 +55,8 @@ JSON_API = "application/vnd.api+json"
 JSON = "application/json"
 #: Latitude.sh documents no limit on key names; a conservative guess.
 MAX_NAME_LENGTH = 64
+#: How long the preflight's view of the old key serves the create that follows it.
+_PREFLIGHT_VIEW_SECONDS = 30.0
 
 
 class LatitudeshSettings(ProviderSettings):
@@ -126,7 +131,7 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     capabilities = Capabilities(
         strategies=frozenset({Strategy.REGENERATE, Strategy.CREATE_THEN_DELETE}),
         can_verify=True,
-        verification="the new token authenticates (GET /auth/api_keys sent with it); a key "
+        verification="the new token lists the new key (GET /auth/api_keys sent with it); a key "
         "with allowed_ips: listed, using the management token (rotator's host may not be allowed)",
         max_name_length=MAX_NAME_LENGTH,
         reports_usage=True,
@@ -134,6 +139,12 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     vendor_name = "Latitude.sh"
     default_base_url = DEFAULT_BASE_URL
     extra_headers = {"Accept": JSON_API}  # noqa: RUF012
+
+    def __init__(self, settings: LatitudeshSettings, token: Secret) -> None:
+        super().__init__(settings, token)
+        #: The old key as this thread's preflight just listed it: its create then copies
+        #: the key's restrictions without listing the whole account again.
+        self._preflight_view = threading.local()
 
     def auth_headers(self, token: Secret) -> dict[str, str]:
         scheme = self.settings.auth_scheme
@@ -166,6 +177,11 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     def list_keys(self, selector: LatitudeshSelector) -> list[VendorKey]:
         return [_vendor_key(item) for item in self._keys()]
 
+    def find_key(self, selector: LatitudeshSelector, key_id: str) -> VendorKey | None:
+        # The listing is the whole account: only the key asked for is converted (its
+        # timestamps parsed), not every key of every team member.
+        return next((_vendor_key(item) for item in self._keys() if item.id == key_id), None)
+
     def create_key(
         self,
         selector: LatitudeshSelector,
@@ -176,7 +192,9 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     ) -> MintedKey:
         old = None
         if replacing:
-            old = next((item.attributes for item in self._keys() if item.id == replacing), None)
+            old = self._taken_preflight_view(replacing)
+            if old is None:
+                old = next((item.attributes for item in self._keys() if item.id == replacing), None)
         return _minted(self._http.fetch(_One, self._create_request(name, old)), "create")
 
     def regenerate_key(self, selector: LatitudeshSelector, key_id: str) -> MintedKey:
@@ -187,24 +205,24 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         self.revoke_step(selector, key_id, lambda: self._http.send(request))
 
     def verify_key(self, selector: LatitudeshSelector, minted: MintedKey) -> bool:
+        key_id = minted.key.key_id
+        # The new token's own listing both proves it authenticates and shows the key: one
+        # call, where listing with the management token first made two.
         try:
-            listed = self.find_key(selector, minted.key.key_id)
+            listed = self._http.fetch(_Many, replace(self._LIST, credential=minted.secret))
+        except VendorAuthError:
+            pass
+        else:
+            return any(item.id == key_id for item in listed.data or [])
+        # Refused: a key with allowed_ips may be refused only because of rotator's address.
+        try:
+            found = next((item for item in self._keys() if item.id == key_id), None)
         except VendorAuthError:
             if self.token.reveal() == minted.secret.reveal():
                 # Rotating its own token, rotator lists with the new key: a refusal is its verdict.
                 return False
             raise
-        if listed is None:
-            return False
-        if listed.extra.get("allowed_ips"):
-            return True
-        try:
-            self._http.send(replace(self._LIST, credential=minted.secret))
-        except VendorAuthError:
-            # Only a definite rejection says the key does not work; a 5xx or a timeout
-            # says nothing about it and fails the attempt instead (retried later).
-            return False
-        return True
+        return found is not None and bool(found.attributes.allowed_ips)
 
     def preflight(
         self, selector: LatitudeshSelector, key_id: str | None, *, self_rotating: bool
@@ -212,15 +230,28 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         if self_rotating or not key_id:
             return
         own = self.token.reveal()
-        for item in self._keys():
-            tail = item.attributes.token_last_slice
-            if item.id == key_id and tail and len(tail) >= 4 and own.endswith(tail):
-                raise RotationFailed(
-                    f"key {key_id} is the token rotator itself uses for Latitude.sh; rotating "
-                    "it this way would cut rotator off. Store that token in Vault, set the "
-                    "provider's token to vault:PATH#FIELD and point this policy's vault at the "
-                    "same PATH and FIELD (see the README)"
-                )
+        old = next((item for item in self._keys() if item.id == key_id), None)
+        if old is None:
+            return
+        tail = old.attributes.token_last_slice
+        if tail and len(tail) >= 4 and own.endswith(tail):
+            raise RotationFailed(
+                f"key {key_id} is the token rotator itself uses for Latitude.sh; rotating "
+                "it this way would cut rotator off. Store that token in Vault, set the "
+                "provider's token to vault:PATH#FIELD and point this policy's vault at the "
+                "same PATH and FIELD (see the README)"
+            )
+        self._preflight_view.seen = (key_id, old.attributes, time.monotonic())
+
+    def _taken_preflight_view(self, key_id: str) -> _Attributes | None:
+        """The old key's attributes if this thread's preflight listed them just now (once)."""
+        seen = getattr(self._preflight_view, "seen", None)
+        self._preflight_view.seen = None
+        if seen is None:
+            return None
+        listed_id, attributes, at = seen
+        fresh = time.monotonic() - at < _PREFLIGHT_VIEW_SECONDS
+        return attributes if listed_id == key_id and fresh else None
 
     def plan_list(self, selector: LatitudeshSelector) -> list[PlannedCall]:
         return [PlannedCall(self._LIST)]
@@ -231,7 +262,8 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
         if not replacing:
             return [PlannedCall(self._create_request(name, None))]
         note = "read_only and allowed_ips: the replaced key's"
-        return [PlannedCall(self._LIST), PlannedCall(self._create_request(name, None), note=note)]
+        listing = PlannedCall(self._LIST, only_if="the preflight did not just list the old key")
+        return [listing, PlannedCall(self._create_request(name, None), note=note)]
 
     def plan_regenerate(self, selector: LatitudeshSelector, key_id: str) -> list[PlannedCall]:
         return [PlannedCall(self._regenerate_request(key_id), note="the old token dies at once")]
@@ -242,12 +274,12 @@ class LatitudeshProvider(HttpProvider[LatitudeshSettings, LatitudeshSelector]):
     def plan_verify(self, selector: LatitudeshSelector, key_id: str) -> list[PlannedCall]:
         check = replace(self._LIST, credential=PLANNED_SECRET)
         return [
+            PlannedCall(check, note=f"the new key {key_id} must be listed, by the new token"),
             PlannedCall(
                 self._LIST,
-                note=f"the new key {key_id} must be listed; a key with allowed_ips: listed, "
-                "using the management token, is all the check",
+                note="a key with allowed_ips: listed, using the management token, is all the check",
+                only_if="the new token is refused",
             ),
-            PlannedCall(check, only_if="the new key has no allowed_ips"),
         ]
 
     def plan_preflight(
