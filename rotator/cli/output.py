@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
-    return {key: _jsonable(value) for key, value in asdict(outcome).items()}
+    # Read field by field: ``asdict`` deep-copies every value first, a noticeable share of
+    # the CPU of ``rotate now --all --json`` over many policies.
+    return {field.name: _jsonable(getattr(outcome, field.name)) for field in fields(outcome)}
 
 
 def print_outcomes(outcomes: Iterable[Outcome], *, as_json: bool) -> None:
