@@ -7,6 +7,8 @@ Exit codes: 0 ok, 1 a rotation or a dependency failed, 2 usage or config error.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -128,6 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     # parts) when httpx is imported, if it can; this process never runs it, and a ``None`` in
     # sys.modules makes httpx fall back to its stub, sparing every command that start-up cost.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # At exit the interpreter runs the cyclic garbage collector over every object still alive,
+    # most of them made by the libraries' imports: about 0.1 s of CPU, a fifth of a short
+    # `rotate now` or CronJob run, to free memory the operating system reclaims anyway. Frozen
+    # objects are exempt. This runs after the command and its own clean-up (connections are
+    # closed explicitly, log handlers flushed by logging's exit handler); an object in a
+    # reference cycle is then not finalised, which Python never promises at exit anyway.
+    atexit.unregister(gc.freeze)  # once, however often main() runs in one process (tests)
+    atexit.register(gc.freeze)
     try:
         cli.main(args=argv, prog_name="rotator", standalone_mode=False)
     except click.exceptions.Abort:
