@@ -95,7 +95,9 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # One write a line (PrintLogger writes the newline apart): a standard-library line
+        # written at the same moment cannot land between a line and its newline.
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
     _route_standard_logging(stream, threshold, shared, renderer)

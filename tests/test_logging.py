@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
-from rotator.log import configure_logging
+from rotator.log import configure_logging, get_logger
 from rotator.secret import Secret
 
 
@@ -55,3 +59,39 @@ def test_reconfiguring_does_not_repeat_lines() -> None:
     logging.getLogger("httpx").warning("once")
 
     assert len(stream.getvalue().splitlines()) == 1
+
+
+def test_lines_written_at_once_from_structlog_and_the_standard_library_never_mix(
+    tmp_path: Path,
+) -> None:
+    # Written through to the file as stderr is: each write lets go of the GIL, so a line
+    # written in two pieces (message, then newline) could take another thread's line between.
+    stream = (tmp_path / "log").open("w")
+    stream.reconfigure(write_through=True)
+    configure_logging(json=True, stream=stream)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to meet the race
+    try:
+        writers = [
+            threading.Thread(target=_log_many, args=(get_logger("rotator.test").info,)),
+            threading.Thread(target=_log_many, args=(logging.getLogger("other").warning,)),
+        ]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+    finally:
+        sys.setswitchinterval(switch)
+        stream.close()
+
+    lines = (tmp_path / "log").read_text().splitlines()
+    assert len(lines) == 2 * LINES_EACH
+    assert all(json.loads(line)["event"].startswith("line ") for line in lines)
+
+
+LINES_EACH = 5000
+
+
+def _log_many(log: Callable[[str], object]) -> None:
+    for number in range(LINES_EACH):
+        log(f"line {number}")
