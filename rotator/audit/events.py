@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -200,8 +200,17 @@ class EventLog:
         ``session``: an autocommit connection to read on (the policy lock's, which spares
         a pool checkout), else one from the pool.
         """
-        on = nullcontext(session) if session is not None else self._autocommit.connect()
-        with self._errors(), on as connection:
+        with self._errors(), self._on(session) as connection:
+            yield connection
+
+    @contextmanager
+    def _on(self, session: Connection | None) -> Iterator[Connection]:
+        """``session`` if given, else an autocommit connection from the pool, checked out
+        here: inside the caller's ``_errors``, so a database that refuses it is reported."""
+        if session is not None:
+            yield session
+            return
+        with self._autocommit.connect() as connection:
             yield connection
 
     def record_event(
@@ -257,8 +266,7 @@ class EventLog:
             )
             params.update(e_changes_inserted=other["changes"], e_mac_inserted=other["mac"])
         params.update({f"e_{name}": value for name, value in event.items()})
-        on = nullcontext(session) if session is not None else self._autocommit.connect()
-        with self._errors(), on as connection:
+        with self._errors(), self._on(session) as connection:
             try:
                 # Counted from RETURNING: rowcount came back -1 for this INSERT ... SELECT.
                 count = len(connection.execute(statement, params).all())
