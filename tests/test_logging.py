@@ -82,6 +82,9 @@ def test_lines_written_at_once_from_structlog_and_the_standard_library_never_mix
             writer.join()
     finally:
         sys.setswitchinterval(switch)
+        configure_logging(
+            json=True, stream=io.StringIO()
+        )  # later tests must not log to a closed file
         stream.close()
 
     lines = (tmp_path / "log").read_text().splitlines()
