@@ -368,49 +368,39 @@ class RotationState(EventLog):
         """Write ``written`` to the rotation's row unless its fence moved, with the event."""
         # A caller counts a write on ``session`` as proof its lock was held: it must be made.
         assert session is None or self.one_statement
-        if self.one_statement and policy_state is not None:
-            state = {**policy_state, "updated_at": utcnow()}
-            whole_row = {**dict.fromkeys(_POLICY_STATE_FIELDS), **state, "policy": rotation.policy}
-            count = self.write_with_event(
-                _finish_with_event(tuple(written), tuple(state)),
-                {
-                    "b_id": rotation.id,
-                    "b_fence": rotation.fence,
-                    **{f"v_{name}": value for name, value in written.items()},
-                    **{f"s_{name}": value for name, value in whole_row.items()},
-                },
-                policy=rotation.policy,
-                step=step,
-                outcome=outcome,
-                rotation_id=rotation.id,
-                details=details,
-                changes={
-                    "rotations": {rotation.id: row_changes(written)},
-                    "policy_state": {rotation.policy: row_changes(state)},
-                },
-                changes_if_inserted={
-                    "rotations": {rotation.id: row_changes(written)},
-                    "policy_state": {rotation.policy: row_changes(whole_row)},
-                },
-                session=session,
-            )
-            if not count:
-                raise _fenced_off(rotation)
-            return
         if self.one_statement:
+            statement = _update_rotation_with_event(tuple(written))
+            params = {
+                "b_id": rotation.id,
+                "b_fence": rotation.fence,
+                **{f"v_{name}": value for name, value in written.items()},
+            }
+            changes: dict[str, Any] = {"rotations": {rotation.id: row_changes(written)}}
+            changes_if_inserted = None
+            if policy_state is not None:
+                state = {**policy_state, "updated_at": utcnow()}
+                whole_row = {
+                    **dict.fromkeys(_POLICY_STATE_FIELDS),
+                    **state,
+                    "policy": rotation.policy,
+                }
+                statement = _finish_with_event(tuple(written), tuple(state))
+                params.update({f"s_{name}": value for name, value in whole_row.items()})
+                changes_if_inserted = {
+                    **changes,
+                    "policy_state": {rotation.policy: row_changes(whole_row)},
+                }
+                changes["policy_state"] = {rotation.policy: row_changes(state)}
             count = self.write_with_event(
-                _update_rotation_with_event(tuple(written)),
-                {
-                    "b_id": rotation.id,
-                    "b_fence": rotation.fence,
-                    **{f"v_{name}": value for name, value in written.items()},
-                },
+                statement,
+                params,
                 policy=rotation.policy,
                 step=step,
                 outcome=outcome,
                 rotation_id=rotation.id,
                 details=details,
-                changes={"rotations": {rotation.id: row_changes(written)}},
+                changes=changes,
+                changes_if_inserted=changes_if_inserted,
                 session=session,
             )
             if not count:
