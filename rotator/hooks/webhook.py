@@ -12,12 +12,13 @@ import httpx
 
 from rotator.errors import HookFailed
 from rotator.secret import Secret, scrub
+from rotator.tls import default_context
 
 
 def send(url: Secret, body: dict[str, Any], *, timeout: float) -> None:
     """POST ``body`` to ``url``; raise ``HookFailed`` on a transport error or a non-2xx answer."""
     try:
-        response = httpx.post(url.reveal(), json=body, timeout=timeout)
+        response = httpx.post(url.reveal(), json=body, timeout=timeout, verify=default_context())
     except httpx.HTTPError as exc:
         raise HookFailed(f"notify hook: {scrub(f'{type(exc).__name__}: {exc}')}") from None
     if not response.is_success:
