@@ -7,6 +7,7 @@ paid on every one of those tests.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
@@ -62,3 +63,20 @@ def test_calls_through_the_vault_proxy_wait_for_no_delayed_ack(openbao: OpenBaoS
         proxy.stop()
 
     assert elapsed < BUDGET, f"{CALLS} proxied calls took {elapsed:.3f}s"
+
+
+def test_a_burst_of_connections_waits_in_the_listen_queue_until_the_server_accepts() -> None:
+    # Thirty-two rotations connect to one emulator at once; socketserver's default backlog
+    # of 5 drops the rest of the burst's SYNs and the kernel retries them a second later.
+    server = LoopbackServer(_Ok)  # not serving yet: nothing is accepted
+    host, port = server.server_address[:2]
+    connections = []
+    try:
+        for _ in range(32):
+            connections.append(socket.create_connection((str(host), port), timeout=0.5))
+    finally:
+        for connection in connections:
+            connection.close()
+        server.server_close()
+
+    assert len(connections) == 32

@@ -4,8 +4,9 @@ The vendor emulators, and the test suite's stand-ins for Vault, webhooks and the
 Kubernetes API, each serve one test or one sandbox session. ``socketserver``'s
 ``shutdown`` waits for the serving loop's next poll (half a second by default);
 ``stop`` wakes the loop with a connection instead, so a server stops in about a
-millisecond. ``LoopbackHandler`` answers without the 40 ms that Nagle's algorithm
-and the client's delayed ACK add to a response written in two pieces.
+millisecond, and a burst of connections queues for it. ``LoopbackHandler`` answers
+without the 40 ms that Nagle's algorithm and the client's delayed ACK add to a response
+written in two pieces.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class LoopbackServer(ThreadingHTTPServer):
     """Serves ``handler`` on ``host`` (a free port unless ``port``) until ``stop``."""
 
     daemon_threads = True
+    # A burst of clients (32 rotations starting at once) must queue, not have its SYNs
+    # dropped and retried a second later, as socketserver's default of 5 would.
+    request_queue_size = 128
 
     def __init__(
         self,
