@@ -174,6 +174,9 @@ class VaultStore:
 
     def renew_if_needed(self) -> None:
         """Keep a long-running daemon's token alive: renew it, or log in again."""
+        if not self._logged_in:
+            self.login()  # which has just looked the token up: nothing else is due yet
+            return
         now = self._clock()
         if now < self._renew_at and now < self._next_lookup:
             return

@@ -246,6 +246,22 @@ def test_a_renewable_token_is_renewed_before_it_expires(
     assert renewals(openbao, created) > 0, "the token was not renewed"
 
 
+def test_a_new_store_looks_its_token_up_once_before_its_first_rotation(
+    openbao: OpenBaoServer, vault_proxy: VaultProxy, vault_prefix: str
+) -> None:
+    """The engine checks the token's renewal before each rotation; on a store not yet
+    logged in, the login has just looked the token up, and that lookup is the check."""
+    store = VaultStore(
+        VaultConfig(address=vault_proxy.address, auth=TokenAuth()), Secret(openbao.root_token)
+    )
+
+    store.renew_if_needed()
+    store.require_writable(f"{vault_prefix}/first")
+
+    lookups = [call for call in vault_proxy.calls if call[1] == "/v1/auth/token/lookup-self"]
+    assert len(lookups) == 1
+
+
 def test_kubernetes_login_works(
     openbao: OpenBaoServer, vault_prefix: str, tmp_path: object
 ) -> None:
