@@ -12,7 +12,7 @@ import pytest
 from rotator.config.model import AppRoleAuth, TokenAuth, VaultConfig
 from rotator.errors import VaultAuthError, VaultCasConflict, VaultPermissionDenied, VaultUnreachable
 from rotator.secret import Secret
-from rotator.vault import VaultStore, _session_for
+from rotator.vault import VaultStore
 from rotator.vault_metadata import metadata_key
 from tests.support.servers import LOOPBACK_HTTP, OpenBaoServer, free_port
 from tests.support.vault_proxy import VaultProxy
@@ -205,6 +205,18 @@ def test_an_unreachable_vault_says_so() -> None:
         VaultStore(config, Secret("whatever-token")).login()
 
 
+def test_a_vault_token_that_is_not_a_valid_header_value_is_refused_without_showing_it(
+    openbao: OpenBaoServer,
+) -> None:
+    config = VaultConfig(address=openbao.address, auth=TokenAuth())
+
+    with pytest.raises(VaultUnreachable) as refused:
+        VaultStore(config, Secret("hvs.token\nwith-a-line-break")).login()
+
+    assert "with-a-line-break" not in str(refused.value)
+    assert "InvalidHeader" in str(refused.value)
+
+
 class MonotonicAhead:
     """``time.monotonic``, plus whatever a test has skipped ahead instead of waiting."""
 
@@ -353,30 +365,3 @@ def test_a_store_keeps_its_connections_open_for_every_thread_at_full_concurrency
         return vault_proxy.connections
 
     assert read_all() == read_all()
-
-
-def test_the_vault_session_has_no_session_wide_params_or_hooks_to_merge_into_each_call() -> None:
-    """requests merges session-wide params and hooks into every call, each merge costing
-    runtime Protocol checks (requests >= 2.33); rotator sets neither on its Vault session."""
-    session = _session_for(VaultConfig.model_validate({"address": "http://127.0.0.1:8200"}))
-
-    assert session.params is None
-    assert not any(session.hooks.values())
-
-
-def test_the_vault_session_has_no_proxies_to_merge_when_the_environment_names_none(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name in (
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-    session = _session_for(VaultConfig.model_validate({"address": "http://127.0.0.1:8200"}))
-
-    assert session.proxies is None
