@@ -359,6 +359,8 @@ def test_a_vault_certificate_for_another_host_is_refused(
     assert tls_vault.requests == []
 
 
+# urllib3 warns about every unverified request; rotator's own warning is validate's.
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_vault_verify_tls_false_accepts_a_certificate_no_ca_vouches_for(
     tls_vault: Recorder,
 ) -> None:
