@@ -8,6 +8,7 @@ second loopback host that must never hear from rotator.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -374,8 +375,16 @@ def test_a_vault_ca_bundle_that_does_not_exist_is_a_config_error_naming_the_key(
 ) -> None:
     missing = tmp_path / "no-such-ca.pem"
 
-    with pytest.raises(ConfigError, match=f"vault.verify_tls.*{missing}"):
+    with pytest.raises(ConfigError, match=rf"vault\.verify_tls.*{re.escape(str(missing))}"):
         store_for(tls_vault.url, verify_tls=str(missing)).login()
+
+    assert tls_vault.requests == []
+
+
+def test_an_empty_vault_verify_tls_does_not_turn_verification_off(tls_vault: Recorder) -> None:
+    """Only ``false`` turns it off: an empty CA path is a mistake, not a choice."""
+    with pytest.raises(ConfigError, match=r"vault\.verify_tls"):
+        store_for(tls_vault.url, verify_tls="").login()
 
     assert tls_vault.requests == []
 
