@@ -33,7 +33,10 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     # Not Lease.write: a step's write made on the lock's session is an audit write.
     ("lock checks", ("_PostgresLease.confirm (", "_PostgresLease._take (", "PolicyLocks.")),
     ("logging", ("structlog/", "rotator/log.py", "logging/__init__")),
-    ("Vault client (hvac, requests)", ("rotator/vault.py", "hvac/", "requests/", "urllib3/")),
+    (
+        "Vault client (hvac, requests)",
+        ("rotator/vault.py", "rotator/vault_transport.py", "hvac/", "requests/", "urllib3/"),
+    ),
     ("vendor HTTP (httpx, parsing)", ("rotator/providers/", "httpx/", "httpcore/", "h11/")),
     ("audit writes and reads", ("rotator/audit/", "sqlalchemy/", "psycopg")),
     ("metrics", ("prometheus_client",)),

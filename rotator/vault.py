@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import hvac
-import hvac.adapters
 import hvac.exceptions
 import hvac.utils
 import requests
-import requests.adapters
 
 from rotator.config.credentials import VaultReference, read_credential_file
 from rotator.config.model import AppRoleAuth, KubernetesAuth, TokenAuth, VaultConfig
@@ -38,13 +36,11 @@ from rotator.errors import (
     VaultUnreachable,
 )
 from rotator.secret import FileSecret, Secret, scrub
+from rotator.vault_transport import PooledAdapter
 
 # Renew when less than this share of the token's lifetime is left.
 _RENEW_FRACTION = 1 / 3
 _LOOKUP_INTERVAL = 60.0
-#: Connections a store keeps open for reuse: one per thread at the highest concurrency rotator
-#: runs with (daemon.concurrency, --concurrency). Opened only as threads need them.
-_POOL_SIZE = 256
 #: What writing a secret takes: a check-and-set write of its data, then its custom_metadata.
 _WRITE_NEEDS = {
     "data": frozenset({"read", "create", "update"}),
@@ -65,7 +61,7 @@ class SecretVersion:
         return self.data.get(name)
 
 
-class _TokenFileAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
+class _TokenFileAdapter(PooledAdapter):
     """Sends each request with the token file's current token; on 403 re-reads, retries once."""
 
     def __init__(self, file_token: FileSecret, **kwargs: Any) -> None:
@@ -111,12 +107,11 @@ class VaultStore:
             namespace=config.namespace,
             timeout=config.timeout,
             verify=config.verify_tls,
-            session=_session_for(config),
             allow_redirects=False,
             # A token from a file (Vault Agent's sink) is followed as the file changes.
             adapter=(lambda **kw: _TokenFileAdapter(token, **kw))
             if isinstance(token, FileSecret)
-            else hvac.adapters.JSONAdapter,
+            else PooledAdapter,
         )
         self._renew_at = 0.0
         self._next_lookup = 0.0
@@ -174,6 +169,9 @@ class VaultStore:
 
     def renew_if_needed(self) -> None:
         """Keep a long-running daemon's token alive: renew it, or log in again."""
+        if not self._logged_in:
+            self.login()  # which has just looked the token up: nothing else is due yet
+            return
         now = self._clock()
         if now < self._renew_at and now < self._next_lookup:
             return
@@ -416,53 +414,6 @@ def _unreachable(address: str | None, exc: Exception) -> VaultUnreachable:
         f"cannot reach Vault at {address} ({type(exc).__name__}); check vault.address "
         "and that Vault is running"
     )
-
-
-class _NoRedirectAdapter(requests.adapters.HTTPAdapter):
-    """Pooled connections; an answer that redirects is refused (requests would keep
-    X-Vault-Token on a redirect to another host). Refused here rather than in a session
-    hook: a session-wide hook is merged into every call, at a cost on each."""
-
-    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        response = super().build_response(req, resp)
-        _refuse_redirect(response)
-        return response
-
-
-def _session_for(config: VaultConfig) -> requests.Session:
-    """A requests session with the proxy and CA-bundle environment settled once.
-
-    requests re-reads that environment on every call, scanning all of ``os.environ``
-    each time (in a Kubernetes pod, hundreds of service variables); rotator talks to
-    one Vault address, so the answer never changes while it runs. Its connection pool
-    holds one connection per rotating thread: with requests' default of ten, threads
-    beyond the tenth open a new connection for each call and close it after. It has no
-    session-wide params or hooks, nor proxies unless one applies: requests merges those
-    into every call, each merge paying for runtime Protocol checks.
-    """
-    session = requests.Session()
-    session.params = None  # type: ignore[assignment]
-    pooled = _NoRedirectAdapter(pool_maxsize=_POOL_SIZE)
-    for scheme in ("http://", "https://"):
-        session.mount(scheme, pooled)
-    if config.address is None:
-        return session
-    settled = session.merge_environment_settings(config.address, {}, None, config.verify_tls, None)
-    # None, not {}, when no proxy applies: an empty dict would still be merged into each call.
-    session.proxies = settled["proxies"] or None  # type: ignore[assignment]
-    session.verify = settled["verify"]
-    session.trust_env = False
-    return session
-
-
-def _refuse_redirect(response: requests.Response) -> None:
-    if response.is_redirect:
-        target = response.headers.get("location", "?").split("?")[0]
-        raise VaultError(
-            f"Vault at {response.request.url and response.request.url.split('?')[0]} answered "
-            f"{response.status_code}, a redirect to {target}; rotator never follows one (its "
-            "token and secrets would go along): set vault.address to Vault's own address"
-        )
 
 
 def _read_file(path: Path, key: str) -> Secret:

@@ -8,9 +8,12 @@ second loopback host that must never hear from rotator.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import pytest
 
 from rotator.config.loader import Webhook, parse_config
 from rotator.config.model import VaultConfig
-from rotator.errors import VaultError, VendorUnavailable
+from rotator.errors import ConfigError, VaultError, VaultUnreachable, VendorUnavailable
 from rotator.notify import Notifier
 from rotator.providers.registry import provider_class
 from rotator.sandbox.registry import emulator_class
@@ -298,6 +301,110 @@ def test_a_webhook_trusts_a_private_ca_given_as_its_ca_bundle(
 
 def test_a_webhook_without_the_private_ca_is_not_sent_to(certificate: tuple[Path, Path]) -> None:
     assert notify_over_tls(certificate, None).requests == []
+
+
+@pytest.fixture
+def tls_vault(certificate: tuple[Path, Path]) -> Iterator[Recorder]:
+    """A Vault over HTTPS with a private CA's certificate for 127.0.0.1."""
+    vault = Recorder(
+        answer=lambda _: (200, {"content-type": "application/json"}, LOOKUP_SELF),
+        tls=server_context(certificate),
+    )
+    yield vault
+    vault.stop()
+
+
+def test_vault_over_tls_trusts_a_private_ca_given_as_verify_tls(
+    tls_vault: Recorder, certificate: tuple[Path, Path]
+) -> None:
+    store_for(tls_vault.url, verify_tls=str(certificate[0])).login()
+
+    assert [r.path for r in tls_vault.requests] == ["/v1/auth/token/lookup-self"]
+
+
+def test_vault_over_tls_trusts_a_directory_of_ca_certificates_given_as_verify_tls(
+    tls_vault: Recorder, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A c_rehash'ed directory, as $VAULT_CAPATH names one."""
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(certificate[0])],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (tmp_path / f"{subject_hash}.0").write_bytes(certificate[0].read_bytes())
+
+    store_for(tls_vault.url, verify_tls=str(tmp_path)).login()
+
+    assert len(tls_vault.requests) == 1
+
+
+def test_vault_over_tls_without_the_private_ca_is_refused_before_the_token_is_sent(
+    tls_vault: Recorder,
+) -> None:
+    with pytest.raises(VaultUnreachable, match=r"cannot reach Vault at https://.*\(SSLError\)"):
+        store_for(tls_vault.url).login()
+
+    assert tls_vault.requests == []
+
+
+def test_a_vault_certificate_for_another_host_is_refused(
+    tls_vault: Recorder, certificate: tuple[Path, Path]
+) -> None:
+    """The certificate names 127.0.0.1 only: reached as localhost, it does not prove Vault."""
+    elsewhere_name = tls_vault.url.replace("127.0.0.1", "localhost")
+
+    with pytest.raises(VaultUnreachable, match="SSLError"):
+        store_for(elsewhere_name, verify_tls=str(certificate[0])).login()
+
+    assert tls_vault.requests == []
+
+
+# urllib3 warns about every unverified request; rotator's own warning is validate's.
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_vault_verify_tls_false_accepts_a_certificate_no_ca_vouches_for(
+    tls_vault: Recorder,
+) -> None:
+    store_for(tls_vault.url, verify_tls=False).login()
+
+    assert len(tls_vault.requests) == 1
+
+
+def test_a_vault_ca_bundle_that_does_not_exist_is_a_config_error_naming_the_key(
+    tls_vault: Recorder, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+
+    with pytest.raises(ConfigError, match=rf"vault\.verify_tls.*{re.escape(str(missing))}"):
+        store_for(tls_vault.url, verify_tls=str(missing)).login()
+
+    assert tls_vault.requests == []
+
+
+def test_an_empty_vault_verify_tls_does_not_turn_verification_off(tls_vault: Recorder) -> None:
+    """Only ``false`` turns it off: an empty CA path is a mistake, not a choice."""
+    with pytest.raises(ConfigError, match=r"vault\.verify_tls"):
+        store_for(tls_vault.url, verify_tls="").login()
+
+    assert tls_vault.requests == []
+
+
+def test_a_vault_that_does_not_answer_within_the_timeout_is_unreachable() -> None:
+    answered = threading.Event()
+
+    def stall(_: Recorded) -> tuple[int, dict[str, str], bytes]:
+        answered.wait(10)
+        return 200, {"content-type": "application/json"}, LOOKUP_SELF
+
+    vault = Recorder(answer=stall)
+    started = time.monotonic()
+    try:
+        with pytest.raises(VaultUnreachable, match="ReadTimeout"):
+            store_for(vault.url, timeout=0.5).login()
+    finally:
+        answered.set()
+        vault.stop()
+    assert time.monotonic() - started < 5
 
 
 def test_the_daemon_logs_transport_warnings_at_start(tmp_path: Path) -> None:

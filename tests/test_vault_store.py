@@ -12,7 +12,7 @@ import pytest
 from rotator.config.model import AppRoleAuth, TokenAuth, VaultConfig
 from rotator.errors import VaultAuthError, VaultCasConflict, VaultPermissionDenied, VaultUnreachable
 from rotator.secret import Secret
-from rotator.vault import VaultStore, _session_for
+from rotator.vault import VaultStore
 from rotator.vault_metadata import metadata_key
 from tests.support.servers import LOOPBACK_HTTP, OpenBaoServer, free_port
 from tests.support.vault_proxy import VaultProxy
@@ -205,6 +205,18 @@ def test_an_unreachable_vault_says_so() -> None:
         VaultStore(config, Secret("whatever-token")).login()
 
 
+def test_a_vault_token_that_is_not_a_valid_header_value_is_refused_without_showing_it(
+    openbao: OpenBaoServer,
+) -> None:
+    config = VaultConfig(address=openbao.address, auth=TokenAuth())
+
+    with pytest.raises(VaultUnreachable) as refused:
+        VaultStore(config, Secret("hvs.token\nwith-a-line-break")).login()
+
+    assert "with-a-line-break" not in str(refused.value)
+    assert "InvalidHeader" in str(refused.value)
+
+
 class MonotonicAhead:
     """``time.monotonic``, plus whatever a test has skipped ahead instead of waiting."""
 
@@ -244,6 +256,22 @@ def test_a_renewable_token_is_renewed_before_it_expires(
     clock.ahead = 41 * 60  # past two thirds of its life, when rotator renews it
     store.renew_if_needed()
     assert renewals(openbao, created) > 0, "the token was not renewed"
+
+
+def test_a_new_store_looks_its_token_up_once_before_its_first_rotation(
+    openbao: OpenBaoServer, vault_proxy: VaultProxy, vault_prefix: str
+) -> None:
+    """The engine checks the token's renewal before each rotation; on a store not yet
+    logged in, the login has just looked the token up, and that lookup is the check."""
+    store = VaultStore(
+        VaultConfig(address=vault_proxy.address, auth=TokenAuth()), Secret(openbao.root_token)
+    )
+
+    store.renew_if_needed()
+    store.require_writable(f"{vault_prefix}/first")
+
+    lookups = [call for call in vault_proxy.calls if call[1] == "/v1/auth/token/lookup-self"]
+    assert len(lookups) == 1
 
 
 def test_kubernetes_login_works(
@@ -337,30 +365,3 @@ def test_a_store_keeps_its_connections_open_for_every_thread_at_full_concurrency
         return vault_proxy.connections
 
     assert read_all() == read_all()
-
-
-def test_the_vault_session_has_no_session_wide_params_or_hooks_to_merge_into_each_call() -> None:
-    """requests merges session-wide params and hooks into every call, each merge costing
-    runtime Protocol checks (requests >= 2.33); rotator sets neither on its Vault session."""
-    session = _session_for(VaultConfig.model_validate({"address": "http://127.0.0.1:8200"}))
-
-    assert session.params is None
-    assert not any(session.hooks.values())
-
-
-def test_the_vault_session_has_no_proxies_to_merge_when_the_environment_names_none(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name in (
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-    session = _session_for(VaultConfig.model_validate({"address": "http://127.0.0.1:8200"}))
-
-    assert session.proxies is None
