@@ -255,9 +255,9 @@ def test_a_provider_without_the_private_ca_refuses_the_vendor(tls_vendor: Emulat
 
 
 def trust_store(provider: Any) -> ssl.SSLContext:
-    """The SSL context this thread's httpx transport checks certificates with (its pool's)."""
+    """The SSL context this thread's transport checks certificates with."""
     transport = provider._http._sender().__self__
-    context: ssl.SSLContext = transport._pool._ssl_context
+    context: ssl.SSLContext = transport._ssl_context
     return context
 
 

@@ -114,6 +114,8 @@ class VendorHttp:
         """
         import httpx
 
+        from rotator.providers.transport import ThreadTransport
+
         send: Callable[[httpx.Request], httpx.Response] | None = getattr(self._local, "send", None)
         if send is not None:
             return send
@@ -123,7 +125,7 @@ class VendorHttp:
             client = self._keep(httpx.Client(verify=self._verify, follow_redirects=False))
             send = functools.partial(client.send, stream=True)
         else:
-            send = self._keep(httpx.HTTPTransport(verify=self._verify)).handle_request
+            send = self._keep(ThreadTransport(self._verify)).handle_request
         self._local.send = send
         return send
 
