@@ -85,13 +85,16 @@ def serve(request: pytest.FixtureRequest) -> Iterator[Callable[[Serve], RawServe
         server.stop()
 
 
-def vendor_http(url: str, *, timeout: float = 5.0) -> VendorHttp:
+def vendor_http(
+    url: str, *, timeout: float = 5.0, transport: ThreadTransport | None = None
+) -> VendorHttp:
     return VendorHttp(
         vendor="acme",
         base_url=url,
         auth=lambda _: {},
         timeout=timeout,
         read_error=json_error_reader("message"),
+        transport=transport,
     )
 
 
@@ -141,14 +144,7 @@ def test_an_idle_connection_is_not_reused_past_its_expiry(
 ) -> None:
     server = serve(keep_alive)
     transport = ThreadTransport(default_context(), idle_expiry=0.0)
-    http = VendorHttp(
-        vendor="acme",
-        base_url=server.url,
-        auth=lambda _: {},
-        timeout=5.0,
-        read_error=json_error_reader("message"),
-        transport=transport,
-    )
+    http = vendor_http(server.url, transport=transport)
 
     http.send(GET)
     http.send(GET)
