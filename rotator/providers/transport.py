@@ -105,8 +105,12 @@ class _Connection:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
             if scheme == "https":
-                # The handshake runs under the connect timeout still set on the socket.
-                sock = ssl_context.wrap_socket(sock, server_hostname=host)
+                try:
+                    # The handshake runs under the connect timeout still set on the socket.
+                    sock = ssl_context.wrap_socket(sock, server_hostname=host)
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "connect timed out") from exc
         except OSError as exc:
