@@ -258,8 +258,9 @@ def test_a_provider_without_the_private_ca_refuses_the_vendor(tls_vendor: Emulat
 
 
 def trust_store(provider: Any) -> ssl.SSLContext:
-    """The SSL context the provider's httpx client checks certificates with (its pool's)."""
-    context: ssl.SSLContext = provider._http._client._transport._pool._ssl_context
+    """The SSL context this thread's transport checks certificates with."""
+    transport = provider._http._sender().__self__
+    context: ssl.SSLContext = transport._ssl_context
     return context
 
 

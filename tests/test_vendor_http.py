@@ -330,3 +330,35 @@ def test_close_ends_the_connections_of_every_thread_that_called() -> None:
         assert server.open_connections == 0
     finally:
         server.stop()
+
+
+def test_a_cookie_a_vendor_sets_is_not_sent_with_later_calls() -> None:
+    """Each call carries only what rotator chose to send: no client-side session state."""
+    vendor = Vendor(httpx.Response(200, json={}, headers={"Set-Cookie": "session=abc; Path=/"}))
+    http = vendor.client()
+
+    for _ in range(2):
+        http.send(VendorRequest.build("GET", "/keys"))
+
+    assert "cookie" not in vendor.requests[1].headers
+
+
+def test_calls_go_through_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = Recorder()
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    http = VendorHttp(
+        vendor="acme",
+        base_url="http://api.acme.test",
+        auth=lambda _: {},
+        timeout=5.0,
+        read_error=json_error_reader("message"),
+    )
+    try:
+        http.send(VendorRequest.build("GET", "/keys", params={"page": 2}))
+    finally:
+        http.close()
+        proxy.stop()
+
+    assert [r.path for r in proxy.requests] == ["http://api.acme.test/keys?page=2"]
