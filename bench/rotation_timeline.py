@@ -3,16 +3,17 @@
 rotator's Engine rotates DigitalOcean policies one after another in this process (as
 `rotate now --all --concurrency 1` does, there on its one pool thread), against the
 DigitalOcean emulator (every call delayed by 50 ms), PostgreSQL and OpenBao, set up as
-throughput.py sets them up (create_then_delete, grace 0). Every vendor call (httpx), Vault
-call (requests, under hvac) and database statement (psycopg) is timed where the client
-library sends it, so the figures are those of the calls themselves; what lies between two
-calls on the rotating thread is rotator's own CPU (and the libraries' request building).
+throughput.py sets them up (create_then_delete, grace 0). Every HTTP call is timed on its
+socket, whatever client sends it (vendor or Vault, by the server's port), from the first
+byte of the request sent to the last byte of the answer received; every database statement
+where psycopg sends it. What lies between two calls on the rotating thread is CPU: rotator's
+own and its client libraries' (building requests, reading answers).
 
-The clients' send methods are wrapped here, in this measuring process only: this script
-measures rotator, it does not test it. Reported, per rotation after the first two (which
-import and compile what the others reuse): wall time, time in each kind of call and how
-many, the gaps between calls, the rotating thread's CPU; the first rotation's wall time;
-and a rotation's calls in order (the median of each over those rotations).
+The socket and psycopg methods are wrapped here, in this measuring process only: this
+script measures rotator, it does not test it. Reported, per rotation after the first two
+(which import and compile what the others reuse): wall time, time in each kind of call and
+how many, the gaps between calls, the rotating thread's CPU; the first rotation's wall
+time; and a rotation's calls in order (the median of each over those rotations).
 ``BENCH_TIMELINE_POLICIES`` (default 22) sets how many policies are rotated. The bare
 like-for-like script of throughput.py (the same vendor and Vault calls, nothing else) runs
 on the same servers for comparison. The process start of `rotate now` (imports,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +39,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import requests
 from common import OpenBaoServer, openbao_server, postgres_server, write_result
 from throughput import DELAY, TOKEN, emulator, like_for_like_baseline
 
@@ -58,16 +59,20 @@ class Call:
 
 
 CALLS: list[Call] = []
+#: The HTTP servers' ports, and what kind of call goes to each.
+PORTS: dict[int, str] = {}
 _inside = threading.local()
 
 
-def _timed(owner: type, name: str, kind: str, label: Callable[..., str]) -> None:
-    """Time ``owner.name`` (a client's send) into CALLS; a call made inside one is not counted."""
+def _timed(owner: type, name: str, label: Callable[..., str]) -> None:
+    """Time ``owner.name`` (a database statement) into CALLS; one made inside one is not
+    counted again."""
     original = getattr(owner, name)
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         if getattr(_inside, "call", False):
             return original(*args, **kwargs)
+        _finish_http()
         _inside.call = True
         start = time.perf_counter()
         try:
@@ -75,9 +80,49 @@ def _timed(owner: type, name: str, kind: str, label: Callable[..., str]) -> None
         finally:
             end = time.perf_counter()
             _inside.call = False
-            CALLS.append(Call(threading.get_ident(), kind, label(*args, **kwargs), start, end))
+            CALLS.append(Call(threading.get_ident(), "db", label(*args, **kwargs), start, end))
 
     setattr(owner, name, timed)
+
+
+# An HTTP call is timed on its socket, whatever client sends it: from the first byte of the
+# request sent to the last byte of the answer received (the thread's next call, or
+# statement, ends it). Each thread makes one call at a time.
+def _finish_http() -> None:
+    call = getattr(_inside, "http", None)
+    if call is not None:
+        _inside.http = None
+        CALLS.append(Call(threading.get_ident(), *call[:4]))
+
+
+def _sending(original: Callable[..., Any]) -> Callable[..., Any]:
+    def send(sock: socket.socket, data: Any, *args: Any) -> Any:
+        call = getattr(_inside, "http", None)
+        if call is None or call[4] is not sock or call[5]:
+            start = time.perf_counter()
+            _finish_http()
+            kind = PORTS.get(sock.getpeername()[1]) if sock.family == socket.AF_INET else None
+            if kind is not None:
+                line = bytes(data[:300]).split(b"\r\n", 1)[0].decode(errors="replace")
+                method, _, target = line.partition(" ")
+                label = f"{method} {_path(target.rsplit(' ', 1)[0])}"
+                # kind, label, start, end, socket, answer begun
+                _inside.http = [kind, label, start, start, sock, False]
+        return original(sock, data, *args)
+
+    return send
+
+
+def _receiving(original: Callable[..., Any]) -> Callable[..., Any]:
+    def receive(sock: socket.socket, *args: Any) -> Any:
+        got = original(sock, *args)
+        call = getattr(_inside, "http", None)
+        # A poll or a peek for a stale connection reads nothing and ends no call.
+        if call is not None and call[4] is sock and got:
+            call[3], call[5] = time.perf_counter(), True
+        return got
+
+    return receive
 
 
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f-]{27}|(?<=/)p\d+\b")
@@ -87,17 +132,25 @@ def _path(path: str) -> str:
     return _ID.sub("{id}", path.split("?")[0])
 
 
+def _port(url: str) -> int:
+    port = httpx.URL(url).port
+    assert port is not None
+    return port
+
+
 def _sql(_cursor: Any, query: Any, *_: Any, **__: Any) -> str:
     text = query.decode() if isinstance(query, bytes) else str(query)
     return " ".join(text.split())[:70]
 
 
 def instrument() -> None:
-    _timed(httpx.Client, "send", "vendor", lambda _c, r, **_: f"{r.method} {_path(r.url.path)}")
-    _timed(requests.Session, "send", "vault", lambda _s, r, **_: f"{r.method} {_path(r.path_url)}")
-    _timed(psycopg.Cursor, "execute", "db", _sql)
-    _timed(psycopg.Cursor, "executemany", "db", _sql)
-    _timed(psycopg.Connection, "commit", "db", lambda _c: "COMMIT")
+    for name in ("send", "sendall"):
+        setattr(socket.socket, name, _sending(getattr(socket.socket, name)))
+    for name in ("recv", "recv_into"):
+        setattr(socket.socket, name, _receiving(getattr(socket.socket, name)))
+    _timed(psycopg.Cursor, "execute", _sql)
+    _timed(psycopg.Cursor, "executemany", _sql)
+    _timed(psycopg.Connection, "commit", lambda _c: "COMMIT")
 
 
 @dataclass(frozen=True)
@@ -157,6 +210,7 @@ def rotate_all(tmp: Path) -> tuple[list[Rotation], dict[str, float]]:
 
     with postgres_server() as pg, openbao_server() as bao:
         server = EmulatorServer(emulator("digitalocean_gradient"), delay=DELAY).start()
+        PORTS.update({_port(server.vendor_url): "vendor", _port(bao.address): "vault"})
         config_path = tmp / "rotator.yaml"
         config_path.write_text(_config(pg.create_database("timeline"), bao, server))
         os.environ.update(VAULT_TOKEN=bao.root_token, T=TOKEN)
@@ -175,6 +229,7 @@ def rotate_all(tmp: Path) -> tuple[list[Rotation], dict[str, float]]:
                     CALLS.clear()
                     start, cpu = time.perf_counter(), time.thread_time()
                     outcome = engine.rotate_now(name)
+                    _finish_http()
                     end, cpu = time.perf_counter(), time.thread_time() - cpu
                     mine = [c for c in CALLS if c.thread == threading.get_ident()]
                     rotations.append(Rotation(name, outcome.result.value, start, end, cpu, mine))
