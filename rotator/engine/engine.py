@@ -609,9 +609,8 @@ class Engine:
                 f"name it in the policy's key: selector or run 'rotator adopt {policy.name} "
                 "--key-id ID'"
             )
-        self.provider_for(policy).preflight(
-            policy.selector, old_key_id, self_rotating=policy.self_rotating
-        )
+        provider = self.provider_for(policy)
+        provider.preflight(policy.selector, old_key_id, self_rotating=policy.self_rotating)
         rotation_id = uuid.uuid4().hex
         now = self.clock()
         create = policy.strategy is Strategy.CREATE_THEN_DELETE
@@ -624,9 +623,7 @@ class Engine:
             emergency=emergency,
             old_key_id=old_key_id,
             new_key_id=old_key_id if not create else None,
-            new_key_name=self.provider_for(policy).key_name(
-                policy.selector, policy.name, rotation_id
-            )
+            new_key_name=provider.key_name(policy.selector, policy.name, rotation_id)
             if create
             else None,
             new_secret_fingerprint=None,
