@@ -1,6 +1,7 @@
 """The hottest audit statements, compiled once and sent on the driver's own connection.
 
-A rotation makes nine step writes (rotator/audit/rotation_state.py). Through
+A rotation makes nine step writes (rotator/audit/rotation_state.py) and takes and
+releases its policy's lock (rotator/engine/lock.py). Through
 ``Connection.execute`` each paid SQLAlchemy's per-execution work (the statement's cache
 key, an execution context, a result object) on top of the driver's, more than twice
 the driver's own CPU. Here a statement is still built with SQLAlchemy Core, compiled

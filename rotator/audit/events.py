@@ -321,9 +321,8 @@ class EventLog:
         (for ``event_param``), else as values.
         """
         clean = _clean_details(details or {})
-        texts: tuple[str, str | None] | None = None
-        if encoded or self.trust is not None:
-            texts = (canonical_json(clean), None if changes is None else canonical_json(changes))
+        # The text stored is the text MACed (chain.py).
+        texts = (canonical_json(clean), None if changes is None else canonical_json(changes))
         values: dict[str, Any] = {
             # Whole microseconds survive every backend unchanged, so the hash can be recomputed.
             "at": utcnow() if like is None else like["at"],
@@ -339,7 +338,6 @@ class EventLog:
             "mac": "",
         }
         if self.trust is not None:
-            assert texts is not None
             if like is None:
                 version, key = self.trust.current_key()
                 nonce = secrets.token_hex(16)
@@ -363,7 +361,6 @@ class EventLog:
                 ),
             )
         if encoded:
-            assert texts is not None
             values["details"], values["changes"] = texts
         return values
 
