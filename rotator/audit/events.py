@@ -20,11 +20,14 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     CTE,
+    JSON,
     ColumnElement,
     Connection,
     Engine,
     Insert,
+    Text,
     bindparam,
+    cast,
     func,
     insert,
     select,
@@ -33,6 +36,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 
 from rotator.audit.actor import current_actor
 from rotator.audit.chain import ChainTrust, canonical_json, event_mac
+from rotator.audit.driver import DriverStatements
 from rotator.audit.records import EventOutcome, Step
 from rotator.audit.sealing import ChainSealer
 from rotator.audit.tables import audit_events
@@ -99,21 +103,29 @@ _WRITTEN_COLUMNS = (
 )
 
 
+def event_param(name: str) -> ColumnElement[Any]:
+    """The event value parameter ``name`` (an event column, or a variant of one) in an
+    ``event_after`` statement: JSON columns are passed as their canonical text, the one a
+    keyed event's MAC covers, so it is serialised once."""
+    column = audit_events.c[name.removesuffix("_inserted")]
+    if isinstance(column.type, JSON):
+        return cast(bindparam(f"e_{name}", type_=Text), column.type)
+    return bindparam(f"e_{name}", type_=column.type)
+
+
 def event_after(written: CTE, *, chosen: Mapping[str, ColumnElement[Any]] | None = None) -> Insert:
     """An INSERT of one event per row the data-modifying ``written`` returns.
 
     Row change and event go to PostgreSQL as one statement, sent outside a transaction:
     a single statement commits or fails whole, and costs one round trip instead of four
     (BEGIN, the change, the event, COMMIT). A change that matches no row (a fenced-off
-    update) inserts no event. Event values are the parameters named ``e_<column>``,
-    except the columns ``chosen`` gives an expression for (over ``written``'s columns).
+    update) inserts no event. Event values are the parameters named ``e_<column>``
+    (``event_param``), except the columns ``chosen`` gives an expression for (over
+    ``written``'s columns).
     """
     chosen = chosen or {}
     values = select(
-        *(
-            chosen.get(name, bindparam(f"e_{name}", type_=audit_events.c[name].type))
-            for name in _WRITTEN_COLUMNS
-        )
+        *(chosen.get(name, event_param(name)) for name in _WRITTEN_COLUMNS)
     ).select_from(written)
     return insert(audit_events).from_select(_WRITTEN_COLUMNS, values).returning(audit_events.c.id)
 
@@ -135,6 +147,7 @@ class EventLog:
         self.sealer = ChainSealer(engine, trust)
         self._appended = False
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._driver = DriverStatements(engine.dialect)
 
     @property
     def trust(self) -> ChainTrust | None:
@@ -259,17 +272,24 @@ class EventLog:
         ``changes_if_inserted``: what the event records instead when the statement's upsert
         inserts its row; passed, with its MAC, as ``e_changes_inserted`` and ``e_mac_inserted``.
         """
-        event = self._event(policy, step, outcome, rotation_id, details, changes)
+        event = self._event(policy, step, outcome, rotation_id, details, changes, encoded=True)
         if changes_if_inserted is not None:
             other = self._event(
-                policy, step, outcome, rotation_id, details, changes_if_inserted, like=event
+                policy,
+                step,
+                outcome,
+                rotation_id,
+                details,
+                changes_if_inserted,
+                like=event,
+                encoded=True,
             )
             params.update(e_changes_inserted=other["changes"], e_mac_inserted=other["mac"])
         params.update({f"e_{name}": value for name, value in event.items()})
         with self._errors(), self._on(session) as connection:
             try:
                 # Counted from RETURNING: rowcount came back -1 for this INSERT ... SELECT.
-                count = len(connection.execute(statement, params).all())
+                count = len(self._driver.rows(connection, statement, params))
             except IntegrityError:
                 if conflict is None:
                     raise
@@ -292,12 +312,17 @@ class EventLog:
         changes: dict[str, Any] | None,
         *,
         like: dict[str, Any] | None = None,
+        encoded: bool = False,
     ) -> dict[str, Any]:
         """An event's column values, with the row changes it records and (keyed) its MAC.
 
         ``like``: another event's values whose time and nonce to take (the same event
-        recording other changes).
+        recording other changes). ``encoded``: JSON columns as their canonical text
+        (for ``event_param``), else as values.
         """
+        clean = _clean_details(details or {})
+        # The text stored is the text MACed (chain.py).
+        texts = (canonical_json(clean), None if changes is None else canonical_json(changes))
         values: dict[str, Any] = {
             # Whole microseconds survive every backend unchanged, so the hash can be recomputed.
             "at": utcnow() if like is None else like["at"],
@@ -306,7 +331,7 @@ class EventLog:
             "step": step,
             "outcome": outcome,
             "actor": ACTOR,
-            "details": _clean_details(details or {}),
+            "details": clean,
             "changes": changes,
             "key_version": 0,
             "nonce": "",
@@ -332,10 +357,11 @@ class EventLog:
                     values["step"],
                     values["outcome"],
                     values["actor"],
-                    canonical_json(values["details"]),
-                    None if changes is None else canonical_json(changes),
+                    *texts,
                 ),
             )
+        if encoded:
+            values["details"], values["changes"] = texts
         return values
 
     @staticmethod

@@ -29,9 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
-from rotator.audit.events import DetailValue, EventLog, event_after, utcnow
+from rotator.audit.events import DetailValue, EventLog, event_after, event_param, utcnow
 from rotator.audit.records import EventOutcome, PolicyState, Step
-from rotator.audit.tables import audit_events, policy_state, rotations
+from rotator.audit.tables import policy_state, rotations
 from rotator.audit.verify import row_changes
 from rotator.errors import AuditStoreError, LockLost
 from rotator.secret import scrub
@@ -200,18 +200,11 @@ def _finish_with_event(columns: tuple[str, ...], state_columns: tuple[str, ...])
         .returning(literal_column("xmax = 0", Boolean).label("inserted"))
         .cte("state")
     )
-    events = audit_events.c
     return event_after(
         state,
         chosen={
-            "changes": case(
-                (state.c.inserted, bindparam("e_changes_inserted", type_=events.changes.type)),
-                else_=bindparam("e_changes", type_=events.changes.type),
-            ),
-            "mac": case(
-                (state.c.inserted, bindparam("e_mac_inserted", type_=events.mac.type)),
-                else_=bindparam("e_mac", type_=events.mac.type),
-            ),
+            name: case((state.c.inserted, event_param(f"{name}_inserted")), else_=event_param(name))
+            for name in ("changes", "mac")
         },
     )
 

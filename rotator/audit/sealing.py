@@ -42,12 +42,14 @@ _SEAL_EVENT = (
     .where(audit_events.c.id == bindparam("event_id"))
     .values(seq=bindparam("b_seq"), prev_hash=bindparam("prev"), hash=bindparam("digest"))
 )
-# PostgreSQL: a batch's seals as one statement over arrays, sent to the driver as it is
-# (an executemany runs the UPDATE once per event, each through SQLAlchemy's machinery).
+# PostgreSQL: a batch's seals and the new head as one statement over arrays, sent to the
+# driver as it is (an executemany runs the UPDATE once per event, each through SQLAlchemy's
+# machinery, and the head's own UPDATE would be another round trip).
 _SEAL_EVENTS_PG = (
-    "UPDATE audit_events AS e SET seq = s.seq, prev_hash = s.prev, hash = s.digest "
-    "FROM unnest(%(ids)s::bigint[], %(seqs)s::bigint[], %(prevs)s::text[], %(digests)s::text[]) "
-    "AS s(id, seq, prev, digest) WHERE e.id = s.id"
+    "WITH sealed AS (UPDATE audit_events AS e SET seq = s.seq, prev_hash = s.prev, "
+    "hash = s.digest FROM unnest(%(ids)s::bigint[], %(seqs)s::bigint[], %(prevs)s::text[], "
+    "%(digests)s::text[]) AS s(id, seq, prev, digest) WHERE e.id = s.id) "
+    "UPDATE audit_chain_head SET last_hash = %(b_hash)s, last_seq = %(b_seq)s WHERE id = 1"
 )
 # What a sealer reads of an unsealed event: JSON columns as the text they are stored as.
 _SEAL_COLUMNS = (
@@ -197,6 +199,7 @@ class ChainSealer:
                 seq += 1
                 seals.append({"event_id": row.id, "b_seq": seq, "prev": prev, "digest": digest})
                 prev = digest
+            head = {"b_hash": prev, "b_seq": seq}
             if seals and connection.dialect.name == "postgresql":
                 connection.exec_driver_sql(
                     _SEAL_EVENTS_PG,
@@ -205,12 +208,12 @@ class ChainSealer:
                         "seqs": [seal["b_seq"] for seal in seals],
                         "prevs": [seal["prev"] for seal in seals],
                         "digests": [seal["digest"] for seal in seals],
+                        **head,
                     },
                 )
             elif seals:
                 connection.execute(_SEAL_EVENT, seals)
-            if seals:
-                connection.execute(_MOVE_HEAD, {"b_hash": prev, "b_seq": seq})
+                connection.execute(_MOVE_HEAD, head)
         self._head = AnchorPoint(seq, prev)
         return len(seals)
 

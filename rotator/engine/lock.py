@@ -34,6 +34,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from rotator.audit.driver import DriverStatements
 from rotator.errors import AuditStoreError, LockLost
 from rotator.log import get_logger
 
@@ -51,7 +52,7 @@ _HELD = (
 )
 
 
-# Built once: a statement built per call is compiled and given a cache key per call.
+# Sent on the driver's connection too, compiled once (see rotator/audit/driver.py).
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(:k)")
 _UNLOCK = text("SELECT pg_advisory_unlock(:k)")
 
@@ -103,9 +104,10 @@ class Lease:
 
 
 class _PostgresLease(Lease):
-    def __init__(self, policy: str, engine: Engine) -> None:
+    def __init__(self, policy: str, engine: Engine, driver: DriverStatements) -> None:
         super().__init__(policy, acquired=False)
         self._engine = engine
+        self._driver = driver
         self._key = _lock_key(policy)
         self._ids = dict(zip(("classid", "objid"), advisory_lock_ids(policy), strict=True))
         self._connection: Connection | None = None
@@ -116,7 +118,7 @@ class _PostgresLease(Lease):
     def _take(self) -> bool:
         connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            taken = bool(connection.execute(_TRY_LOCK, {"k": self._key}).scalar())
+            taken = bool(self._driver.rows(connection, _TRY_LOCK, {"k": self._key})[0][0])
         except BaseException:
             connection.close()
             raise
@@ -191,7 +193,7 @@ class _PostgresLease(Lease):
         if self._connection is None:
             return
         try:
-            self._connection.execute(_UNLOCK, {"k": self._key})
+            self._driver.rows(self._connection, _UNLOCK, {"k": self._key})
             self._connection.close()
         except DBAPIError:
             # The session already ended, and its lock with it.
@@ -204,6 +206,7 @@ class PolicyLocks:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._driver = DriverStatements(engine.dialect)
         self._local = threading.Lock()
         self._held: set[str] = set()
 
@@ -258,7 +261,7 @@ class PolicyLocks:
 
     @contextmanager
     def _postgres(self, policy: str) -> Iterator[Lease]:
-        lease = _PostgresLease(policy, self._engine)
+        lease = _PostgresLease(policy, self._engine, self._driver)
         try:
             yield lease
         finally:
