@@ -10,12 +10,14 @@ themselves (tests/test_cli_status.py, tests/test_cli_plan.py check their output)
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import invoke
 from tests.support.configs import config_text
 
 
@@ -76,3 +78,18 @@ def test_a_command_leaves_its_objects_out_of_the_shutdown_garbage_collection(
 
     assert "web" in result.stdout, result.stderr
     assert result.stdout.strip().endswith("frozen True")
+
+
+def test_a_command_run_in_process_leaves_the_garbage_collector_as_it_found_it(
+    migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    # A command's start-up runs with the collector off and freezes what it made (a process
+    # that exits needs no collection of it); a caller that carries on gets both back.
+    config = tmp_path / "rotator.yaml"
+    config.write_text(config_text() + f'database: {{url: "{migrated_sqlite_url}"}}\n')
+
+    result = invoke(["rotate", "now", "--all", "--dry-run", "-c", str(config)], env={})
+
+    assert "web" in result.stdout, result.stderr
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
