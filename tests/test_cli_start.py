@@ -66,6 +66,20 @@ def test_rotate_now_off_a_terminal_imports_logging_and_http_but_not_rich(
     assert result.stdout.strip().endswith("loaded ['httpx', 'sqlalchemy', 'structlog']")
 
 
+def test_a_run_on_sqlite_imports_no_postgresql_support(
+    migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    # SQLAlchemy imports a dialect to check its options: the partial indexes' WHERE clauses
+    # (postgresql_where, sqlite_where) are declared only where Alembic runs.
+    shown = "loaded = sorted(m for m in sys.modules if 'postgresql' in m or 'psycopg' in m)"
+    result = dry_run_in_a_process(
+        migrated_sqlite_url, tmp_path, "", f"{shown}\nprint('postgresql', loaded)"
+    )
+
+    assert "web" in result.stdout, result.stderr
+    assert result.stdout.strip().endswith("postgresql []")
+
+
 def test_a_command_leaves_its_objects_out_of_the_shutdown_garbage_collection(
     migrated_sqlite_url: str, tmp_path: Path
 ) -> None:
