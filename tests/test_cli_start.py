@@ -10,12 +10,14 @@ themselves (tests/test_cli_status.py, tests/test_cli_plan.py check their output)
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import invoke
 from tests.support.configs import config_text
 
 
@@ -64,6 +66,20 @@ def test_rotate_now_off_a_terminal_imports_logging_and_http_but_not_rich(
     assert result.stdout.strip().endswith("loaded ['httpx', 'sqlalchemy', 'structlog']")
 
 
+def test_a_run_on_sqlite_imports_no_postgresql_support(
+    migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    # SQLAlchemy imports a dialect to check its options: the partial indexes' WHERE clauses
+    # (postgresql_where, sqlite_where) are declared only where Alembic runs.
+    shown = "loaded = sorted(m for m in sys.modules if 'postgresql' in m or 'psycopg' in m)"
+    result = dry_run_in_a_process(
+        migrated_sqlite_url, tmp_path, "", f"{shown}\nprint('postgresql', loaded)"
+    )
+
+    assert "web" in result.stdout, result.stderr
+    assert result.stdout.strip().endswith("postgresql []")
+
+
 def test_a_command_leaves_its_objects_out_of_the_shutdown_garbage_collection(
     migrated_sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -76,3 +92,18 @@ def test_a_command_leaves_its_objects_out_of_the_shutdown_garbage_collection(
 
     assert "web" in result.stdout, result.stderr
     assert result.stdout.strip().endswith("frozen True")
+
+
+def test_a_command_run_in_process_leaves_the_garbage_collector_as_it_found_it(
+    migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    # A command's start-up runs with the collector off and freezes what it made (a process
+    # that exits needs no collection of it); a caller that carries on gets both back.
+    config = tmp_path / "rotator.yaml"
+    config.write_text(config_text() + f'database: {{url: "{migrated_sqlite_url}"}}\n')
+
+    result = invoke(["rotate", "now", "--all", "--dry-run", "-c", str(config)], env={})
+
+    assert "web" in result.stdout, result.stderr
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0

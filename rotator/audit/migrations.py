@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 import rotator
 from rotator.audit.records import SCHEMA_REVISION
+from rotator.audit.tables import declare_partial_indexes
 from rotator.errors import SchemaOutOfDate
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ def migrations_dir() -> Path:
 def _alembic_config() -> AlembicConfig:
     from alembic.config import Config as AlembicConfig
 
+    declare_partial_indexes()  # for Alembic's comparisons (migrations/env.py's metadata)
     config = AlembicConfig()
     config.set_main_option("script_location", str(migrations_dir()))
     return config

@@ -26,7 +26,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from rotator.audit.events import DetailValue, EventLog, event_after, event_param, utcnow
@@ -185,6 +184,8 @@ def _finish_with_event(columns: tuple[str, ...], state_columns: tuple[str, ...])
         .returning(literal_column("1"))
         .cte("written")
     )
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
     names = _POLICY_STATE_FIELDS
     upsert = pg_insert(policy_state).from_select(
         names,

@@ -8,6 +8,7 @@ secret.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,15 +101,8 @@ rotations = Table(
     #: The earliest use of the new key the vendor reported during grace.
     Column("new_key_first_used_at", UTCDateTime),
     Index("ix_rotations_policy_state", "policy", "state"),
-    # At most one unfinished rotation per policy, whatever a process that lost its lock does.
-    Index(
-        "ix_rotations_one_unfinished",
-        "policy",
-        unique=True,
-        postgresql_where=UNFINISHED,
-        sqlite_where=UNFINISHED,
-    ),
     Index("ix_rotations_state_next_attempt", "state", "next_attempt_at"),
+    # and ix_rotations_one_unfinished, a partial index: declare_partial_indexes() below.
 )
 
 policy_state = Table(
@@ -169,20 +163,27 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False, server_default=""),
     Column("hash", String(64), nullable=False, server_default=""),
     Index("ix_audit_events_seq", "seq", unique=True),
-    Index(
-        "ux_audit_events_mac",
-        "mac",
-        unique=True,
-        postgresql_where=text("mac <> ''"),
-        sqlite_where=text("mac <> ''"),
-    ),
-    Index(
-        "ix_audit_events_unsealed",
-        "id",
-        postgresql_where=text("seq IS NULL"),
-        sqlite_where=text("seq IS NULL"),
-    ),
     Index("ix_audit_events_policy_id", "policy", "id"),
     Index("ix_audit_events_rotation_id", "rotation_id"),
     Index("ix_audit_events_at", "at"),
+    # and the partial ux_audit_events_mac and ix_audit_events_unsealed: declare_partial_indexes().
 )
+
+
+@functools.cache
+def declare_partial_indexes() -> None:
+    """Add the partial indexes (those with a WHERE clause) to ``metadata``, once per process.
+
+    The migrations create them (0003, 0004, 0005); Alembic compares ``metadata`` with the
+    schema, so they are declared before it runs (``rotator.audit.migrations``). Not at
+    import: a dialect's option (``postgresql_where``, ``sqlite_where``) makes SQLAlchemy
+    import that dialect, so every process would import both while queries never read an
+    index's definition.
+    """
+    for index, column, where, unique in (
+        # At most one unfinished rotation per policy, whatever a process that lost its lock does.
+        ("ix_rotations_one_unfinished", rotations.c.policy, UNFINISHED, True),
+        ("ux_audit_events_mac", audit_events.c.mac, text("mac <> ''"), True),
+        ("ix_audit_events_unsealed", audit_events.c.id, text("seq IS NULL"), False),
+    ):
+        Index(index, column, unique=unique, postgresql_where=where, sqlite_where=where)

@@ -151,3 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    finally:
+        # What a command's start-up froze (``options.start_up``) is collectable again for a
+        # caller that carries on; a process that exits freezes everything again (above).
+        gc.unfreeze()

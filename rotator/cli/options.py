@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +42,29 @@ def verbosity() -> Verbosity:
     context = click.get_current_context(silent=True)
     chosen = context.find_root().obj if context is not None else None
     return chosen if isinstance(chosen, Verbosity) else Verbosity()
+
+
+@contextmanager
+def start_up() -> Iterator[None]:
+    """Run a command's start-up (imports, configuration, connections) with the cyclic garbage
+    collector off, then leave what it made out of every later collection.
+
+    A start-up makes about 90,000 objects the collector tracks, nearly all of them living as
+    long as the process (modules, classes, the configuration): while they pile up the
+    collector traverses them again and again, about 5% of the CPU of a `rotate now` or a
+    CronJob's `rotate due`. Frozen, they are skipped from then on; the price is that a
+    reference cycle start-up dropped is not freed before the command ends (a bounded, one-off
+    amount). ``main`` unfreezes them when the command ends, for callers that carry on in the
+    same process (tests).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def setup_logging() -> None:

@@ -6,7 +6,14 @@ import sys
 
 import click
 
-from rotator.cli.options import complete_policies, config_option, load, read_config, setup_logging
+from rotator.cli.options import (
+    complete_policies,
+    config_option,
+    load,
+    read_config,
+    setup_logging,
+    start_up,
+)
 from rotator.cli.output import print_outcome, print_outcomes, run_each
 
 
@@ -50,20 +57,21 @@ def now(
     order of the configuration file. Exit 1 if any rotation failed, another
     process held a policy's lock, or a policy named on the command line is paused.
     """
-    from rotator.engine.engine import Engine
-    from rotator.errors import ConfigError
-    from rotator.vocabulary import Result
-
     if bool(policies) == all_policies:
         raise click.UsageError("name one or more policies, or pass --all (not both)")
-    config = load(config_path)
-    names = list(config.policies) if all_policies else list(policies)
-    for name in names:
-        if name not in config.policies:
-            known = ", ".join(sorted(config.policies)) or "none"
-            raise ConfigError(f"no policy named {name!r} in {config.source} (known: {known})")
-    workers = concurrency or config.daemon.concurrency
-    engine = Engine.open(config, workers=workers)
+    with start_up():
+        from rotator.engine.engine import Engine
+        from rotator.errors import ConfigError
+        from rotator.vocabulary import Result
+
+        config = load(config_path)
+        names = list(config.policies) if all_policies else list(policies)
+        for name in names:
+            if name not in config.policies:
+                known = ", ".join(sorted(config.policies)) or "none"
+                raise ConfigError(f"no policy named {name!r} in {config.source} (known: {known})")
+        workers = concurrency or config.daemon.concurrency
+        engine = Engine.open(config, workers=workers)
     try:
         outcomes = run_each(
             names,
@@ -95,21 +103,22 @@ def due(config_path: str | None, as_json: bool, concurrency: int | None) -> None
     time (retry_pending) or flagged by an earlier run is reported, exit 0.
     Results come in the order of the configuration file.
     """
-    from rotator.engine.idle import idle_outcomes
-
     # Most CronJob runs find nothing due: that answer is given before logging or the
     # engine (SQLAlchemy, hvac, httpx) is imported.
-    config = read_config(config_path)
-    idle = idle_outcomes(config)
+    with start_up():
+        from rotator.engine.idle import idle_outcomes
+
+        config = read_config(config_path)
+        idle = idle_outcomes(config)
     if idle is not None:
         print_outcomes(idle, as_json=as_json)
         sys.exit(0)
-    from rotator.engine.engine import Engine
+    with start_up():
+        from rotator.engine.engine import Engine
 
-    setup_logging()
-
-    workers = concurrency or config.daemon.concurrency
-    engine = Engine.open(config, workers=workers)
+        setup_logging()
+        workers = concurrency or config.daemon.concurrency
+        engine = Engine.open(config, workers=workers)
     try:
         outcomes = run_each(
             list(config.policies), engine.rotate_if_due, as_json=as_json, concurrency=workers
@@ -128,9 +137,10 @@ def adopt(config_path: str | None, policy: str, key_id: str | None) -> None:
 
     Rotation then starts on the schedule instead of at once.
     """
-    from rotator.engine.engine import Engine
+    with start_up():
+        from rotator.engine.engine import Engine
 
-    engine = Engine.open(load(config_path))
+        engine = Engine.open(load(config_path))
     try:
         outcome = engine.adopt(policy, key_id)
     finally:
