@@ -8,9 +8,13 @@ paid on every one of those tests.
 from __future__ import annotations
 
 import socket
+import struct
+import threading
 import time
+from typing import Any
 
 import httpx
+import pytest
 
 from rotator.sandbox.loopback import LoopbackHandler, LoopbackServer
 from tests.support.servers import OpenBaoServer
@@ -80,3 +84,44 @@ def test_a_burst_of_connections_waits_in_the_listen_queue_until_the_server_accep
         server.server_close()
 
     assert len(connections) == 32
+
+
+class _Endless(LoopbackHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", str(1 << 30))
+        self.end_headers()
+        while True:
+            self.wfile.write(b"x" * 65536)
+
+
+class _Observed(LoopbackServer):
+    """Tells when the server is done with a connection: after any error was handled."""
+
+    def __init__(self, handler: type[LoopbackHandler]) -> None:
+        super().__init__(handler)
+        self.done = threading.Event()
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.done.set()
+
+
+def test_a_client_that_hangs_up_mid_answer_leaves_no_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A client that stops reading a bad answer (rotator refusing an oversized or HTML body)
+    # is routine for a server; a traceback on the test's stderr is not.
+    server = _Observed(_Endless).start()
+    host, port = server.server_address[:2]
+    try:
+        client = socket.create_connection((str(host), port))
+        client.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        client.recv(1024)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        assert server.done.wait(10)
+    finally:
+        server.stop()
+
+    assert "Traceback" not in capsys.readouterr().err
