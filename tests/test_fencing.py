@@ -51,7 +51,9 @@ def terminate_lock_backend(database_url: str, policy: str) -> None:
             )
         ]
         assert len(pids) == 1, f"expected one holder of the lock, found {pids}"
-        conn.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
+        # With a timeout it returns once the backend is gone and its locks with it; without,
+        # the next process could still find the lock held.
+        conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pids[0],))
 
 
 @contextmanager
