@@ -197,3 +197,30 @@ def test_headers_without_end_are_refused_past_100_kib(serve: Callable[[Serve], R
 
     with pytest.raises(VendorUnavailable, match="connection failed"):
         vendor_http(server.url).send(GET)
+
+
+def test_headers_trickled_slower_than_the_read_timeout_allows_time_out(
+    serve: Callable[[Serve], RawServer],
+) -> None:
+    """Each byte arrives within the read timeout; the whole head does not."""
+    hang_up = threading.Event()
+
+    def trickled_headers(sock: socket.socket, _: int) -> None:
+        with sock:
+            read_request(sock)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            try:
+                while not hang_up.wait(0.05):
+                    sock.sendall(b"x")
+            except OSError:
+                return
+
+    server = serve(trickled_headers)
+    http = vendor_http(server.url, timeout=0.3)
+    # Without a bound on the whole head, the call would wait for the server to hang up.
+    threading.Timer(10, hang_up.set).start()
+    try:
+        with pytest.raises(VendorUnavailable, match="timed out"):
+            http.send(VendorRequest.build("POST", "/keys", body={}))
+    finally:
+        hang_up.set()

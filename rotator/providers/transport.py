@@ -9,12 +9,13 @@ origin, speaking h11 directly.
 
 What the default transport guarantees is kept: the connect, write and read timeouts
 httpx hands each request; TLS through the given context (host name checked); headers
-bounded as httpcore bounds them (100 KiB); an idle connection is not reused once the
-server has closed it or after 5 seconds (httpx's keep-alive expiry), so a call is not
-sent down a connection a NAT or load balancer may have dropped; the body is handed to
-httpx as a stream, so content decoding and the caller's size cap and deadline apply
-as before. Failures are httpx's ``TransportError``s: ``ConnectError`` or
-``ConnectTimeout`` only when nothing was sent.
+bounded as httpcore bounds them (100 KiB), and in time by the read timeout as a whole
+(httpcore bounds each read only); an idle connection is not reused once the server has
+closed it or after 5 seconds (httpx's keep-alive expiry), so a call is not sent down a
+connection a NAT or load balancer may have dropped; the body is handed to httpx as a
+stream, so content decoding and the caller's size cap and deadline apply as before.
+Failures are httpx's ``TransportError``s: ``ConnectError`` or ``ConnectTimeout`` only
+when nothing was sent.
 """
 
 from __future__ import annotations
@@ -143,16 +144,27 @@ class _Connection:
             raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
 
     def response(self, timeout: float | None) -> h11.Response:
-        """The response's status line and headers (informational responses skipped)."""
+        """The response's status line and headers (informational responses skipped).
+
+        The read timeout bounds the whole head, not each piece of it: a server trickling
+        its headers a byte at a time would otherwise hold the call for as long as it likes.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            event = self.next_event(timeout)
+            event = self.next_event(timeout, deadline)
             if isinstance(event, h11.Response):
                 return event
             if not isinstance(event, h11.InformationalResponse):
                 raise httpx.RemoteProtocolError(f"expected a response, got {type(event).__name__}")
 
-    def next_event(self, timeout: float | None) -> h11.Event | type[h11.PAUSED]:
+    def next_event(
+        self, timeout: float | None, deadline: float | None = None
+    ) -> h11.Event | type[h11.PAUSED]:
         while (event := self._h11.next_event()) is h11.NEED_DATA:
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    raise httpx.ReadTimeout("the answer's headers took too long")
             self._sock.settimeout(timeout)
             try:
                 data = self._sock.recv(_READ_SIZE)
