@@ -11,7 +11,8 @@ settles them then, and sends each call straight over a connection of one urllib3
   ``$REQUESTS_CA_BUNDLE`` or requests' default bundle, as requests would), loaded once;
   ``false`` turns verification off;
 - a proxy the environment names for Vault's address is used, as requests would;
-- each call has ``vault.timeout`` to connect and again to read;
+- each call has ``vault.timeout`` to connect and again to read, and an answer is read
+  up to ``MAX_ANSWER_BYTES`` only;
 - the pool keeps one connection per thread at rotator's highest concurrency, and is
   safe to share between threads;
 - a call that fails in transport raises the ``requests`` exception requests would have
@@ -41,6 +42,9 @@ from rotator.errors import ConfigError, VaultError
 #: runs with (daemon.concurrency, --concurrency). Opened only as threads need them.
 POOL_SIZE = 256
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: The most of an answer rotator reads. Vault refuses requests over 32 MiB by default, so
+#: none of its answers to rotator (one secret, its metadata, a lookup) comes near this.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 class VaultResponse:
@@ -121,7 +125,18 @@ class PooledAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> VaultResponse:
         try:
-            answer = self._open(method, path, body=body, headers=headers, redirect=False)
+            answer = self._open(
+                method, path, body=body, headers=headers, redirect=False, preload_content=False
+            )
+            try:
+                content = answer.read(MAX_ANSWER_BYTES + 1)
+                if len(content) > MAX_ANSWER_BYTES:
+                    answer.close()  # the rest is unread: the connection cannot carry another call
+            except BaseException:
+                answer.close()
+                raise
+            finally:
+                answer.release_conn()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _as_requests_error(exc) from exc
         except ValueError:
@@ -129,7 +144,13 @@ class PooledAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]
             raise requests.exceptions.InvalidHeader(
                 "a Vault request header (token or namespace) is not a valid HTTP header value"
             ) from None
-        return VaultResponse(answer.status, answer.headers, answer.data)
+        if len(content) > MAX_ANSWER_BYTES:
+            raise VaultError(
+                f"Vault at {self._origin} answered {method} {path.split('?')[0]} with more than "
+                f"{MAX_ANSWER_BYTES >> 20} MiB, which rotator does not read: check that "
+                "vault.address names Vault itself, not a proxy or another service"
+            )
+        return VaultResponse(answer.status, answer.headers, content)
 
 
 def _json_body(value: Any) -> bytes:

@@ -29,6 +29,7 @@ from rotator.sandbox.registry import emulator_class
 from rotator.sandbox.server import EmulatorServer
 from rotator.secret import Secret
 from rotator.vault import VaultStore
+from rotator.vault_transport import MAX_ANSWER_BYTES
 from rotator.vocabulary import Outcome, Result
 from tests.support.configs import config_text
 from tests.support.recorder import Recorded, Recorder
@@ -425,3 +426,17 @@ def test_the_daemon_logs_transport_warnings_at_start(tmp_path: Path) -> None:
 
     assert "configuration warning" in result.stderr
     assert "vault.address" in result.stderr
+
+
+def test_a_vault_answer_larger_than_rotator_reads_is_refused_unread() -> None:
+    """A misconfigured address or a hostile proxy cannot make rotator hold an endless answer."""
+    padding = b"x" * (MAX_ANSWER_BYTES + 1)
+    vault = Recorder(
+        answer=lambda _: (200, {"content-type": "application/json"}, b'{"p":"' + padding + b'"}')
+    )
+    store = store_for(vault.url)
+
+    with pytest.raises(VaultError, match="more than 64 MiB"):
+        store.login()
+
+    vault.stop()
