@@ -411,9 +411,26 @@ def _describe(exc: hvac.exceptions.VaultError) -> str:
 
 def _unreachable(address: str | None, exc: Exception) -> VaultUnreachable:
     return VaultUnreachable(
-        f"cannot reach Vault at {address} ({type(exc).__name__}); check vault.address "
-        "and that Vault is running"
+        f"cannot reach Vault at {address} ({type(exc).__name__}); {_what_to_check(exc)}"
     )
+
+
+def _what_to_check(exc: Exception) -> str:
+    """What to look at for this failure: Vault being down is only one of the causes."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return (
+            "Vault's certificate was refused: check that vault.verify_tls (or $VAULT_CACERT, "
+            "$VAULT_CAPATH) names the CA that signed it, and that vault.address uses a host "
+            "name the certificate is issued for"
+        )
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return (
+            "the token (or vault.namespace) cannot be sent as an HTTP header: check its source "
+            "for a line break or other control character"
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "Vault did not answer within vault.timeout: check that it is up and not overloaded"
+    return "check vault.address and that Vault is running"
 
 
 def _read_file(path: Path, key: str) -> Secret:

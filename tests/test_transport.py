@@ -362,6 +362,18 @@ def test_a_vault_certificate_for_another_host_is_refused(
     assert tls_vault.requests == []
 
 
+def test_a_vault_certificate_refused_says_to_check_the_tls_settings_not_that_vault_is_down(
+    tls_vault: Recorder, certificate: tuple[Path, Path]
+) -> None:
+    elsewhere_name = tls_vault.url.replace("127.0.0.1", "localhost")
+
+    with pytest.raises(VaultUnreachable) as refused:
+        store_for(elsewhere_name, verify_tls=str(certificate[0])).login()
+
+    assert "vault.verify_tls" in str(refused.value)
+    assert "running" not in str(refused.value)
+
+
 # urllib3 warns about every unverified request; rotator's own warning is validate's.
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_vault_verify_tls_false_accepts_a_certificate_no_ca_vouches_for(

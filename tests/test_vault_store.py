@@ -217,6 +217,18 @@ def test_a_vault_token_that_is_not_a_valid_header_value_is_refused_without_showi
     assert "InvalidHeader" in str(refused.value)
 
 
+def test_a_vault_token_that_is_not_a_valid_header_value_says_to_check_the_token(
+    openbao: OpenBaoServer,
+) -> None:
+    config = VaultConfig(address=openbao.address, auth=TokenAuth())
+
+    with pytest.raises(VaultUnreachable) as refused:
+        VaultStore(config, Secret("hvs.token\nwith-a-line-break")).login()
+
+    assert "line break" in str(refused.value)
+    assert "running" not in str(refused.value)
+
+
 class MonotonicAhead:
     """``time.monotonic``, plus whatever a test has skipped ahead instead of waiting."""
 
