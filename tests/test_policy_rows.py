@@ -1,21 +1,24 @@
 """What the engine reads before a rotation: a policy's pause, unfinished rotation and state,
-as one statement (``AuditStore.policy_rows``), on PostgreSQL and SQLite."""
+as one statement (``AuditStore.policy_rows``), on PostgreSQL and SQLite, under the lock."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 
 from rotator.audit.pauses import pause_in_force, pause_policy
 from rotator.audit.store import AuditStore, RotationRecord
+from rotator.engine.lock import advisory_lock_ids
 from rotator.secret import Secret
-from rotator.vocabulary import State
+from rotator.vocabulary import Result, State
+from tests.support.rig import Rig
 from tests.test_audit_tamper import rotation_record
 
 
@@ -99,3 +102,50 @@ def test_the_three_are_read_in_one_statement(store: AuditStore) -> None:
         event.remove(store.engine, "before_cursor_execute", seen)
 
     assert len(statements) == 1
+
+
+@pytest.fixture
+def rig(rig_factory: Callable[[str], Rig]) -> Rig:
+    built = rig_factory("digitalocean_gradient")
+    built.add_policy("app", strategy="create_then_delete", grace="0s", every="1d")
+    return built
+
+
+def holds_lock(rig: Rig, backend: int, policy: str) -> bool:
+    """Whether the PostgreSQL session ``backend`` holds ``policy``'s advisory lock now."""
+    classid, objid = advisory_lock_ids(policy)
+    url = rig.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = %s AND classid = %s AND objid = %s",
+            (backend, classid, objid),
+        ).fetchone()
+    return row is not None and row[0] == 1
+
+
+@pytest.mark.parametrize("trigger", ["now", "schedule"])
+def test_a_rotation_reads_its_policy_once_before_planning_on_the_session_holding_its_lock(
+    rig: Rig, trigger: str
+) -> None:
+    engine = rig.engine(clock=lambda: datetime.now(UTC) + timedelta(days=2))
+    rotating = threading.get_ident()
+    reads: list[tuple[str, bool]] = []
+
+    def seen(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        # The step writes and lock checks go to the driver directly: what passes here on
+        # the rotating thread are the reads.
+        if threading.get_ident() == rotating and statement.startswith("SELECT"):
+            backend = connection.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+            reads.append((statement.split(",")[0], holds_lock(rig, backend, "app")))
+
+    event.listen(engine.store.engine, "before_cursor_execute", seen)
+    try:
+        rotate = engine.rotate_now if trigger == "now" else engine.rotate_if_due
+        outcome = rotate("app")
+    finally:
+        event.remove(engine.store.engine, "before_cursor_execute", seen)
+        engine.close()
+
+    assert outcome.result is Result.COMPLETED, outcome.message
+    assert reads == [("SELECT policy_pauses.policy AS p_policy", True)]
