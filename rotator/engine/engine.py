@@ -211,8 +211,9 @@ class Engine:
         return hold_reason(True, pause_in_force(self.store, name, self.clock()))
 
     def _read_rows(self, name: str, lease: Lease) -> PolicyRows:
-        """The policy's pause, unfinished rotation and state, read (one statement) on its
-        lock's session: under the lock, so no other process changes them before this one acts."""
+        """The policy's pause, unfinished rotation and state, read in one statement on its
+        lock's session: while the lock is held, no other rotator works on the rotation or moves
+        the current key, and the read proves the lock for the next check."""
         return lease.read(lambda session: self.store.policy_rows(name, session=session))
 
     def _hold_reason(self, policy: Policy, rows: PolicyRows) -> str | None:
