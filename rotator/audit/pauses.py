@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from rotator.audit.records import Pause
 from rotator.audit.store import AuditStore, utcnow
@@ -83,11 +83,9 @@ def pauses_in_force(store: AuditStore, now: datetime) -> dict[str, Pause]:
 _SELECT_PAUSE = select(policy_pauses).where(policy_pauses.c.policy == bindparam("b_policy"))
 
 
-def pause_in_force(
-    store: AuditStore, policy: str, now: datetime, *, session: Connection | None = None
-) -> Pause | None:
-    """The policy's pause, if one holds at ``now``; ``session`` as for ``AuditStore.reading``."""
-    with store.reading(session) as connection:
+def pause_in_force(store: AuditStore, policy: str, now: datetime) -> Pause | None:
+    """The policy's pause, if one holds at ``now``."""
+    with store.reading() as connection:
         row = connection.execute(_SELECT_PAUSE, {"b_policy": policy}).first()
     pause = Pause(**row._asdict()) if row is not None else None
     return pause if pause is not None and pause.holds_at(now) else None

@@ -19,6 +19,9 @@ from sqlalchemy import (
     Connection,
     Insert,
     Row,
+    Select,
+    String,
+    and_,
     bindparam,
     case,
     insert,
@@ -29,8 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from rotator.audit.events import DetailValue, EventLog, event_after, event_param, utcnow
-from rotator.audit.records import EventOutcome, PolicyState, Step
-from rotator.audit.tables import policy_state, rotations
+from rotator.audit.records import EventOutcome, Pause, PolicyState, Step
+from rotator.audit.tables import policy_pauses, policy_state, rotations
 from rotator.audit.verify import row_changes
 from rotator.errors import AuditStoreError, LockLost
 from rotator.secret import scrub
@@ -76,6 +79,20 @@ class RotationRecord:
     restored_vault_version: int | None = None
     #: The earliest use of the new key the vendor reported during grace.
     new_key_first_used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PolicyRows:
+    """What decides whether and how a rotation of a policy starts: its pause (in force or
+    not: the caller's clock decides), its unfinished rotation and its state row."""
+
+    pause: Pause | None
+    active: RotationRecord | None
+    state: PolicyState | None
+
+    def pause_at(self, now: datetime) -> Pause | None:
+        """The pause, if it holds at ``now``."""
+        return self.pause if self.pause is not None and self.pause.holds_at(now) else None
 
 
 class StepChanges(TypedDict, total=False):
@@ -136,6 +153,33 @@ _SELECT_ACTIVE_ROTATION = (
     .order_by(rotations.c.created_at.desc())
 )
 _SELECT_POLICY_STATE = select(policy_state).where(policy_state.c.policy == bindparam("b_policy"))
+_ROWS_PREFIXES = ((policy_pauses, "p_"), (rotations, "r_"), (policy_state, "s_"))
+
+
+def _select_policy_rows() -> Select[Any]:
+    """The policy's pause, unfinished rotation and state as one row, each table's columns
+    named with its prefix (``_ROWS_PREFIXES``); a table with no row gives NULLs.
+
+    Joined to a one-row table of the policy's name, so a policy with no row anywhere still
+    gets its (empty) row. The unique index ``ix_rotations_one_unfinished`` allows at most one
+    unfinished rotation, so the joins never give more than one row.
+    """
+    asked = select(bindparam("b_policy", type_=String).label("policy")).subquery("asked")
+    joined = (
+        asked.outerjoin(policy_pauses, policy_pauses.c.policy == asked.c.policy)
+        .outerjoin(
+            rotations,
+            and_(rotations.c.policy == asked.c.policy, rotations.c.state.not_in(TERMINAL_STATES)),
+        )
+        .outerjoin(policy_state, policy_state.c.policy == asked.c.policy)
+    )
+    columns = [
+        column.label(prefix + column.name) for table, prefix in _ROWS_PREFIXES for column in table.c
+    ]
+    return select(*columns).select_from(joined)
+
+
+_SELECT_POLICY_ROWS = _select_policy_rows()
 
 
 def _row_values(columns: tuple[str, ...]) -> dict[str, Any]:
@@ -210,10 +254,10 @@ def _finish_with_event(columns: tuple[str, ...], state_columns: tuple[str, ...])
     )
 
 
-def _record(row: Row[Any]) -> RotationRecord:
+def _record(row: Row[Any] | Mapping[str, Any]) -> RotationRecord:
     """A ``rotations`` row as a record, its state and strategy checked against the words this
     version knows."""
-    values = row._asdict()
+    values = dict(row) if isinstance(row, Mapping) else row._asdict()
     try:
         values["state"] = State(values["state"])
         values["strategy"] = Strategy(values["strategy"])
@@ -423,13 +467,9 @@ class RotationState(EventLog):
             row = connection.execute(_SELECT_ROTATION, {"b_id": rotation_id}).first()
         return _record(row) if row else None
 
-    def active_rotation(
-        self, policy: str, *, session: Connection | None = None
-    ) -> RotationRecord | None:
-        """The policy's unfinished rotation, if any (at most one exists, under the lock).
-
-        ``session``: as for ``reading``."""
-        with self.reading(session) as connection:
+    def active_rotation(self, policy: str) -> RotationRecord | None:
+        """The policy's unfinished rotation, if any (at most one exists, under the lock)."""
+        with self.reading() as connection:
             row = connection.execute(_SELECT_ACTIVE_ROTATION, {"b_policy": policy}).first()
         return _record(row) if row else None
 
@@ -470,6 +510,27 @@ class RotationState(EventLog):
         values = row._asdict()
         values.pop("updated_at")
         return PolicyState(**values)
+
+    def policy_rows(self, policy: str, *, session: Connection | None = None) -> PolicyRows:
+        """The policy's pause, unfinished rotation and state, read in one statement (they
+        decide whether a rotation starts, and how); ``session`` as for ``reading``."""
+        with self.reading(session) as connection:
+            row = connection.execute(_SELECT_POLICY_ROWS, {"b_policy": policy}).one()._asdict()
+        tables = {
+            prefix: {
+                name.removeprefix(prefix): value
+                for name, value in row.items()
+                if name.startswith(prefix)
+            }
+            for _, prefix in _ROWS_PREFIXES
+        }
+        pause, active, state = tables["p_"], tables["r_"], tables["s_"]
+        state.pop("updated_at")
+        return PolicyRows(
+            pause=Pause(**pause) if pause["policy"] is not None else None,
+            active=_record(active) if active["id"] is not None else None,
+            state=PolicyState(**state) if state["policy"] is not None else None,
+        )
 
     def set_policy_state(
         self,

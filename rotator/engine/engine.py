@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rotator.audit.actor import current_actor
 from rotator.audit.events import DetailValue
 from rotator.audit.records import PolicyState
-from rotator.audit.rotation_state import StepChanges
+from rotator.audit.rotation_state import PolicyRows, StepChanges
 from rotator.audit.store import AuditStore, RotationRecord, utcnow
 from rotator.config.credentials import Credential, VaultReference
 from rotator.config.loader import Config, Policy
@@ -201,21 +201,24 @@ class Engine:
             name, lambda: self._rotate_now(name, emergency=emergency, force=force)
         )
 
-    def hold(self, name: str, lease: Lease | None = None) -> str | None:
-        """Why ``name`` is held (paused, or ``enabled: false``); None when it may rotate.
-
-        ``lease``: the policy's lock, held, to read on (see ``Lease.read``)."""
+    def hold(self, name: str) -> str | None:
+        """Why ``name`` is held (paused, or ``enabled: false``); None when it may rotate."""
         from rotator.audit.pauses import pause_in_force
 
         policy = self.policy(name)
         if not policy.enabled:
             return hold_reason(False, None)
-        if lease is None:
-            return hold_reason(True, pause_in_force(self.store, name, self.clock()))
-        pause = lease.read(
-            lambda session: pause_in_force(self.store, name, self.clock(), session=session)
-        )
-        return hold_reason(True, pause)
+        return hold_reason(True, pause_in_force(self.store, name, self.clock()))
+
+    def _read_rows(self, name: str, lease: Lease) -> PolicyRows:
+        """The policy's pause, unfinished rotation and state, read in one statement on its
+        lock's session: while the lock is held, no other rotator works on the rotation or moves
+        the current key, and the read proves the lock for the next check."""
+        return lease.read(lambda session: self.store.policy_rows(name, session=session))
+
+    def _hold_reason(self, policy: Policy, rows: PolicyRows) -> str | None:
+        """As ``hold``, from rows already read."""
+        return hold_reason(policy.enabled, rows.pause_at(self.clock()))
 
     def holds(self) -> dict[str, str]:
         """Every configured policy that is held now, with why (one database read)."""
@@ -301,17 +304,20 @@ class Engine:
         with self.locks.hold(name) as lease:
             if not lease:
                 return _locked(name)
-            reason = self.hold(name, lease)
+            rows = self._read_rows(name, lease)
+            reason = self._hold_reason(policy, rows)
             if reason is not None:
                 if not force:
                     return held(name, reason, hint=FORCE_HINT)
                 self.store.record_event(
                     name, "pause", "overridden", details={"hold": reason, "by": current_actor()}
                 )
-            active = lease.read(lambda session: self.store.active_rotation(name, session=session))
+            active = rows.active
             start = rotate_now_start(active, emergency=emergency, now=self.clock())
             if active is None or start is Start.FRESH:
-                return self._plan_and_run(policy, lease, trigger="now", emergency=emergency)
+                return self._plan_and_run(
+                    policy, lease, rows.state, trigger="now", emergency=emergency
+                )
             if start is Start.LEAVE_IN_GRACE:
                 return _in_grace(active)
             in_grace = active.state == State.GRACE
@@ -321,7 +327,9 @@ class Engine:
             outcome = self._run(policy, active, lease)
             if outcome.result is not Result.COMPLETED or not emergency:
                 return outcome
-            fresh = self._plan_and_run(policy, lease, trigger="now", emergency=True)
+            # The finished rotation moved the policy's current key: its state is read again.
+            state = lease.read(lambda session: self.store.policy_state(name, session=session))
+            fresh = self._plan_and_run(policy, lease, state, trigger="now", emergency=True)
             return _emergency_after_grace(fresh, active) if in_grace else fresh
 
     def _rotate_if_due(self, name: str) -> Outcome:
@@ -330,13 +338,11 @@ class Engine:
             if not lease:
                 return _locked(name)
             now = self.clock()
-            active = lease.read(lambda session: self.store.active_rotation(name, session=session))
-            state = (
-                lease.read(lambda session: self.store.policy_state(name, session=session))
-                if active is None
-                else None
+            rows = self._read_rows(name, lease)
+            active, state = rows.active, rows.state
+            refused = self._refused_on_schedule(
+                name, active, state, self._hold_reason(policy, rows)
             )
-            refused = self._refused_on_schedule(name, active, state, lease)
             if refused is not None:
                 return refused
             if active is not None:
@@ -354,18 +360,17 @@ class Engine:
             window = due_window(name, policy.schedule, state, now)
             if not window.contains(now):
                 return not_due(name, window)
-            return self._plan_and_run(policy, lease, trigger="schedule", emergency=False)
+            return self._plan_and_run(policy, lease, state, trigger="schedule", emergency=False)
 
     def _refused_on_schedule(
         self,
         name: str,
         active: RotationRecord | None,
         state: PolicyState | None,
-        lease: Lease | None = None,
+        hold: str | None,
     ) -> Outcome | None:
         """Why the schedule leaves ``name`` alone whatever the time: a rotation or a policy
-        (``state``) that needs a person, or a hold (which stops new rotations only).
-        ``lease``: as for ``hold``."""
+        (``state``) that needs a person, or a hold (``hold``, which stops new rotations only)."""
         if active is not None:
             if not active.needs_attention:
                 return None
@@ -379,9 +384,8 @@ class Engine:
                 state=active.state,
                 attempted=False,
             )
-        reason = self.hold(name, lease)
-        if reason is not None:
-            return held(name, reason)
+        if hold is not None:
+            return held(name, hold)
         if state is not None and state.attention:
             return Outcome(
                 name,
@@ -530,11 +534,18 @@ class Engine:
             )
 
     def _plan_and_run(
-        self, policy: Policy, lease: Lease, *, trigger: str, emergency: bool
+        self,
+        policy: Policy,
+        lease: Lease,
+        state: PolicyState | None,
+        *,
+        trigger: str,
+        emergency: bool,
     ) -> Outcome:
+        """Plan a fresh rotation and run it; ``state``: the policy's row, read under the lock."""
         try:
             lease.confirm()
-            rotation = self._plan(policy, lease, trigger=trigger, emergency=emergency)
+            rotation = self._plan(policy, lease, state, trigger=trigger, emergency=emergency)
         except LockLost as exc:
             return lost_lock(policy.name, exc, self.store)
         except (VendorError, VaultError, RotationFailed) as exc:
@@ -562,20 +573,19 @@ class Engine:
             **changes,
         )
 
-    def current_key_id(
-        self, policy: Policy, *, read_vault: bool = True, lease: Lease | None = None
+    def current_key_id(self, policy: Policy, *, read_vault: bool = True) -> str | None:
+        """The key the policy's Vault secret holds now, as far as rotator knows it."""
+        return self._current_key_id(policy, self.store.policy_state(policy.name), read_vault)
+
+    def _current_key_id(
+        self, policy: Policy, state: PolicyState | None, read_vault: bool = True
     ) -> str | None:
-        """The key the policy's Vault secret holds now, as far as rotator knows it.
+        """As ``current_key_id``, given the policy's row ``state``.
 
         The key found here is the one revoked after the rotation, so Vault's
         custom_metadata (which anyone with metadata write may set) only counts when
         it names a rotation in rotator's own database that made that very key.
         """
-        state = (
-            self.store.policy_state(policy.name)
-            if lease is None
-            else lease.read(lambda session: self.store.policy_state(policy.name, session=session))
-        )
         if state and state.current_key_id:
             return state.current_key_id
         configured = self.provider_for(policy).configured_key_id(policy.selector)
@@ -599,10 +609,16 @@ class Engine:
         return key_id
 
     def _plan(
-        self, policy: Policy, lease: Lease, *, trigger: str, emergency: bool
+        self,
+        policy: Policy,
+        lease: Lease,
+        state: PolicyState | None,
+        *,
+        trigger: str,
+        emergency: bool,
     ) -> RotationRecord:
         """Step 1: a fresh rotation row, state ``planned``, written under the lock."""
-        old_key_id = self.current_key_id(policy, lease=lease)
+        old_key_id = self._current_key_id(policy, state)
         if policy.strategy is Strategy.REGENERATE and not old_key_id:
             raise RotationFailed(
                 f"policy {policy.name}: regenerate needs the id of the key to regenerate; "
@@ -672,7 +688,8 @@ class Engine:
         to resolve a ``vault:`` provider token (requests are built without one).
         """
         policy = self.policy(name)
-        active = self.store.active_rotation(name)
+        rows = self.store.policy_rows(name)
+        active = rows.active
         if active is not None and active.state == State.REVERTING:
             # Whoever runs next finishes a rollback under way, whatever the trigger.
             return [
@@ -680,7 +697,7 @@ class Engine:
                 *describe_rollback(replace(active, state=State.GRACE)),
             ], "no call was made"
         now = self.clock()
-        start = self._dry_run_start(name, active, emergency=emergency, force=force, trigger=trigger)
+        start = self._dry_run_start(policy, rows, emergency=emergency, force=force, trigger=trigger)
         if isinstance(start, str):
             return [], f"no call would be made: {start}"
         with self._planner(policy) as provider:
@@ -705,7 +722,7 @@ class Engine:
                 return [*checks, *walk(Facts.fresh(policy, provider, old_key_id, emergency)).lines]
 
             if active is None or start is Start.FRESH:
-                old = self._known_key_id(policy, provider)
+                old = self._known_key_id(policy, rows.state, provider)
                 return fresh(old, emergency=emergency), "no call was made"
             resumed = walk(Facts.of(active, emergency=emergency))
             lines = [f"resume rotation {active.id} from state {active.state}", *resumed.lines]
@@ -718,21 +735,21 @@ class Engine:
 
     def _dry_run_start(
         self,
-        name: str,
-        active: RotationRecord | None,
+        policy: Policy,
+        rows: PolicyRows,
         *,
         emergency: bool,
         force: bool,
         trigger: Trigger,
     ) -> Start | str:
-        """How the run would start on ``name``, or why it would make no call at all."""
+        """How the run would start on ``policy``, or why it would make no call at all."""
+        name, active = policy.name, rows.active
+        reason = self._hold_reason(policy, rows)
         if trigger == "schedule":
-            state = self.store.policy_state(name) if active is None else None
-            refused = self._refused_on_schedule(name, active, state)
+            refused = self._refused_on_schedule(name, active, rows.state, reason)
             if refused is not None:
                 return refused.message
             return Start.FRESH if active is None else Start.RESUME
-        reason = self.hold(name)
         if reason is not None and not force:
             return held(name, reason, hint=FORCE_HINT).message
         start = rotate_now_start(active, emergency=emergency, now=self.clock())
@@ -743,9 +760,12 @@ class Engine:
     def _mount(self, policy: Policy) -> str:
         return policy.vault.mount or self.config.vault.mount
 
-    def _known_key_id(self, policy: Policy, provider: Provider[Any, Any]) -> str | None:
-        """The current key as far as the database or the policy tell (no Vault read)."""
-        state = self.store.policy_state(policy.name)
+    @staticmethod
+    def _known_key_id(
+        policy: Policy, state: PolicyState | None, provider: Provider[Any, Any]
+    ) -> str | None:
+        """The current key as far as the policy's row ``state`` or the policy tell (no Vault
+        read)."""
         if state and state.current_key_id:
             return state.current_key_id
         return provider.configured_key_id(policy.selector)
