@@ -7,14 +7,11 @@ Also a one-shot `rotate now` of one DigitalOcean policy on PostgreSQL, against a
 that answers at once: a run's fixed cost (start-up, one rotation, exit), which the
 throughput benchmark's concurrency-1 run pays once per `rotate now` process.
 
-rotator's modules are compiled to bytecode first, as ``pip install`` does for an installed
-package (and a container image holds): a checkout run with PYTHONDONTWRITEBYTECODE set
-would otherwise compile every module from source on every start.
+rotator's modules are compiled to bytecode first (by ``common``), as an installed package's are.
 """
 
 from __future__ import annotations
 
-import compileall
 import json
 import os
 import resource
@@ -28,7 +25,6 @@ from pathlib import Path
 import httpx
 from common import openbao_server, postgres_server, rotator, write_result
 
-import rotator as rotator_package
 from rotator.sandbox.digitalocean_gradient import DigitalOceanGradientEmulator
 from rotator.sandbox.server import EmulatorServer
 
@@ -125,7 +121,6 @@ policies:
 
 def main() -> None:
     with postgres_server() as pg, openbao_server() as bao, tempfile.TemporaryDirectory() as tmp:
-        compileall.compile_dir(Path(rotator_package.__file__).parent, quiet=1)
         measured = {
             "python_pass": median_wall([sys.executable, "-c", "pass"]),
             "help": median_wall([sys.executable, "-m", "rotator", "--help"]),

@@ -1,7 +1,13 @@
-"""Shared by the benchmark scripts: real servers, result files, the machine's description."""
+"""Shared by the benchmark scripts: real servers, result files, the machine's description.
+
+Importing it compiles rotator's modules to bytecode, as ``pip install`` does for an installed
+package (and a container image holds): with PYTHONDONTWRITEBYTECODE set, each rotator
+subprocess a benchmark starts would otherwise compile every module from source.
+"""
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import platform
@@ -14,6 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
+compileall.compile_dir(ROOT / "rotator", quiet=1)
 
 from tests.support.servers import (  # noqa: E402
     OpenBaoServer,

@@ -1,6 +1,8 @@
 """Prometheus metrics (prometheus-client), served by the daemon at ``/metrics``.
 
-Counters and the duration histogram are updated as rotations run; the
+Counters and the duration histogram are updated as rotations run, through the
+``PrometheusRecorder`` the daemon installs (``rotator.recorder``: a one-shot command
+records nothing and does not import this module); the
 per-policy gauges are read from the audit database at scrape time (by
 ``rotator.observe``), so they are right whichever process did the rotating.
 
@@ -14,8 +16,6 @@ checks them against a running daemon.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,24 +53,18 @@ CONFIG_RELOADS = Counter(
 for _outcome in ("applied", "refused"):
     CONFIG_RELOADS.labels(_outcome)  # both series exist from the start, at 0
 
-#: (provider name, provider type) of the rotation running in this thread, for vendor errors.
-_PROVIDER: ContextVar[tuple[str, str] | None] = ContextVar("rotator_provider", default=None)
 
+class PrometheusRecorder:
+    """Records into the series above (``rotator.recorder.Recorder``)."""
 
-@contextmanager
-def provider_labels(name: str, provider_type: str) -> Iterator[None]:
-    """Label the vendor errors counted inside this block with the provider ``name``."""
-    token = _PROVIDER.set((name, provider_type))
-    try:
-        yield
-    finally:
-        _PROVIDER.reset(token)
+    def rotation_timed(self, provider: str, provider_type: str, seconds: float) -> None:
+        ROTATION_DURATION.labels(provider, provider_type).observe(seconds)
 
+    def rotation_ended(self, policy: str, provider: str, provider_type: str, outcome: str) -> None:
+        ROTATIONS.labels(policy, provider, provider_type, outcome).inc()
 
-def count_vendor_error(vendor: str, status: str) -> None:
-    """Count one failed vendor call (outside a rotation the provider name is unknown: "")."""
-    name, provider_type = _PROVIDER.get() or ("", vendor)
-    VENDOR_ERRORS.labels(name, provider_type, status).inc()
+    def vendor_error(self, provider: str, provider_type: str, status: str) -> None:
+        VENDOR_ERRORS.labels(provider, provider_type, status).inc()
 
 
 @dataclass(frozen=True)

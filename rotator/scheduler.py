@@ -57,8 +57,9 @@ from rotator.engine.schedule import due_window, next_fire
 from rotator.errors import AuditStoreError
 from rotator.log import get_logger
 from rotator.memory import release_freed_memory
-from rotator.metrics import CONFIG_RELOADS, PausedCollector, StateCollector
+from rotator.metrics import CONFIG_RELOADS, PausedCollector, PrometheusRecorder, StateCollector
 from rotator.providers.registry import provider_class
+from rotator.recorder import install
 from rotator.secret import scrub
 from rotator.vocabulary import State
 
@@ -111,6 +112,8 @@ class Daemon:
         self._http = Endpoint(
             settings, alive=self.liveness, ready=self.readiness, registry=REGISTRY
         )
+        # The daemon is the process that serves metrics: its rotations are recorded.
+        install(PrometheusRecorder())
         self.engine = Engine.open(config, clock=clock)
         self._stopping = threading.Event()
         self._reload = threading.Event()

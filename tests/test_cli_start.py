@@ -66,6 +66,19 @@ def test_rotate_now_off_a_terminal_imports_logging_and_http_but_not_rich(
     assert result.stdout.strip().endswith("loaded ['httpx', 'sqlalchemy', 'structlog']")
 
 
+def test_a_one_shot_command_imports_no_metrics_library(
+    migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    # Only the daemon serves /metrics: a one-shot run's counters would die with it unread.
+    shown = "loaded = sorted(m for m in sys.modules if m.startswith('prometheus_client'))"
+    result = dry_run_in_a_process(
+        migrated_sqlite_url, tmp_path, "", f"{shown}\nprint('metrics', loaded)"
+    )
+
+    assert "web" in result.stdout, result.stderr
+    assert result.stdout.strip().endswith("metrics []")
+
+
 def test_a_run_on_sqlite_imports_no_postgresql_support(
     migrated_sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from prometheus_client import REGISTRY
 
+from rotator.metrics import PrometheusRecorder
+from rotator.recorder import install
 from rotator.vocabulary import Result
 from tests.support.kills import KillPoint, hold_at
 from tests.support.rig import MANAGEMENT_TOKEN, PolicySpec, Rig, vendors_supporting
@@ -275,6 +277,15 @@ def test_rollback_is_notified_without_the_secret(grace_rig: Rig) -> None:
         assert secret not in json.dumps(receiver.received)
 
 
+@pytest.fixture
+def prometheus_recorder() -> Iterator[None]:
+    """Rotations recorded into Prometheus, as in the daemon, for this test only."""
+    previous = install(PrometheusRecorder())
+    yield
+    install(previous)
+
+
+@pytest.mark.usefixtures("prometheus_recorder")
 def test_rollback_is_counted_in_the_rotations_metric(rig_factory: RigFactory) -> None:
     rig = rig_factory("scale_agentex")
     rotated_into_grace(rig)

@@ -279,6 +279,19 @@ def test_providers_without_a_ca_bundle_share_one_loaded_trust_store(
             provider.close()
 
 
+def test_a_plain_http_vendor_loads_no_trust_store() -> None:
+    """Loading the CA store costs tens of milliseconds of CPU, and no http:// call uses it."""
+    emulator = emulator_class("digitalocean_gradient")({MANAGEMENT_TOKEN})
+    with EmulatorServer(emulator) as server:
+        provider = provider_for(server)
+        try:
+            assert server.vendor_url.startswith("http://")
+            assert trust_store(provider).cert_store_stats()["x509_ca"] == 0
+            assert list_keys(server)
+        finally:
+            provider.close()
+
+
 def notify_over_tls(certificate: tuple[Path, Path], ca_bundle: Path | None) -> Recorder:
     hook = Recorder(tls=server_context(certificate))
     webhook = Webhook(

@@ -52,10 +52,10 @@ from rotator.errors import (
     VendorError,
 )
 from rotator.log import bound_log_context, get_logger
-from rotator.metrics import ROTATION_DURATION, ROTATIONS, provider_labels
 from rotator.notify import Notifier
 from rotator.providers.base import Provider, Strategy
 from rotator.providers.request import PLANNED_SECRET
+from rotator.recorder import provider_labels, recorder
 from rotator.secret import Secret, scrub
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
@@ -282,11 +282,11 @@ class Engine:
             Result.PAUSED,
         ):
             labels = (policy.provider_name, policy.provider_type)
-            ROTATION_DURATION.labels(*labels).observe(time.monotonic() - started)
+            recorder().rotation_timed(*labels, time.monotonic() - started)
             # Waiting in grace (extended or not) is a step of a rotation, counted once it
             # completes.
             if outcome.result not in (Result.WAITING, Result.GRACE_EXTENDED):
-                ROTATIONS.labels(name, *labels, outcome.result.value).inc()
+                recorder().rotation_ended(name, *labels, outcome.result.value)
             self.notifier.notify(outcome)
         return outcome
 

@@ -11,10 +11,10 @@ mint a second key. Every call first takes a token from the account's limiter
 (``ratelimit.py``) when one is configured. Bodies are read and parsed by
 ``rotator.providers.responses``, within its bounds.
 
-httpx, stamina and the metrics registry are imported when a client is made or
-a call fails, not with this module: validating a configuration imports every
-provider module it names, and a CronJob's ``rotate due`` that finds nothing
-due never makes a vendor call.
+Failed calls are counted through ``rotator.recorder``. httpx, stamina and the
+trust store are imported when a client is made or a call is sent, not with this
+module: validating a configuration imports every provider module it names, and
+a CronJob's ``rotate due`` that finds nothing due never makes a vendor call.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from rotator.providers.base import Provider, SelectorT, SettingsT
 from rotator.providers.ratelimit import Limiter, limiter_for
 from rotator.providers.request import VendorRequest
 from rotator.providers.responses import ShapeT, json_body, parse_body, plain_detail, read_body
+from rotator.recorder import count_vendor_error
 from rotator.secret import FileSecret, Secret, scrub
-from rotator.tls import context_for
 
 if TYPE_CHECKING:
     import httpx
@@ -78,6 +78,8 @@ class VendorHttp:
         """``transport``: httpx's own seam, for tests that answer calls without a server."""
         import httpx
 
+        from rotator.tls import context_for_url
+
         self.vendor = vendor
         self._timeout = timeout
         self._limiter = limiter
@@ -95,7 +97,8 @@ class VendorHttp:
         self._headers["User-Agent"] = f"python-httpx/{httpx.__version__}"
         self._headers.update(headers or {})
         self._timeouts = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()}
-        self._verify = context_for(ca_bundle)
+        # Every call goes to base_url: a plain-http one needs no trust store (~18 ms to load).
+        self._verify = context_for_url(self._base_url, ca_bundle)
         self._transport = transport
         self._local = threading.local()
         self._senders: list[httpx.BaseTransport | httpx.Client] = []
@@ -213,7 +216,7 @@ class VendorHttp:
             finally:
                 streamed.close()
         except httpx.TransportError as exc:
-            _count_error(self.vendor, "network")
+            count_vendor_error(self.vendor, "network")
             raise _unavailable(where, exc) from None
         except httpx.DecodingError:
             encoding = streamed.headers.get("content-encoding", "none")
@@ -231,7 +234,7 @@ class VendorHttp:
 
     def _error(self, where: str, response: httpx.Response) -> VendorError:
         status = response.status_code
-        _count_error(self.vendor, str(status))
+        count_vendor_error(self.vendor, str(status))
         detail = scrub(self._read_error(response))[:_MAX_MESSAGE]
         message = f"{where} -> {status}: {detail}"
         if status in (401, 403):
@@ -282,12 +285,6 @@ def _environment_names_a_proxy() -> bool:
 
     proxies = getproxies()  # what httpx reads them with
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
-
-
-def _count_error(vendor: str, kind: str) -> None:
-    from rotator.metrics import count_vendor_error
-
-    count_vendor_error(vendor, kind)
 
 
 def _unavailable(where: str, exc: httpx.TransportError) -> VendorUnavailable:
