@@ -49,6 +49,10 @@ class State(StrEnum):
 #: Rotation states after which nothing more happens to that rotation.
 TERMINAL_STATES = frozenset(state for state in State if state.is_terminal)
 
+#: Revocations one reconcile plan may make unless forced: more points at a mistake (a changed
+#: name prefix, a selector pointing at the wrong slot) rather than at leftovers of crashes.
+DEFAULT_MAX_REVOCATIONS = 10
+
 
 class Result(StrEnum):
     """What one run of ``rotate now`` / ``rotate due`` did for a policy."""

@@ -101,8 +101,8 @@ def test_reconcile_refuses_too_many_revocations(rig_factory: RigFactory) -> None
 def test_reconcile_refuses_more_revocations_than_its_limit_without_the_cli(
     rig_factory: RigFactory,
 ) -> None:
-    from rotator.engine.reconcile import DEFAULT_MAX_REVOCATIONS
     from rotator.errors import UnsafePlan
+    from rotator.vocabulary import DEFAULT_MAX_REVOCATIONS
 
     rig = rig_factory("digitalocean_gradient")
     spec = rig.add_policy("app", strategy="create_then_delete", grace="0s")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 
 from rotator.cli.options import complete_policies, config_option, load
+from rotator.vocabulary import DEFAULT_MAX_REVOCATIONS
 
 if TYPE_CHECKING:
     from rotator.config.loader import Config
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 @click.option(
     "--max-revocations",
     type=int,
-    default=10,
+    default=DEFAULT_MAX_REVOCATIONS,
     show_default=True,
     help="Refuse to revoke more than this many keys in one run.",
 )

@@ -28,12 +28,7 @@ from rotator.engine.inspection import inspect_policy
 from rotator.engine.lock import Lease, PolicyLocks
 from rotator.engine.pause import FORCE_HINT, held, hold_reason
 from rotator.engine.protocol import RotationContext, RotationRun, lost_lock, unexpected
-from rotator.engine.reconcile import (
-    DEFAULT_MAX_REVOCATIONS,
-    Applied,
-    ReconcilePlan,
-    Reconciler,
-)
+from rotator.engine.reconcile import Applied, ReconcilePlan, Reconciler
 from rotator.engine.rollback import (
     RollbackRun,
     RollbackTarget,
@@ -59,7 +54,7 @@ from rotator.recorder import provider_labels, recorder
 from rotator.secret import Secret, scrub
 from rotator.timestamps import format_time
 from rotator.vault_metadata import metadata_key
-from rotator.vocabulary import Outcome, Result, State
+from rotator.vocabulary import DEFAULT_MAX_REVOCATIONS, Outcome, Result, State
 
 if TYPE_CHECKING:
     from rotator.vault import VaultStore

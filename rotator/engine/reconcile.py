@@ -24,11 +24,7 @@ from rotator.engine.inspection import SlotReport
 from rotator.engine.lock import PolicyLocks
 from rotator.errors import UnsafePlan
 from rotator.providers.base import Provider, VendorKey
-from rotator.vocabulary import Outcome, Result
-
-#: Revocations one plan may make unless forced: more points at a mistake (a changed name
-#: prefix, a selector pointing at the wrong slot) rather than at leftovers of crashes.
-DEFAULT_MAX_REVOCATIONS = 10
+from rotator.vocabulary import DEFAULT_MAX_REVOCATIONS, Outcome, Result
 
 AttentionChange = Literal["flagged", "cleared"]
 
