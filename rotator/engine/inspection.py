@@ -96,8 +96,8 @@ class Due(NamedTuple):
 def explain_due(engine: Engine, policy: Policy, now: datetime) -> Due:
     """When ``policy`` next acts and why: attention, a retry, grace, a resume or its schedule."""
     name = policy.name
-    state = engine.store.policy_state(name)
-    active = engine.store.active_rotation(name)
+    rows = engine.store.policy_rows(name)  # one statement: the two rows agree
+    state, active = rows.state, rows.active
     if active is not None and active.needs_attention:
         return Due(
             None,
@@ -182,8 +182,8 @@ def _inspect(engine: Engine, policy: Policy, now: datetime) -> SlotReport:
     written_version = (
         current.custom_metadata.get(metadata_key(field_name, "version")) if current else None
     )
-    state = engine.store.policy_state(policy.name)
-    active = engine.store.active_rotation(policy.name)
+    rows = engine.store.policy_rows(policy.name)  # one statement: the two rows agree
+    state, active = rows.state, rows.active
     referenced, others_in_flight = _held_by_other_policies(engine, policy)
     referenced |= {vault_key_id, state.current_key_id if state else None}
     referenced |= {provider.configured_key_id(policy.selector)}

@@ -67,11 +67,11 @@ def standing(
     max_attempts: int,
 ) -> Standing:
     """``policy``'s standing as of ``now``."""
-    from rotator.audit.pauses import pause_in_force
-
     name = policy.name
-    state = store.policy_state(name)
-    active = store.active_rotation(name)
+    # One statement: the state, the unfinished rotation and the pause agree with each other
+    # even while a rotation moves on.
+    rows = store.policy_rows(name)
+    state, active = rows.state, rows.active
     history = store.rotations_for(name)
     last = history[-1] if history else None
     current_key = state.current_key_id if state else None
@@ -102,7 +102,7 @@ def standing(
         lock_held=locks.held_elsewhere(name),
         last_error=last.last_error if last else None,
         max_attempts=max_attempts,
-        paused=hold_reason(policy.enabled, pause_in_force(store, name, now)),
+        paused=hold_reason(policy.enabled, rows.pause_at(now)),
     )
     return _with_blockers(store, result, state, active, now, max_attempts)
 
