@@ -118,60 +118,6 @@ class StateCollector(Collector):
         return self._families(_NOTHING_READ, self._clock())
 
     def _families(self, reading: Reading, now: datetime) -> Iterator[GaugeMetricFamily]:
-        def per_policy(name: str, doc: str) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=["policy"])
-
-        age = per_policy("rotator_key_age_seconds", "Age of the policy's current key in Vault.")
-        since = per_policy(
-            "rotator_seconds_since_last_success", "Seconds since the last completed rotation."
-        )
-        last = per_policy(
-            "rotator_last_success_timestamp_seconds",
-            "Unix time of the policy's last completed rotation.",
-        )
-        due = per_policy(
-            "rotator_next_due_timestamp_seconds",
-            "Unix time the policy is (or was, if overdue) next due; now for one due at once.",
-        )
-        interval = per_policy(
-            "rotator_rotation_interval_seconds",
-            "The policy's schedule interval ('every', or the time between two cron fires).",
-        )
-        window = per_policy(
-            "rotator_schedule_window_seconds",
-            "How long after its due time a rotation may start (0: no window).",
-        )
-        grace = per_policy(
-            "rotator_grace_until_timestamp_seconds",
-            "Unix time the old key of a rotation waiting in grace is to be revoked.",
-        )
-        attention = per_policy(
-            "rotator_policy_needs_attention",
-            "1 while the policy is stopped until someone acts (see 'rotator status').",
-        )
-        in_use = per_policy(
-            "rotator_old_key_in_use",
-            "1 while grace is extended because consumers still use the old key.",
-        )
-        flagged = 0
-        for p in reading.policies:
-            if p.key_since is not None:
-                age.add_metric([p.policy], max((now - p.key_since).total_seconds(), 0.0))
-            if p.last_success is not None:
-                since.add_metric([p.policy], (now - p.last_success).total_seconds())
-                last.add_metric([p.policy], p.last_success.timestamp())
-            due.add_metric([p.policy], p.next_due.timestamp())
-            interval.add_metric([p.policy], p.interval_seconds)
-            window.add_metric([p.policy], p.window_seconds)
-            if p.grace_until is not None:
-                grace.add_metric([p.policy], p.grace_until.timestamp())
-            attention.add_metric([p.policy], float(p.needs_attention))
-            in_use.add_metric([p.policy], float(p.old_key_in_use))
-            flagged += int(p.needs_attention)
-        total = GaugeMetricFamily(
-            "rotator_rotations_needing_attention", "Policies stopped until someone acts."
-        )
-        total.add_metric([], flagged)
         ready = GaugeMetricFamily(
             "rotator_ready", "1 when the daemon's readiness check passes.", labels=["check"]
         )
@@ -180,7 +126,19 @@ class StateCollector(Collector):
         yield ready
         if reading.unsealed_events is None:
             return
-        yield from (age, since, last, due, interval, window, grace, attention, in_use, total)
+        # One family's samples at a time: prometheus-client writes a family out before it
+        # asks for the next, so a scrape never holds every policy's samples of every family.
+        for name, doc, value in _PER_POLICY:
+            family = GaugeMetricFamily(name, doc, labels=["policy"])
+            for p in reading.policies:
+                sample = value(p, now)
+                if sample is not None:
+                    family.add_metric([p.policy], sample)
+            yield family
+        total = GaugeMetricFamily(
+            "rotator_rotations_needing_attention", "Policies stopped until someone acts."
+        )
+        total.add_metric([], sum(p.needs_attention for p in reading.policies))
         unsealed = GaugeMetricFamily(
             "rotator_audit_unsealed_events", "Audit events not yet sealed into the hash chain."
         )
@@ -191,7 +149,68 @@ class StateCollector(Collector):
         )
         oldest = reading.oldest_unsealed
         lag.add_metric([], max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
-        yield from (unsealed, lag)
+        yield from (total, unsealed, lag)
+
+
+def _seconds_between(later: datetime, earlier: datetime | None) -> float | None:
+    return None if earlier is None else (later - earlier).total_seconds()
+
+
+def _timestamp(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+#: The per-policy gauges: name, help, and the value for a policy as of a scrape (None: no
+#: sample for that policy).
+_PER_POLICY: tuple[tuple[str, str, Callable[[PolicyReading, datetime], float | None]], ...] = (
+    (
+        "rotator_key_age_seconds",
+        "Age of the policy's current key in Vault.",
+        lambda p, now: (
+            None if p.key_since is None else max((now - p.key_since).total_seconds(), 0.0)
+        ),
+    ),
+    (
+        "rotator_seconds_since_last_success",
+        "Seconds since the last completed rotation.",
+        lambda p, now: _seconds_between(now, p.last_success),
+    ),
+    (
+        "rotator_last_success_timestamp_seconds",
+        "Unix time of the policy's last completed rotation.",
+        lambda p, now: _timestamp(p.last_success),
+    ),
+    (
+        "rotator_next_due_timestamp_seconds",
+        "Unix time the policy is (or was, if overdue) next due; now for one due at once.",
+        lambda p, now: p.next_due.timestamp(),
+    ),
+    (
+        "rotator_rotation_interval_seconds",
+        "The policy's schedule interval ('every', or the time between two cron fires).",
+        lambda p, now: p.interval_seconds,
+    ),
+    (
+        "rotator_schedule_window_seconds",
+        "How long after its due time a rotation may start (0: no window).",
+        lambda p, now: p.window_seconds,
+    ),
+    (
+        "rotator_grace_until_timestamp_seconds",
+        "Unix time the old key of a rotation waiting in grace is to be revoked.",
+        lambda p, now: _timestamp(p.grace_until),
+    ),
+    (
+        "rotator_policy_needs_attention",
+        "1 while the policy is stopped until someone acts (see 'rotator status').",
+        lambda p, now: float(p.needs_attention),
+    ),
+    (
+        "rotator_old_key_in_use",
+        "1 while grace is extended because consumers still use the old key.",
+        lambda p, now: float(p.old_key_in_use),
+    ),
+)
 
 
 class PausedCollector(Collector):
