@@ -67,7 +67,7 @@ class PrometheusRecorder:
         VENDOR_ERRORS.labels(provider, provider_type, status).inc()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyReading:
     """What the gauges say about one configured policy, as of one scrape."""
 

@@ -10,13 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import insert
 
+from rotator.audit.store import AuditStore
+from rotator.audit.tables import policy_state
 from rotator.config.loader import parse_config
 from rotator.config.model import PolicyConfig
 from rotator.config.yaml_source import YamlDocument, load_yaml
 from rotator.memory import release_freed_memory
 from rotator.metrics import PausedCollector, PolicyReading, Reading, StateCollector
 from rotator.providers.registry import provider_class
+from rotator.secret import Secret
 from tests.support.configs import config_text
 
 
@@ -182,3 +186,31 @@ def test_a_scrape_holds_one_family_of_policy_samples_at_a_time() -> None:
     # join, its encoding), and one family's samples add under one more; every family's
     # samples held at once came to over six times.
     assert peak < 5 * len(text)
+
+
+def test_reading_every_policy_state_holds_no_row_beside_its_state(
+    migrated_sqlite_url: str,
+) -> None:
+    # A daemon reads every policy's state at start and at every scrape; its RSS keeps the
+    # peak. The rows are turned into states one at a time, not all fetched first.
+    store = AuditStore.open(Secret(migrated_sqlite_url))
+    now = datetime.now(UTC)
+    with store.engine.begin() as connection:
+        connection.execute(
+            insert(policy_state),
+            [
+                {"policy": f"p{n}", "current_key_id": f"k{n}", "adopted_at": now, "updated_at": now}
+                for n in range(2_000)
+            ],
+        )
+    store.all_policy_states()  # imports and compiles, not counted
+    gc.collect()
+    tracemalloc.start()
+    try:
+        states = store.all_policy_states()
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        store.dispose()
+    assert len(states) == 2_000
+    assert peak < 1.3 * held

@@ -68,7 +68,7 @@ EventOutcome = Literal[
 AUDIT_OUTCOMES: tuple[str, ...] = (*get_args(EventOutcome), "conflict")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyState:
     policy: str
     current_key_id: str | None
