@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import (
+    CTE,
     Boolean,
     Connection,
     Insert,
@@ -200,14 +201,19 @@ _INSERT_ROTATION_WITH_EVENT = event_after(
 def _update_rotation_with_event(columns: tuple[str, ...]) -> Insert:
     """The fenced update of ``columns`` and its event; one statement per set of columns, so
     SQLAlchemy compiles each once."""
-    written = (
+    return event_after(_fenced_update(columns))
+
+
+def _fenced_update(columns: tuple[str, ...]) -> CTE:
+    """The update of ``columns`` of the rotation ``b_id`` still at fence ``b_fence``, as the
+    CTE ``written`` (a row, or none when the fence moved on)."""
+    return (
         update(rotations)
         .where(rotations.c.id == bindparam("b_id"), rotations.c.fence == bindparam("b_fence"))
         .values(_row_values(columns))
         .returning(literal_column("1"))
         .cte("written")
     )
-    return event_after(written)
 
 
 @functools.cache
@@ -221,13 +227,7 @@ def _finish_with_event(columns: tuple[str, ...], state_columns: tuple[str, ...])
     version its own statement inserted). The policy's values are the parameters named
     ``s_<column>``.
     """
-    written = (
-        update(rotations)
-        .where(rotations.c.id == bindparam("b_id"), rotations.c.fence == bindparam("b_fence"))
-        .values(_row_values(columns))
-        .returning(literal_column("1"))
-        .cte("written")
-    )
+    written = _fenced_update(columns)
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     names = _POLICY_STATE_FIELDS
